@@ -1,0 +1,36 @@
+"""Shared fixtures. Tests run offline; the real example data comes from PyPI wheels through yolo_spine.data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Every test process is offline for Ultralytics; example data is cached per user (CI keeps the same home).
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def spine_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated 128-px spine dataset (8/2/2 images) in the merged layout; returns its data.yaml."""
+    from yolo_spine.synth import make_xray_dataset
+
+    return make_xray_dataset(tmp_path_factory.mktemp("spine_ds"), "spine", n_train=8, n_val=2, n_test=2, imgsz=128)
+
+
+@pytest.fixture(scope="session")
+def brain_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated 128-px two-hemisphere brain dataset; returns its data.yaml."""
+    from yolo_spine.synth import make_xray_dataset
+
+    return make_xray_dataset(tmp_path_factory.mktemp("brain_ds"), "brain", n_train=6, n_val=2, n_test=2, imgsz=128)
+
+
+@pytest.fixture(scope="session")
+def example_radiograph_path() -> Path:
+    """The real DICOM chest CR RG1_UNCR.dcm (15-bit, MONOCHROME1) from pydicom-data, cached per user."""
+    from yolo_spine.data import example_radiograph
+
+    return example_radiograph()

@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+
+from yolo_spine.errors import UserError
+from yolo_spine.registry import available_registries, load_registry, normalize_name
+
+
+def test_shipped_registries():
+    assert available_registries() == ["brain", "spine", "teeth"]
+
+
+def test_spine_order_is_anatomical_not_alphabetical():
+    reg = load_registry("spine")
+    expected = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    assert list(reg.names) == [*expected, "S1", "sacrum"]
+    assert list(reg.names) != sorted(reg.names)
+    assert reg.index("T2") == reg.index("T1") + 1
+    assert reg.order.axis == "y" and reg.order.sequences[0] == reg.names
+
+
+@pytest.mark.parametrize("alias", ["c6", "C-6", "C06", "cervical_6", "Cervical 6", "vertebrae_C6", "VERTEBRA_C6"])
+def test_spine_aliases(alias):
+    assert load_registry("spine").resolve(alias) == "C6"
+
+
+def test_thoracic_dorsal_aliases_and_unknown():
+    reg = load_registry("spine")
+    assert reg.resolve("D12") == "T12"
+    assert reg.resolve("Th1") == "T1"
+    assert reg.resolve("cervical-8") is None
+    assert "C7" in reg.suggest("cervical_7x")
+
+
+def test_totalsegmentator_ids():
+    reg = load_registry("spine")
+    ts2 = reg.source_id_map("totalsegmentator_v2")
+    assert ts2[50] == "C1" and ts2[46] == "C5" and ts2[29] == "L3" and ts2[26] == "S1" and ts2[25] == "sacrum"
+    ts1 = reg.source_id_map("totalsegmentator_v1")
+    assert ts1[41] == "C1" and ts1[18] == "L5" and ts1[92] == "sacrum"
+    assert reg.source_id_map("verse")[20] == "L1"
+    with pytest.raises(UserError, match="no label-id scheme"):
+        reg.source_id_map("nope")
+
+
+def test_teeth_fdi_and_mirror():
+    reg = load_registry("teeth")
+    assert reg.names[:8] == tuple(str(i) for i in range(11, 19))
+    assert reg.nc == 32 + 13
+    assert reg.mirror["11"] == "21" and reg.mirror["36"] == "46" and reg.mirror["46"] == "36"
+    m = reg.mirror_index_map()
+    assert reg.names[m[reg.index("13")]] == "23"
+    assert reg.names[m[reg.index("pharynx")]] == "pharynx"
+    assert reg.names[m[reg.index("left_maxillary_sinus")]] == "right_maxillary_sinus"
+    assert reg.source_id_map("toothfairy2")[36] == "36"
+    assert reg.source_id_map("totalsegmentator_teeth")[11] == "11"
+    assert reg.resolve("upper_right_canine_fdi13") == "13"
+    # m is an involution: flipping twice gives the identity
+    assert [m[m[i]] for i in range(reg.nc)] == list(range(reg.nc))
+
+
+def test_brain_regions():
+    reg = load_registry("brain")
+    assert reg.nc == 20
+    ids = reg.source_id_map("aspects")
+    assert ids[1] == "C_left" and ids[10] == "M6_left" and ids[11] == "C_right" and ids[20] == "M6_right"
+    assert all(reg.mirror[n].replace("_right", "_left") == n.replace("_right", "_left") for n in reg.names)
+    assert reg.order is None
+
+
+def test_unknown_registry_and_bad_yaml(tmp_path: Path):
+    with pytest.raises(UserError, match="did you mean 'spine'"):
+        load_registry("spien")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nclasses:\n  - name: A\n    aliases: [a1]\n  - name: B\n    aliases: [A1]\n")
+    with pytest.raises(UserError, match="names both"):
+        load_registry(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: x\nclases: []\n")
+    with pytest.raises(UserError, match="did you mean 'classes'"):
+        load_registry(typo)
+
+
+def test_normalize_name():
+    assert normalize_name("L-05") == "l5"
+    assert normalize_name(" Tooth 11 ") == "tooth11"

@@ -1,0 +1,127 @@
+"""YOLO segmentation label files: one instance per row, ``class x1 y1 … xn yn [conf]``, normalised coordinates.
+
+Ground-truth files have ``1 + 2n`` numbers per row; prediction files written by ``predict --save-txt``
+(and read by ``lift``) append the confidence, ``2 + 2n``. A row of exactly 5 numbers is a *box* row
+(``class cx cy w h``): Ultralytics discards the polygons of a whole image when box and polygon rows are
+mixed, so dataset tools drop and count such rows instead of passing them on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from yolo_spine.errors import DataError
+
+
+@dataclass
+class SegInstance:
+    """One labelled or predicted instance.
+
+    Attributes:
+        cls: Class id (position in the anatomy registry).
+        polygon_xy_norm: ``(N, 2)`` float array of vertices, x then y, normalised by image width/height.
+        conf: Detection confidence for predictions, ``None`` for ground truth.
+    """
+
+    cls: int
+    polygon_xy_norm: np.ndarray
+    conf: float | None = None
+
+    def polygon_xy(self, width: int, height: int) -> np.ndarray:
+        """Return the vertices in pixels (``(N, 2)``, x then y)."""
+        return self.polygon_xy_norm * np.array([width, height], dtype=np.float64)
+
+
+@dataclass
+class LabelFile:
+    """Parsed rows of one label file, with the rows that are not polygons kept aside for accounting.
+
+    Attributes:
+        instances: Polygon rows.
+        box_rows: Number of ``class cx cy w h`` box rows.
+        malformed: ``(line number, reason)`` of rows that are neither (non-numeric, odd coordinate count).
+    """
+
+    instances: list[SegInstance] = field(default_factory=list)
+    box_rows: int = 0
+    malformed: list[tuple[int, str]] = field(default_factory=list)
+
+
+def parse_label_text(text: str, with_conf: bool | None = False) -> LabelFile:
+    """Parse the text of a YOLO label file.
+
+    Args:
+        text: File contents.
+        with_conf: ``False`` for ground truth (``1 + 2n`` numbers), ``True`` for predictions (``2 + 2n``),
+            ``None`` to decide per row by parity.
+
+    Returns:
+        The parsed :class:`LabelFile`.
+    """
+    out = LabelFile()
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            out.malformed.append((lineno, "non-numeric value"))
+            continue
+        cls_value = values[0]
+        if cls_value < 0 or cls_value != int(cls_value):
+            out.malformed.append((lineno, f"class id {parts[0]!r} is not a non-negative integer"))
+            continue
+        n = len(values)
+        if n == 5 or (n == 6 and with_conf):
+            out.box_rows += 1
+            continue
+        has_conf = (n % 2 == 0) if with_conf is None else with_conf
+        coords = values[1:-1] if has_conf else values[1:]
+        if len(coords) % 2 or len(coords) < 2:
+            out.malformed.append((lineno, f"{n} numbers do not form class + x/y pairs"))
+            continue
+        poly = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+        out.instances.append(SegInstance(int(cls_value), poly, float(values[-1]) if has_conf else None))
+    return out
+
+
+def read_yolo_labels(path: str | Path, with_conf: bool | None = False) -> LabelFile:
+    """Read a YOLO segmentation label file (a missing file is an image without instances).
+
+    Raises:
+        DataError: If the file exists but cannot be read as text.
+    """
+    path = Path(path)
+    if not path.exists():
+        return LabelFile()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read label file {path}: {exc}") from None
+    return parse_label_text(text, with_conf=with_conf)
+
+
+def format_instance(inst: SegInstance, decimals: int = 6) -> str:
+    """Format one instance as a label row (confidence appended when it has one)."""
+    coords = " ".join(f"{v:.{decimals}f}" for v in np.asarray(inst.polygon_xy_norm, dtype=np.float64).reshape(-1))
+    row = f"{int(inst.cls)} {coords}"
+    if inst.conf is not None:
+        row += f" {float(inst.conf):.5f}"
+    return row
+
+
+def format_labels(instances: list[SegInstance], decimals: int = 6) -> str:
+    """Format instances as the text of a label file (one row each, trailing newline)."""
+    return "".join(format_instance(i, decimals) + "\n" for i in instances)
+
+
+def write_yolo_labels(path: str | Path, instances: list[SegInstance], decimals: int = 6) -> Path:
+    """Write instances to a YOLO label file (an empty file for an image without instances)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(format_labels(instances, decimals))
+    return path

@@ -1,0 +1,183 @@
+"""Run manifests and atomic outputs: every command's output says how it was made, and never half exists.
+
+* :func:`run_manifest` describes a run: command, options, package versions, machine, inputs' hashes.
+* :func:`atomic_output` gives a temporary folder next to the destination and moves it into place only
+  when the work succeeded, so an interrupted command leaves no half-written dataset, and an existing
+  output is replaced only with ``overwrite=True``.
+* :func:`write_json_atomic` writes one JSON file through a temporary file and a rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from yolo_spine import __version__
+from yolo_spine.errors import OutputExistsError
+
+_VERSIONED = ("numpy", "opencv-python", "albumentations", "SimpleITK", "pydicom", "torch", "ultralytics", "nanodrr")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Return the hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_files(paths: Iterable[str | Path], root: str | Path | None = None) -> str:
+    """Return one SHA-256 over many files: each file's relative name and bytes, in sorted name order.
+
+    Used to fingerprint a dataset's label files so a run records exactly which labels it saw.
+    """
+    root = Path(root) if root else None
+    h = hashlib.sha256()
+    for p in sorted(Path(p) for p in paths):
+        name = str(p.relative_to(root)) if root else p.name
+        h.update(name.encode())
+        h.update(b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def package_versions(names: Iterable[str] = _VERSIONED) -> dict[str, str | None]:
+    """Return installed versions of the packages that decide a result (``None`` where not installed)."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "yolo_spine": __version__}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def run_manifest(
+    command: str,
+    options: Mapping[str, Any],
+    inputs: Mapping[str, str | Path] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Describe one run so that its output can be traced and repeated.
+
+    Args:
+        command: The subcommand (``merge``, ``train`` …).
+        options: Resolved options (paths are stringified).
+        inputs: Named input files to fingerprint with SHA-256 (folders are recorded by path only).
+        extra: Further command-specific fields.
+
+    Returns:
+        A JSON-serialisable mapping with ``schema``, ``created_by``, ``created_utc``, ``command``,
+        ``argv``, ``options``, ``versions``, ``machine`` and ``inputs``.
+    """
+    hashed: dict[str, Any] = {}
+    for key, value in (inputs or {}).items():
+        p = Path(value)
+        hashed[key] = {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None}
+    manifest: dict[str, Any] = {
+        "schema": 1,
+        "created_by": f"yolo_spine {command} {__version__}",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command,
+        "argv": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "options": to_jsonable(dict(options)),
+        "versions": package_versions(),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+        "inputs": hashed,
+    }
+    if extra:
+        manifest.update(to_jsonable(dict(extra)))
+    return manifest
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert paths, tuples, sets and numpy scalars/arrays to plain JSON types."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted(to_jsonable(v) for v in obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
+        return obj.tolist()
+    return obj
+
+
+def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> Path:
+    """Write JSON through a temporary file in the same folder and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(to_jsonable(data), f, indent=indent)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def ensure_can_write(out: str | Path, overwrite: bool) -> Path:
+    """Refuse an existing output unless ``overwrite``; return the output as a resolved path.
+
+    Raises:
+        OutputExistsError: If ``out`` exists and ``overwrite`` is false.
+    """
+    out = Path(out).resolve()
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(out: str | Path, overwrite: bool = False, is_dir: bool = True) -> Iterator[Path]:
+    """Write an output folder (or file) under a temporary name and move it into place on success.
+
+    The temporary path sits next to ``out`` (same filesystem, so the final move is a rename). If the
+    body raises, the temporary path is deleted and any existing ``out`` is left untouched.
+
+    Args:
+        out: Destination folder (or file when ``is_dir`` is false).
+        overwrite: Replace an existing ``out``.
+        is_dir: Create the temporary path as a folder; for a file the body writes to the yielded path.
+
+    Yields:
+        The temporary path to write into.
+
+    Raises:
+        OutputExistsError: If ``out`` exists and ``overwrite`` is false (checked before any work).
+    """
+    out = ensure_can_write(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    target = tmp if is_dir else tmp / out.name
+    try:
+        yield target
+        if out.exists():
+            if not overwrite:  # appeared while we worked: never clobber it
+                raise OutputExistsError(f"{out} appeared while writing; pass --overwrite to replace it")
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(target, out)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+        else:
+            os.replace(target, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

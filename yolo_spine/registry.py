@@ -1,0 +1,267 @@
+"""Anatomy class registries: the one place class names, order, aliases, mirror pairs and label ids come from.
+
+Each registry is a YAML file in ``configs/anatomy/`` (``spine``, ``teeth``, ``brain``; a user may pass a path
+to a file of the same shape). Every command reads classes through :func:`load_registry`, so the class order
+of a merged dataset, a trained model, a review and a 3D metric table is always the same anatomical order.
+
+Example:
+    >>> reg = load_registry("spine")
+    >>> reg.names[:3]
+    ('C1', 'C2', 'C3')
+    >>> reg.resolve("vertebrae_C6"), reg.resolve("c-6"), reg.resolve("Cervical 6")
+    ('C6', 'C6', 'C6')
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from yolo_spine.errors import UserError
+
+_REGISTRY_KEYS = {"name", "description", "classes", "mirror_pairs", "order", "source_ids"}
+
+
+def configs_dir() -> Path:
+    """Return the folder holding ``anatomy/``, ``train/``, ``augment/`` and ``ct/`` YAML files.
+
+    A wheel carries a copy inside the package (``yolo_spine/configs``); a source checkout reads the
+    repository's top-level ``configs/`` folder.
+    """
+    packaged = Path(__file__).resolve().parent / "configs"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def normalize_name(name: str) -> str:
+    """Normalise a class name for alias matching.
+
+    Lower-case, drop every character that is not a letter or digit, and drop leading zeros of numbers
+    that follow a letter, so ``"C-06"``, ``"c6"`` and ``"C 6"`` all become ``"c6"``.
+
+    Args:
+        name: A class name as written in some dataset.
+
+    Returns:
+        The normalised key.
+    """
+    key = re.sub(r"[^0-9a-z]", "", str(name).lower())
+    return re.sub(r"(?<=[a-z])0+(?=\d)", "", key)
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    """Anatomical order of classes along one image axis.
+
+    Attributes:
+        axis: ``"y"`` (class index increases from top to bottom of the image) or ``"x"`` (left to right).
+        sequences: Independent chains of class names, each in increasing position along ``axis``
+            (the spine has one chain; teeth have an upper and a lower arch).
+    """
+
+    axis: str
+    sequences: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class AnatomyRegistry:
+    """One anatomy's classes, in anatomical order, with aliases, mirror pairs and source-id maps.
+
+    Attributes:
+        name: Registry name (``spine``, ``teeth``, ``brain``).
+        description: One line for humans.
+        names: Class names; the position is the YOLO class id.
+        aliases: Normalised alias (see :func:`normalize_name`) → class name; includes each name itself.
+        mirror: Class name → its left/right mirror class (both directions); empty for the spine.
+        order: Anatomical order along an image axis, or ``None`` when classes have no sequence.
+        source_ids: Label-map scheme (``totalsegmentator_v2`` …) → {source label id: class name}.
+        path: The YAML file this registry was read from.
+    """
+
+    name: str
+    description: str
+    names: tuple[str, ...]
+    aliases: dict[str, str] = field(repr=False)
+    mirror: dict[str, str] = field(repr=False)
+    order: OrderSpec | None = field(repr=False)
+    source_ids: dict[str, dict[int, str]] = field(repr=False)
+    path: Path | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def nc(self) -> int:
+        """Number of classes."""
+        return len(self.names)
+
+    @property
+    def names_dict(self) -> dict[int, str]:
+        """``{class id: name}`` as Ultralytics' ``data.yaml`` wants it."""
+        return dict(enumerate(self.names))
+
+    @property
+    def has_mirror_pairs(self) -> bool:
+        """Whether a horizontal flip changes class labels."""
+        return bool(self.mirror)
+
+    def index(self, name: str) -> int:
+        """Return the class id of a canonical class name.
+
+        Raises:
+            KeyError: If ``name`` is not one of :attr:`names` (use :meth:`resolve` for aliases).
+        """
+        return self._index[name]
+
+    def resolve(self, name: str) -> str | None:
+        """Map any spelling of a class (alias, case, separators) onto its canonical name, or ``None``."""
+        return self.aliases.get(normalize_name(name))
+
+    def suggest(self, name: str, n: int = 3) -> list[str]:
+        """Return up to ``n`` canonical names close to an unknown ``name`` (for error messages)."""
+        keys = difflib.get_close_matches(normalize_name(name), list(self.aliases), n=n * 3, cutoff=0.6)
+        out: list[str] = []
+        for key in keys:
+            canonical = self.aliases[key]
+            if canonical not in out:
+                out.append(canonical)
+        return out[:n]
+
+    def mirror_index_map(self) -> list[int]:
+        """Return ``m`` with ``m[i]`` the class id a horizontal flip turns class ``i`` into.
+
+        This is the ``flip_idx``-style permutation a left/right-aware flip applies to class ids.
+        """
+        return [self._index[self.mirror.get(n, n)] for n in self.names]
+
+    def source_id_map(self, scheme: str) -> dict[int, str]:
+        """Return ``{source label id: class name}`` for a label-map scheme.
+
+        Raises:
+            UserError: If the scheme is not defined for this registry (the message lists those that are).
+        """
+        try:
+            return dict(self.source_ids[scheme])
+        except KeyError:
+            raise UserError(
+                f"anatomy '{self.name}' has no label-id scheme '{scheme}'; known: {', '.join(self.source_ids)}"
+            ) from None
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.names)}
+
+
+def available_registries() -> list[str]:
+    """Return the names of the registries shipped in ``configs/anatomy``."""
+    return sorted(p.stem for p in (configs_dir() / "anatomy").glob("*.yaml"))
+
+
+def load_registry(name_or_path: str | Path) -> AnatomyRegistry:
+    """Load an anatomy registry by name (``"spine"``) or from a YAML path.
+
+    Args:
+        name_or_path: A shipped registry name or a path to a YAML file with the same keys.
+
+    Returns:
+        The validated registry.
+
+    Raises:
+        UserError: If the registry does not exist or the file is malformed (one sentence naming the problem).
+    """
+    return _load_registry_cached(str(name_or_path))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_registry_cached(name_or_path: str) -> AnatomyRegistry:
+    path = Path(name_or_path)
+    if not (path.suffix in {".yaml", ".yml"} and path.is_file()):
+        path = configs_dir() / "anatomy" / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = available_registries()
+            close = difflib.get_close_matches(str(name_or_path), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"unknown anatomy '{name_or_path}'{hint}; known: {', '.join(known)} or a YAML path")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"anatomy registry {path} is not valid YAML: {exc}") from None
+    return _parse_registry(raw, path)
+
+
+def _parse_registry(raw: object, path: Path) -> AnatomyRegistry:
+    def fail(msg: str) -> UserError:
+        return UserError(f"anatomy registry {path}: {msg}")
+
+    if not isinstance(raw, dict):
+        raise fail("expected a mapping at the top level")
+    unknown = set(raw) - _REGISTRY_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, _REGISTRY_KEYS, n=1)
+        raise fail(f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    if not raw.get("name") or not isinstance(raw.get("classes"), list) or not raw["classes"]:
+        raise fail("needs 'name' and a non-empty 'classes' list")
+
+    names: list[str] = []
+    aliases: dict[str, str] = {}
+    for entry in raw["classes"]:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise fail(f"each class needs a 'name': {entry!r}")
+        cname = str(entry["name"])
+        if cname in names:
+            raise fail(f"class '{cname}' is listed twice")
+        names.append(cname)
+        for alias in [cname, *[str(a) for a in entry.get("aliases") or []]]:
+            key = normalize_name(alias)
+            if aliases.get(key, cname) != cname:
+                raise fail(f"alias '{alias}' names both '{aliases[key]}' and '{cname}'")
+            aliases[key] = cname
+
+    mirror: dict[str, str] = {}
+    for pair in raw.get("mirror_pairs") or []:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise fail(f"mirror pair must be a list of two class names: {pair!r}")
+        a, b = (str(p) for p in pair)
+        for n in (a, b):
+            if n not in names:
+                raise fail(f"mirror pair names unknown class '{n}'")
+        if a in mirror or b in mirror:
+            raise fail(f"class in more than one mirror pair: {pair!r}")
+        mirror[a], mirror[b] = b, a
+
+    order = None
+    if raw.get("order"):
+        o = raw["order"]
+        axis = o.get("axis")
+        if axis not in {"x", "y"}:
+            raise fail(f"order.axis must be 'x' or 'y', not {axis!r}")
+        seqs = tuple(tuple(str(n) for n in seq) for seq in o.get("sequences") or [])
+        for seq in seqs:
+            for n in seq:
+                if n not in names:
+                    raise fail(f"order sequence names unknown class '{n}'")
+        order = OrderSpec(axis=axis, sequences=seqs)
+
+    source_ids: dict[str, dict[int, str]] = {}
+    for scheme, mapping in (raw.get("source_ids") or {}).items():
+        table: dict[int, str] = {}
+        for sid, cname in (mapping or {}).items():
+            if str(cname) not in names:
+                raise fail(f"source_ids.{scheme}: id {sid} maps to unknown class '{cname}'")
+            table[int(sid)] = str(cname)
+        source_ids[str(scheme)] = table
+
+    return AnatomyRegistry(
+        name=str(raw["name"]),
+        description=str(raw.get("description") or ""),
+        names=tuple(names),
+        aliases=aliases,
+        mirror=mirror,
+        order=order,
+        source_ids=source_ids,
+        path=path,
+    )
