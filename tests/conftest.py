@@ -3,13 +3,50 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parent.parent
+OFFLINE_SITE = Path(__file__).resolve().parent / "_offline"
+
 # Every test process is offline for Ultralytics; example data is cached per user (CI keeps the same home).
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Subprocesses import the checkout under test, whatever is installed in the environment.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``python -m yolo_spine ARGS`` in a subprocess; ``offline=True`` blocks every non-loopback connection.
+
+    Returns the completed process (text stdout/stderr); never raises on a non-zero exit.
+    """
+
+    def run(
+        *args: object,
+        offline: bool = False,
+        cwd: Path | None = None,
+        timeout: float = 900,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {})}
+        if offline:
+            full_env["PYTHONPATH"] = os.pathsep.join([str(OFFLINE_SITE), full_env["PYTHONPATH"]])
+        return subprocess.run(
+            [sys.executable, "-m", "yolo_spine", *[str(a) for a in args]],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env=full_env,
+            timeout=timeout,
+        )
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,14 @@ def test_cli_version_and_no_command(capsys):
     assert main([]) == 0
     proc = subprocess.run([sys.executable, "-m", "yolo_spine", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and "yolo_spine" in proc.stdout
+
+
+def test_offline_subprocess_blocks_network(run_cli, tmp_path: Path):
+    code = "import urllib.request; urllib.request.urlopen('https://pypi.org', timeout=5)"
+    script = tmp_path / "net.py"
+    script.write_text(code)
+    offline_site = Path(__file__).parent / "_offline"
+    env = {**os.environ, "PYTHONPATH": f"{offline_site}{os.pathsep}{os.environ['PYTHONPATH']}"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "blocked in an offline test" in proc.stderr
+    assert run_cli("--version", offline=True).returncode == 0
