@@ -107,6 +107,19 @@ def _bridge_holes(outer: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
     return ring
 
 
+def join_rings(rings: list[np.ndarray]) -> np.ndarray:
+    """Join several rings (parts of one instance, or an outer ring and its holes) into one ring.
+
+    Each further ring is spliced in at its nearest vertex pair with a zero-width cut, so one YOLO polygon
+    row carries the whole instance; rasterising it gives the union of the parts (holes stay empty because
+    they run the other way round). The first ring is the anchor.
+    """
+    rings = [np.asarray(r, dtype=np.float64).reshape(-1, 2) for r in rings if len(r)]
+    if not rings:
+        return np.zeros((0, 2))
+    return _bridge_holes(rings[0], rings[1:])
+
+
 def mask_to_polygons(
     mask: np.ndarray, min_area_px: float = 0.0, epsilon_px: float = 0.0
 ) -> tuple[list[np.ndarray], list[float]]:

@@ -1,9 +1,142 @@
-"""Subcommands of the ``datasets`` stage (argparse only; library code is imported when a command runs)."""
+"""Subcommands of the datasets stage: fetch, merge, check, stats (argparse only; work happens in handlers)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_seed
+from yolo_spine.errors import UserError
+
+
+def _parse_maps(items: list[str]) -> dict[str, str]:
+    maps = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--map needs NAME=CLASS, got '{item}'")
+        k, v = item.split("=", 1)
+        maps[k.strip()] = v.strip()
+    return maps
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from yolo_spine.datasets.fetch import fetch_dataset
+
+    out = fetch_dataset(
+        workspace=args.workspace,
+        project=args.project,
+        version=args.version,
+        fmt=args.format,
+        api_key=args.api_key,
+        out_root=args.out,
+        overwrite=args.overwrite,
+    )
+    print(out)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from yolo_spine.datasets.merge import MergeOptions, merge_exports
+
+    summary = merge_exports(
+        MergeOptions(
+            sources=args.sources,
+            out=args.out,
+            anatomy=args.anatomy,
+            maps=_parse_maps(args.map),
+            drops=args.drop,
+            split=tuple(args.split),
+            seed=args.seed,
+            keep_splits=args.keep_splits,
+            overwrite=args.overwrite,
+            workers=args.workers,
+        )
+    )
+    inst = summary["instances"]
+    dropped = ", ".join(f"{k} {v}" for k, v in inst["dropped"].items() if v) or "none"
+    print(
+        f"merged into {summary['out']}: images train {summary['images']['train']}, val {summary['images']['val']}, "
+        f"test {summary['images']['test']}; instances kept {inst['kept']} of {inst['in']} "
+        f"(clipped {inst['clipped']}; dropped: {dropped}); see manifest.json"
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from yolo_spine.datasets.check import check_dataset
+
+    rep = check_dataset(args.data)
+    n_img = sum(rep.images.values())
+    if rep.ok:
+        print(f"ok: {n_img} images, {sum(rep.instances.values())} instances, no problems")
+        return 0
+    for p in rep.problems:
+        print(p)
+    print(f"{len(rep.problems)} problem(s) in {rep.root} ({n_img} images)")
+    return 1
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from yolo_spine.datasets.stats import dataset_stats, plot_class_histogram
+
+    st = dataset_stats(args.data)
+    print(st.table())
+    png = args.out or Path(args.data).resolve().parent / "class_histogram.png"
+    plot_class_histogram(st, png, title=f"{Path(args.data).resolve().parent.name}: instances per class")
+    print(f"histogram: {png}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this stage's subcommands."""
+    """Add fetch, merge, check and stats."""
+    p = add_command(sub, "fetch", "download a Roboflow dataset version (needs network and an API key)", _fetch)
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--project", required=True)
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--format", default="yolov11", choices=["yolov11", "coco-segmentation"])
+    p.add_argument("--api-key", default=None, help="Roboflow API key (default: $ROBOFLOW_API_KEY)")
+    p.add_argument("--out", type=Path, default=Path("datasets/raw"), help="receives <project>-<version>/")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing download")
+
+    p = add_command(sub, "merge", "merge Roboflow exports into one leakage-free YOLO-seg dataset", _merge)
+    p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="export folders or .zip files")
+    add_anatomy(p)
+    add_out(p, "output dataset folder")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="NAME=CLASS",
+        help="map a source class name onto a registry class (repeatable)",
+    )
+    p.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="drop a source class (counted in the manifest; repeatable)",
+    )
+    p.add_argument(
+        "--split",
+        nargs=3,
+        type=float,
+        default=[0.8, 0.1, 0.1],
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="split fractions, made per group of copies",
+    )
+    p.add_argument(
+        "--keep-splits",
+        action="store_true",
+        help="keep the exports' splits (groups found in several splits are moved into one)",
+    )
+    add_seed(p)
+    p.add_argument("--workers", type=int, default=0, help="processes hashing and verifying images (0: every core)")
+
+    p = add_command(sub, "check", "validate a dataset as training will read it (non-zero exit on problems)", _check)
+    p.add_argument("data", type=Path, metavar="DATA_YAML")
+
+    p = add_command(sub, "stats", "images and instances per split and class, and a class histogram", _stats)
+    p.add_argument("data", type=Path, metavar="DATA_YAML")
+    p.add_argument(
+        "--out", type=Path, default=None, help="histogram PNG (default: class_histogram.png beside data.yaml)"
+    )
