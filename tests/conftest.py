@@ -71,3 +71,33 @@ def example_radiograph_path() -> Path:
     from yolo_spine.data import example_radiograph
 
     return example_radiograph()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(spine_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch YOLO11n-seg trained by ``yolo_spine train`` at 64 px, offline (the run folder is returned).
+
+    It learns nothing useful in one epoch; tests use it for files, formats, speed paths and errors.
+    """
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(OFFLINE_SITE), os.environ["PYTHONPATH"]])}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "yolo_spine",
+            "train",
+            "--data",
+            str(spine_dataset),
+            "--out",
+            str(out),
+            "--config",
+            "cpu-smoke",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

@@ -241,6 +241,69 @@ class _Tally:
     remapped: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
 
+    def merge(self, other: _Tally) -> None:
+        self.kept += other.kept
+        self.clipped += other.clipped
+        self.remapped.update(other.remapped)
+        self.dropped.update(other.dropped)
+
+
+@dataclass
+class _WriteJob:
+    """One kept image: where it comes from and where its image and label file go."""
+
+    index: int
+    image: SourceImage
+    high_bit: bool
+    image_dst: Path
+    label_dst: Path
+
+
+def _write_chunk(
+    jobs: list[_WriteJob], resolved: dict[str, str | None], registry: str
+) -> list[tuple[int, list[int], _Tally]]:
+    """Clean the instances of each job's image and write its image and label file (runs in a worker)."""
+    reg = load_registry(registry)
+    out = []
+    for job in jobs:
+        tally = _Tally()
+        instances = _clean_instances(job.image, resolved, reg, tally)
+        if job.high_bit:
+            write_png(job.image_dst, read_xray(job.image.path).pixels)
+        else:
+            _link_or_copy(job.image.path, job.image_dst)
+        job.label_dst.write_text(format_labels(instances))
+        out.append((job.index, [x.cls for x in instances], tally))
+    return out
+
+
+def _run_write_jobs(
+    jobs: list[_WriteJob], resolved: dict[str, str | None], reg: AnatomyRegistry, workers: int
+) -> dict[int, tuple[list[int], _Tally]]:
+    from tqdm import tqdm
+
+    registry = str(reg.path) if reg.path else reg.name
+    n = workers if workers > 0 else (os.cpu_count() or 1)
+    results: dict[int, tuple[list[int], _Tally]] = {}
+    bar = tqdm(total=len(jobs), desc="merge", unit="img", disable=None)
+    if n <= 1 or len(jobs) < 256:
+        parts = [_write_chunk(jobs[k : k + 64], resolved, registry) for k in range(0, len(jobs), 64)]
+        for part in parts:
+            results.update({i: (c, t) for i, c, t in part})
+            bar.update(len(part))
+    else:
+        size = max(64, len(jobs) // (n * 8))
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            futures = [
+                pool.submit(_write_chunk, jobs[k : k + size], resolved, registry) for k in range(0, len(jobs), size)
+            ]
+            for fut in futures:
+                part = fut.result()
+                results.update({i: (c, t) for i, c, t in part})
+                bar.update(len(part))
+    bar.close()
+    return results
+
 
 def _clean_instances(
     im: SourceImage, resolved: dict[str, str | None], reg: AnatomyRegistry, tally: _Tally
@@ -339,7 +402,6 @@ def merge_exports(options: MergeOptions) -> dict:
 def _write_dataset(
     exports: list[Export], resolved: dict[str, str | None], reg: AnatomyRegistry, options: MergeOptions, out: Path
 ) -> dict:
-    from tqdm import tqdm
 
     records = [(ex, im) for ex in exports for im in ex.images]
     checks = _inspect_many([im.path for _, im in records], options.workers)
@@ -406,8 +468,25 @@ def _write_dataset(
         for s in SPLITS:
             (tmp / "images" / s).mkdir(parents=True)
             (tmp / "labels" / s).mkdir(parents=True)
-        for i in tqdm(range(len(records)), desc="merge", unit="img", disable=None):
+        # Names and splits are decided here; cleaning polygons and writing files runs in worker processes.
+        jobs: list[_WriteJob] = []
+        for i in kept_idx:
             ex, im = records[i]
+            split = split_of[groups[i]]
+            name = f"{ex.tag}__{im.path.stem}.png" if checks[i].high_bit else f"{ex.tag}__{im.path.name}"
+            out_name[i] = f"images/{split}/{name}"
+            jobs.append(
+                _WriteJob(
+                    i,
+                    im,
+                    checks[i].high_bit,
+                    tmp / "images" / split / name,
+                    tmp / "labels" / split / f"{Path(name).stem}.txt",
+                )
+            )
+        results = _run_write_jobs(jobs, resolved, reg, options.workers)
+
+        for i, (ex, im) in enumerate(records):
             chk = checks[i]
             entry = {
                 "source": f"{ex.tag}/{im.rel}",
@@ -435,27 +514,21 @@ def _write_dataset(
                 )
                 continue
             split = split_of[groups[i]]
-            instances = _clean_instances(im, resolved, reg, tally)
-            name = f"{ex.tag}__{im.path.name}"
-            if chk.high_bit:
-                name = f"{ex.tag}__{im.path.stem}.png"
-                write_png(tmp / "images" / split / name, read_xray(im.path).pixels)
-            else:
-                _link_or_copy(im.path, tmp / "images" / split / name)
-            (tmp / "labels" / split / f"{Path(name).stem}.txt").write_text(format_labels(instances))
-            out_name[i] = f"images/{split}/{name}"
+            classes, part = results[i]
+            tally.merge(part)
             per_split_images[split] += 1
-            class_counts[split].update(reg.names[x.cls] for x in instances)
+            class_counts[split].update(reg.names[c] for c in classes)
             manifest_images.append(
                 {
                     **entry,
                     "file": out_name[i],
                     "split": split,
                     "status": "kept",
-                    "instances_kept": len(instances),
+                    "instances_kept": len(classes),
                     **({"converted": "windowed to 8-bit PNG"} if chk.high_bit else {}),
                 }
             )
+
         instances_in = sum(len(im.instances) for _, im in records) + sum(
             rows for ex in exports for _, rows in ex.orphan_labels
         )

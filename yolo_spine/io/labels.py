@@ -107,7 +107,8 @@ def read_yolo_labels(path: str | Path, with_conf: bool | None = False) -> LabelF
 
 def format_instance(inst: SegInstance, decimals: int = 6) -> str:
     """Format one instance as a label row (confidence appended when it has one)."""
-    coords = " ".join(f"{v:.{decimals}f}" for v in np.asarray(inst.polygon_xy_norm, dtype=np.float64).reshape(-1))
+    fmt = f"{{:.{decimals}f}}".format
+    coords = " ".join(map(fmt, np.asarray(inst.polygon_xy_norm, dtype=np.float64).ravel().tolist()))
     row = f"{int(inst.cls)} {coords}"
     if inst.conf is not None:
         row += f" {float(inst.conf):.5f}"

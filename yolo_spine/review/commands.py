@@ -1,9 +1,43 @@
-"""Subcommands of the ``review`` stage (argparse only; library code is imported when a command runs)."""
+"""Subcommand of the review stage (argparse only; Ultralytics is imported when the command runs)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from yolo_spine._cli_common import add_command, add_device, add_out
+
+
+def _val(args: argparse.Namespace) -> int:
+    from yolo_spine.review.val import review
+
+    m = review(
+        weights=args.weights,
+        data=args.data,
+        out=args.out,
+        split=args.split,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    conf = m["best_conf"]["mask"]["all"]["conf"]
+    cc = m["pycocotools"]
+    print(
+        f"{m['split']}: {m['images']} images; mask mAP50 {m['mask']['mAP50']:.3f}, mAP50-95 {m['mask']['mAP50-95']:.3f}"
+        f" (pycocotools {cc['mask_mAP50-95']:.3f}, {'agree' if cc['agree'] else 'DISAGREE'}); "
+        f"best-F1 confidence {conf if conf is not None else 'n/a'}; report: {Path(args.out) / 'report.html'}"
+    )
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this stage's subcommands."""
+    """Add ``val``."""
+    p = add_command(sub, "val", "review a model: P/R/PR/F1 curves, best-F1 confidence, metrics, HTML report", _val)
+    p.add_argument("--weights", type=Path, required=True, help="model (.pt, .onnx or OpenVINO folder)")
+    p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML")
+    add_out(p, "review folder (REVIEW_DIR)")
+    p.add_argument("--split", default="val", choices=["val", "test"])
+    p.add_argument("--imgsz", type=int, default=None, help="inference size (default: the training size)")
+    p.add_argument("--batch", type=int, default=16)
+    add_device(p)

@@ -1,9 +1,76 @@
-"""Subcommands of the ``train`` stage (argparse only; library code is imported when a command runs)."""
+"""Subcommand of the train stage (argparse only; Ultralytics is imported when the command runs)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from yolo_spine._cli_common import add_command
+
+
+def _train(args: argparse.Namespace) -> int:
+    from yolo_spine.train.train import train
+
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "model",
+            "weights",
+            "epochs",
+            "imgsz",
+            "batch",
+            "device",
+            "workers",
+            "channels",
+            "threads",
+            "patience",
+            "seed",
+        )
+    }
+    res = train(
+        data=args.data,
+        out=args.out,
+        preset=args.config,
+        overrides=overrides,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        weights_dir=args.weights_dir,
+    )
+    m = res.manifest
+    ips = m.get("train_images_per_second")
+    print(
+        f"trained {m['epochs_completed']} epoch(s) on {m['device']} ({m['torch_threads']} threads"
+        f"{f', {ips:.1f} images/s' if ips else ''}); model started from {m['model']['source']}; "
+        f"best weights: {res.best}"
+    )
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this stage's subcommands."""
+    """Add ``train``."""
+    p = add_command(
+        sub,
+        "train",
+        "train a YOLOv11-seg model (offline; CPU, one GPU, or several through DDP)",
+        _train,
+        description="Train a YOLOv11-seg model. Defaults: configs/train/default.yaml (the spine recipe); "
+        "--config picks a preset or your YAML; flags override both. --device 0,1 uses Ultralytics' DDP "
+        "(one process per GPU on this node).",
+    )
+    p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML", help="dataset written by merge/ct2yolo")
+    p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
+    p.add_argument("--config", default=None, help="train preset (spine, teeth, brain, cpu-smoke) or a YAML path")
+    p.add_argument("--model", default=None, help="architecture, e.g. yolo11n-seg (weights/<model>.pt used if present)")
+    p.add_argument("--weights", default=None, help="checkpoint to start from (must exist; never downloaded)")
+    p.add_argument("--weights-dir", type=Path, default=Path("weights"), help="folder searched for <model>.pt")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu, 0, 0,1 (DDP), mps (default: GPU 0 if present, else cpu)")
+    p.add_argument("--workers", type=int, default=None, help="dataloader workers")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
+    p.add_argument("--channels", type=int, choices=[1, 3], default=None, help="1 = grayscale model")
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")

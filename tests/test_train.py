@@ -1,0 +1,144 @@
+"""train: offline, every core, run.json, mirror-aware flips, grayscale models, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yolo_spine.io.labels import read_yolo_labels
+from yolo_spine.registry import load_registry
+
+
+def test_tiny_run_is_offline_and_recorded(tiny_model: Path, spine_dataset: Path):
+    run = json.loads((tiny_model / "run.json").read_text())
+    assert (tiny_model / "weights" / "best.pt").is_file() and (tiny_model / "weights" / "last.pt").is_file()
+    assert run["model"]["source"] == "scratch" and run["model"]["start"] == "yolo11n-seg.yaml"
+    assert run["device"] == "cpu" and run["torch_threads"] == os.cpu_count()
+    assert run["epochs_completed"] == 1 and run["train_images_per_second"] > 0
+    assert run["dataset"]["data_yaml"] == str(spine_dataset.resolve())
+    assert len(run["dataset"]["labels_sha256"]) == 64 and run["dataset"]["label_files"] == 12
+    for key in ("versions", "options", "wall_seconds", "machine", "final_metrics"):
+        assert key in run
+    assert run["versions"]["ultralytics"].startswith("8.4")
+    assert run["options"]["imgsz"] == 64 and run["options"]["epochs"] == 1
+    assert not any(p.name.endswith(".partial") for p in tiny_model.parent.iterdir())
+
+
+def test_errors_are_one_sentence(run_cli, spine_dataset: Path, tmp_path: Path, tiny_model: Path):
+    proc = run_cli(
+        "train",
+        "--data",
+        spine_dataset,
+        "--out",
+        tmp_path / "r",
+        "--weights",
+        tmp_path / "nope.pt",
+        "--config",
+        "cpu-smoke",
+        offline=True,
+    )
+    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr and "Traceback" not in proc.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epoch: 3\n")
+    proc = run_cli("train", "--data", spine_dataset, "--out", tmp_path / "r", "--config", bad)
+    assert proc.returncode == 2 and "did you mean 'epochs'" in proc.stderr
+    proc = run_cli("train", "--data", spine_dataset, "--out", tiny_model, "--config", "cpu-smoke")
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    proc = run_cli("train", "--data", tmp_path / "none.yaml", "--out", tmp_path / "r")
+    assert proc.returncode == 2 and "not found" in proc.stderr
+    proc = run_cli(
+        "train", "--data", spine_dataset, "--out", tmp_path / "r", "--model", "yolo11n-cls", "--config", "cpu-smoke"
+    )
+    assert proc.returncode == 2 and "segmentation" in proc.stderr, proc.stderr
+
+
+def _flipped_sample(data_yaml: Path, tmp_path: Path, fliplr: float) -> tuple[dict, Path]:
+    from yolo_spine.train.trainer import AnatomySegmentationTrainer
+
+    tr = AnatomySegmentationTrainer(
+        overrides={
+            "model": "yolo11n-seg.yaml",
+            "data": str(data_yaml),
+            "imgsz": 128,
+            "fliplr": fliplr,
+            "mosaic": 0.0,
+            "degrees": 0.0,
+            "translate": 0.0,
+            "scale": 0.0,
+            "hsv_v": 0.0,
+            "device": "cpu",
+            "project": str(tmp_path),
+            "name": "flip",
+            "plots": False,
+        }
+    )
+    tr.model = tr.get_model(cfg="yolo11n-seg.yaml", verbose=False)
+    ds = tr.build_dataset(img_path=tr.data["train"], mode="train", batch=1)
+    return ds[0], Path(ds.im_files[0])
+
+
+@pytest.mark.parametrize("anatomy", ["brain", "spine"])
+def test_horizontal_flip_swaps_mirrored_classes(anatomy: str, brain_dataset: Path, spine_dataset: Path, tmp_path: Path):
+    data = brain_dataset if anatomy == "brain" else spine_dataset
+    reg = load_registry(anatomy)
+    sample, img = _flipped_sample(data, tmp_path, fliplr=1.0)
+    lbl = img.parent.parent.parent / "labels" / img.parent.name / f"{img.stem}.txt"
+    original = {(int(i.cls), round(float(i.polygon_xy_norm[:, 0].mean()), 1)) for i in read_yolo_labels(lbl).instances}
+    cls = sample["cls"].numpy().reshape(-1).astype(int)
+    x = sample["bboxes"].numpy()[:, 0]  # normalised x centre after the flip
+    mirror = reg.mirror_index_map()
+    assert len(cls) == len(original)
+    for c, xc in zip(cls, x, strict=True):
+        # the flipped instance of class c sits where the mirror class was, mirrored about the image centre
+        src = mirror[c]
+        assert any(o[0] == src and abs(o[1] - (1 - xc)) < 0.08 for o in original), (reg.names[c], xc)
+    if anatomy == "brain":
+        assert any(mirror[c] != c for c in cls)
+    else:
+        assert all(mirror[c] == c for c in cls)  # a flip changes no vertebra
+
+
+def test_no_flip_keeps_classes(brain_dataset: Path, tmp_path: Path):
+    sample, img = _flipped_sample(brain_dataset, tmp_path, fliplr=0.0)
+    lbl = img.parent.parent.parent / "labels" / img.parent.name / f"{img.stem}.txt"
+    orig = sorted(i.cls for i in read_yolo_labels(lbl).instances)
+    assert sorted(sample["cls"].numpy().reshape(-1).astype(int).tolist()) == orig
+
+
+def test_mirror_aware_flip_unit():
+    from ultralytics.utils.instance import Instances
+
+    from yolo_spine.train.trainer import MirrorAwareFlip
+
+    mirror = np.array([1, 0, 2])
+    inst = Instances(
+        bboxes=np.array([[0.2, 0.5, 0.1, 0.1], [0.7, 0.5, 0.1, 0.1]]),
+        segments=np.zeros((2, 4, 2)),
+        bbox_format="xywh",
+        normalized=True,
+    )
+    labels = {"img": np.zeros((8, 8, 3), np.uint8), "instances": inst, "cls": np.array([[0.0], [2.0]])}
+    out = MirrorAwareFlip(p=1.0, mirror=mirror)(labels)
+    assert out["cls"].reshape(-1).tolist() == [1.0, 2.0]
+    np.testing.assert_allclose(out["instances"].bboxes[:, 0], [0.8, 0.3])
+
+
+def test_grayscale_channels_1(run_cli, spine_dataset: Path, tmp_path: Path):
+    out = tmp_path / "gray"
+    proc = run_cli(
+        "train", "--data", spine_dataset, "--out", out, "--config", "cpu-smoke", "--channels", "1", offline=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["model"]["channels"] == 1
+    import torch
+
+    ckpt = torch.load(out / "weights" / "best.pt", map_location="cpu", weights_only=False)
+    first = next(m for m in ckpt["model"].modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 1
+    assert (out / "data.yaml").is_file()  # derived dataset file; the user's data.yaml is untouched
+    assert "channels" not in spine_dataset.read_text()

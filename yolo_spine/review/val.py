@@ -1,0 +1,357 @@
+"""``yolo_spine val``: the review a clinician or engineer reads, from one Ultralytics validation run.
+
+Outputs in ``REVIEW_DIR``:
+
+* ``BoxP_curve.png BoxR_curve.png BoxPR_curve.png BoxF1_curve.png MaskP_curve.png MaskR_curve.png
+  MaskPR_curve.png MaskF1_curve.png`` and ``curves.csv`` (``curve, class, confidence, recall, value``: P, R and
+  F1 rows are functions of confidence, PR rows of recall; ``class`` is a class name or ``all``);
+* ``confusion_matrix.png`` / ``.csv`` at the best-F1 mask confidence (rows: ground truth, columns: prediction,
+  last: background), not at Ultralytics' 0.001;
+* ``metrics.json``: box and mask precision, recall, mAP50, mAP50-95 overall and per class (registry order);
+  ``best_conf`` (``best_conf.mask.all.conf`` is what ``predict --conf auto`` uses); a pycocotools cross-check
+  of the mask mAP with its tolerance; confusions between anatomical neighbours;
+* ``report.html``: everything above in one self-contained file; ``review.json``: the run manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yolo_spine.errors import DataError, UserError
+from yolo_spine.provenance import atomic_output, run_manifest, write_json_atomic
+from yolo_spine.review.cocoeval import TOLERANCE, coco_mask_map, ground_truth_coco
+from yolo_spine.review.curves import best_f1, curve_rows, curves_from_metric, plot_curve
+from yolo_spine.review.matching import ImageInstances, match_split, neighbour_confusions
+
+log = logging.getLogger("yolo_spine")
+
+CURVE_FILES = [f"{p}{c}_curve.png" for p in ("Box", "Mask") for c in ("P", "R", "PR", "F1")]
+
+
+def load_segmentation_model(weights: str | Path) -> Any:
+    """Load a YOLO segmentation model (``.pt``, ``.onnx`` or an OpenVINO folder) offline.
+
+    Raises:
+        UserError: If the file is missing, unreadable, or not a segmentation model.
+    """
+    from yolo_spine.ultra import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    w = Path(weights)
+    if not w.exists():
+        raise UserError(f"weights not found: {w}")
+    try:
+        model = YOLO(str(w), task="segment" if w.suffix != ".pt" else None)
+    except Exception as exc:  # torch/onnx loaders raise many types for a bad file
+        raise UserError(f"cannot load {w} as a YOLO model ({type(exc).__name__}: {exc})") from None
+    if model.task != "segment":
+        raise UserError(f"{w} is a '{model.task}' model, not a segmentation model")
+    return model
+
+
+def _silence_coco_requirement() -> None:
+    """Ultralytics wants faster-coco-eval for COCO files it never reads here; keep it from trying to pip install."""
+    import ultralytics.models.yolo.segment.val as seg_val
+
+    seg_val.check_requirements = lambda *a, **k: True
+
+
+def _per_class(metric: Any, names: list[str], counts: dict[int, int]) -> dict[str, dict]:
+    out = {}
+    for k, c in enumerate(np.asarray(metric.ap_class_index, dtype=int)):
+        p, r, ap50, ap = (float(v) for v in metric.class_result(k))
+        out[names[c]] = {"precision": p, "recall": r, "mAP50": ap50, "mAP50-95": ap, "instances": counts.get(c, 0)}
+    return out
+
+
+def _task_summary(metric: Any, names: list[str], counts: dict[int, int]) -> dict:
+    per = _per_class(metric, names, counts)
+    ordered = {n: per[n] for n in names if n in per}  # registry order
+    return {
+        "precision": float(metric.mp),
+        "recall": float(metric.mr),
+        "mAP50": float(metric.map50),
+        "mAP50-95": float(metric.map),
+        "per_class": ordered,
+    }
+
+
+def _gt_instances(stem: str, lbl: Path, w: int, h: int) -> ImageInstances:
+    from yolo_spine.geometry import polygons_to_mask
+    from yolo_spine.io.labels import read_yolo_labels
+
+    inst = read_yolo_labels(lbl).instances
+    masks = (
+        np.stack([polygons_to_mask([i.polygon_xy(w, h)], h, w) for i in inst]) if inst else np.zeros((0, h, w), bool)
+    )
+    return ImageInstances(stem, np.array([i.cls for i in inst], dtype=int), masks)
+
+
+def _pred_instances(stem: str, dets: list[dict], w: int, h: int) -> ImageInstances:
+    from pycocotools import mask as mask_utils
+
+    if not dets:
+        return ImageInstances(stem, np.zeros(0, int), np.zeros((0, h, w), bool), np.zeros(0))
+    masks = np.stack([mask_utils.decode(d["segmentation"]).astype(bool) for d in dets])
+    return ImageInstances(
+        stem,
+        np.array([d["category_id"] - 1 for d in dets], dtype=int),
+        masks,
+        np.array([d["score"] for d in dets], dtype=float),
+    )
+
+
+def _plot_confusion(matrix: np.ndarray, names: list[str], conf: float | None, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [i for i in range(len(names)) if matrix[i].sum() or matrix[:, i].sum()]
+    idx = [*present, len(names)]
+    labels = [names[i] for i in present] + ["background"]
+    sub = matrix[np.ix_(idx, idx)].astype(float)
+    norm = sub / np.maximum(sub.sum(1, keepdims=True), 1)
+    n = len(idx)
+    fig, ax = plt.subplots(figsize=(max(5, 0.38 * n + 2), max(4.5, 0.38 * n + 1.5)), dpi=110)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            if sub[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    int(sub[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title(
+        f"instances at confidence {conf if conf is not None else 'n/a'} (mask IoU ≥ 0.5); colour: share of the row",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def review(
+    weights: str | Path,
+    data: str | Path,
+    out: str | Path,
+    split: str = "val",
+    imgsz: int | None = None,
+    batch: int = 16,
+    device: str | None = None,
+    overwrite: bool = False,
+    error_images: int = 6,
+) -> dict:
+    """Validate a model on a dataset split and write the review (see the module docstring for the files).
+
+    Args:
+        weights: Model (``.pt``, ``.onnx`` or OpenVINO folder).
+        data: The dataset's ``data.yaml``.
+        out: Review folder (written atomically; refused if it exists unless ``overwrite``).
+        split: ``val`` or ``test``.
+        imgsz: Inference size; ``None`` uses the size the model was trained at.
+        batch: Validation batch size.
+        device: ``cpu``, ``0`` …; ``None``: GPU 0 if present, else the CPU.
+        overwrite: Replace an existing review.
+        error_images: How many worst images to draw in the report.
+
+    Returns:
+        The contents of ``metrics.json``.
+
+    Raises:
+        UserError: Missing files, a model that is not a segmentation model, an empty split.
+    """
+    from yolo_spine.datasets.check import read_data_yaml
+    from yolo_spine.registry import load_registry
+
+    data = Path(data).resolve()
+    lay = read_data_yaml(data)
+    if split not in lay.image_dirs or not lay.image_dirs[split].is_dir():
+        raise DataError(f"{data} has no '{split}' split")
+    model = load_segmentation_model(weights)
+    _silence_coco_requirement()
+    names = [str(model.names[i]) for i in range(len(model.names))]
+    if len(names) != len(lay.names):
+        raise UserError(f"the model has {len(names)} classes but {data} has {len(lay.names)}")
+    reg = load_registry(lay.anatomy) if lay.anatomy else None
+    imgsz = imgsz or int((getattr(model, "overrides", {}) or {}).get("imgsz") or 640)
+
+    from PIL import Image
+
+    from yolo_spine.io.xray import XRAY_SUFFIXES
+
+    images = sorted(p for p in lay.image_dirs[split].iterdir() if p.suffix.lower() in XRAY_SUFFIXES)
+    if not images:
+        raise DataError(f"the '{split}' split of {data} has no images")
+    sizes = {}
+    for p in images:
+        with Image.open(p) as im:
+            sizes[p.stem] = im.size  # (w, h)
+
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        metrics = model.val(
+            data=str(data),
+            split=split,
+            imgsz=imgsz,
+            batch=batch,
+            device=device,
+            conf=0.001,
+            plots=True,
+            save_json=True,
+            project=str(tmp),
+            name="ultralytics",
+            exist_ok=True,
+            verbose=False,
+        )
+        ul_dir = tmp / "ultralytics"
+        counts: dict[int, int] = {}
+        gt_images = []
+        for p in images:
+            lbl = lay.label_dirs[split] / f"{p.stem}.txt"
+            gt_images.append((p.stem, lbl, *sizes[p.stem]))
+        gt_coco = ground_truth_coco(gt_images, len(names))
+        for a in gt_coco["annotations"]:
+            counts[a["category_id"] - 1] = counts.get(a["category_id"] - 1, 0) + 1
+
+        curves = {"Box": curves_from_metric(metrics.box), "Mask": curves_from_metric(metrics.seg)}
+        curve_pngs = []
+        with open(tmp / "curves.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["curve", "class", "confidence", "recall", "value"])
+            for prefix, cs in curves.items():
+                w.writerows(curve_rows(prefix, cs, names))
+        for fname in CURVE_FILES:
+            prefix, short = ("Box", fname[3:-10]) if fname.startswith("Box") else ("Mask", fname[4:-10])
+            plot_curve(curves[prefix], names, short, f"{prefix} {short} ({split})", str(tmp / fname))
+            curve_pngs.append(tmp / fname)
+        best = {"box": best_f1(curves["Box"], names), "mask": best_f1(curves["Mask"], names)}
+        conf = best["mask"]["all"]["conf"]
+
+        pred_file = ul_dir / "predictions.json"
+        predictions = json.loads(pred_file.read_text()) if pred_file.is_file() else []
+        by_image: dict[str, list[dict]] = {}
+        for d in predictions:
+            by_image.setdefault(str(d["image_id"]), []).append(d)
+        nc = len(names)
+        match_conf = conf if conf is not None else 0.25
+        matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
+        errors: dict[str, int] = {}
+        pairs: Any = None
+        for stem, lbl, wpx, hpx in gt_images:  # one image at a time: full-size masks never pile up
+            g = _gt_instances(stem, lbl, wpx, hpx)
+            pr = _pred_instances(stem, [d for d in by_image.get(stem, []) if d["score"] >= match_conf], wpx, hpx)
+            res = match_split({stem: g}, {stem: pr}, nc, match_conf)
+            matrix += res.matrix
+            errors.update(res.errors)
+            pairs = res.pairs if pairs is None else pairs + res.pairs
+        _plot_confusion(matrix, names, conf, tmp / "confusion_matrix.png")
+        with open(tmp / "confusion_matrix.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["ground_truth \\ predicted", *names, "background"])
+            for i, row in enumerate(matrix):
+                w.writerow([names[i] if i < nc else "background", *row.tolist()])
+
+        cc = coco_mask_map(gt_coco, predictions)
+        ul_map, ul_map50 = float(metrics.seg.map), float(metrics.seg.map50)
+        diff, diff50 = abs(cc["mAP50-95"] - ul_map), abs(cc["mAP50"] - ul_map50)
+        if max(diff, diff50) > TOLERANCE:
+            log.warning(
+                "pycocotools and Ultralytics disagree on mask mAP: %.3f vs %.3f (mAP50 %.3f vs %.3f)",
+                cc["mAP50-95"],
+                ul_map,
+                cc["mAP50"],
+                ul_map50,
+            )
+        result = {
+            "schema": 1,
+            "weights": str(Path(weights).resolve()),
+            "dataset": str(data),
+            "anatomy": lay.anatomy,
+            "split": split,
+            "imgsz": imgsz,
+            "images": len(images),
+            "instances": int(sum(counts.values())),
+            "names": names,
+            "box": _task_summary(metrics.box, names, counts),
+            "mask": _task_summary(metrics.seg, names, counts),
+            "best_conf": best,
+            "pycocotools": {
+                "mask_mAP50-95": cc["mAP50-95"],
+                "mask_mAP50": cc["mAP50"],
+                "ultralytics_mask_mAP50-95": ul_map,
+                "ultralytics_mask_mAP50": ul_map50,
+                "abs_diff_mAP50-95": diff,
+                "abs_diff_mAP50": diff50,
+                "tolerance": TOLERANCE,
+                "agree": max(diff, diff50) <= TOLERANCE,
+                "predictions": cc["predictions"],
+            },
+            "confusion_matrix": {
+                "conf": match_conf,
+                "iou": 0.5,
+                "rows": "ground truth",
+                "columns": "predicted",
+                "csv": "confusion_matrix.csv",
+                "png": "confusion_matrix.png",
+            },
+            "errors_per_image": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
+            "has_order": bool(reg and reg.order),
+            "neighbour_confusions": neighbour_confusions(pairs or {}, reg) if reg else [],
+            "curves_csv": "curves.csv",
+        }
+        manifest = run_manifest(
+            "val",
+            {
+                "weights": str(weights),
+                "data": str(data),
+                "split": split,
+                "imgsz": imgsz,
+                "batch": batch,
+                "device": device,
+            },
+            inputs={"weights": weights},
+        )
+        result["created_utc"] = manifest["created_utc"]
+        write_json_atomic(tmp / "metrics.json", result)
+        write_json_atomic(tmp / "review.json", manifest)
+
+        worst = [s for s, n in result["errors_per_image"].items() if n > 0][:error_images]
+        drawings = []
+        for stem in worst:
+            img_path = next(p for p in images if p.stem == stem)
+            from yolo_spine.io.xray import read_xray
+            from yolo_spine.review.report import draw_instances
+
+            bgr = read_xray(img_path).bgr()
+            wpx, hpx = sizes[stem]
+            g = _gt_instances(stem, lay.label_dirs[split] / f"{stem}.txt", wpx, hpx)
+            pr = _pred_instances(stem, [d for d in by_image.get(stem, []) if d["score"] >= match_conf], wpx, hpx)
+            drawings.append(
+                (
+                    stem,
+                    draw_instances(bgr, g, names, "ground truth"),
+                    draw_instances(bgr, pr, names, f"predicted (conf >= {match_conf:.2f})"),
+                    errors[stem],
+                )
+            )
+        from yolo_spine.review.report import write_report
+
+        write_report(tmp / "report.html", result, curve_pngs, tmp / "confusion_matrix.png", drawings)
+    return result
