@@ -240,7 +240,7 @@ def _fmt_box(image: sitk.Image) -> str:
         ]
     )
     lo, hi = pts.min(axis=0), pts.max(axis=0)
-    return "[" + ", ".join(f"{a:.0f}..{b:.0f}" for a, b in zip(lo, hi, strict=True)) + "]"
+    return "[" + ", ".join(f"{round(a)}..{round(b)}" for a, b in zip(lo, hi, strict=True)) + "]"
 
 
 def label_centroids_lps_mm(labels_image: sitk.Image, names: Mapping[int, str]) -> dict[str, list[float]]:
