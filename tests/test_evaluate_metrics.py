@@ -139,9 +139,12 @@ def test_label_maps_rows_and_mean_follow_the_rules():
 
 @pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
 def test_cropping_changes_no_distance():
-    """Per-label cropping must give MONAI's numbers on the full arrays, also for shapes touching the border."""
+    """Cropping and the one-pass reduction must give MONAI's own functions' numbers on the full arrays.
+
+    Also for a shape touching the volume border, at a tolerance where NSD is neither 0 nor 1.
+    """
     import torch
-    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
 
     rng = np.random.default_rng(0)
     from scipy import ndimage
@@ -150,12 +153,15 @@ def test_cropping_changes_no_distance():
     gt = field > 0.02
     pred = ndimage.shift(field, (0, 1.5, -2), order=1, mode="nearest") > 0.0
     assert gt[0].any() and gt.sum() > 500  # touches the volume border: the crop must not invent a surface
-    ours = label_map_metrics(pred.astype(np.uint8), gt.astype(np.uint8), SPACING_ZYX, labels=[1])[1]
+    ours = label_map_metrics(pred.astype(np.uint8), gt.astype(np.uint8), SPACING_ZYX, [1], tolerance_mm=1.0)[1]
     yp, y = torch.from_numpy(pred[None, None]), torch.from_numpy(gt[None, None])
     hd = compute_hausdorff_distance(yp, y, include_background=True, percentile=95, spacing=list(SPACING_ZYX))
     asd = compute_average_surface_distance(yp, y, include_background=True, symmetric=True, spacing=list(SPACING_ZYX))
     assert ours.hd95_mm == pytest.approx(float(hd[0, 0]), rel=1e-6)
     assert ours.assd_mm == pytest.approx(float(asd[0, 0]), rel=1e-6)
+    nsd = compute_surface_dice(yp, y, class_thresholds=[1.0], include_background=True, spacing=list(SPACING_ZYX))
+    assert 0.05 < float(nsd[0, 0]) < 0.95
+    assert ours.nsd == pytest.approx(float(nsd[0, 0]), rel=1e-6)
 
 
 def test_bad_arguments_are_one_sentence_errors():
