@@ -3,7 +3,80 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from yolo_spine._cli_common import add_anatomy, add_command, add_out
+from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands."""
+    p = add_command(
+        sub,
+        "eval3d",
+        help="score a 3D label map (or landmarks) against ground truth: Dice, IoU, HD95, ASSD, NSD, volume, "
+        "identification rate",
+        handler=_eval3d,
+        description="Score a predicted 3D label map against a ground-truth label map per class: Dice, IoU, "
+        "precision, recall, HD95 and ASSD (mm, MONAI), normalised surface Dice at a tolerance, volume difference "
+        "(prediction − ground truth, ml); optionally centroid identification rate as VerSe counts it. A prediction "
+        "on another grid is resampled (nearest neighbour) onto the ground-truth grid. Label ids are class id + 1 "
+        "(0 = background) unless --gt-scheme/--pred-scheme name a source scheme. Writes OUT (CSV) and the JSON "
+        "and Markdown files beside it.",
+    )
+    p.add_argument("--pred", type=Path, required=True, help="predicted label map (NIfTI/MHA/NRRD) or centroid .json")
+    p.add_argument("--gt", type=Path, required=True, help="ground-truth label map (NIfTI/MHA/NRRD) or centroid .json")
+    add_anatomy(p)
+    add_out(p, help="metrics CSV path (metrics.json and metrics.md are written beside it)")
+    p.add_argument(
+        "--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM, help="tolerance of the normalised surface Dice"
+    )
+    p.add_argument(
+        "--gt-scheme", default=None, help="label-id scheme of the ground truth (e.g. totalsegmentator_v2, verse)"
+    )
+    p.add_argument("--pred-scheme", default=None, help="label-id scheme of the prediction")
+    p.add_argument(
+        "--landmarks", action="store_true", help="also score class centroids: identification rate and errors (mm)"
+    )
+    p.add_argument(
+        "--max-dist-mm", type=float, default=VERSE_MAX_DIST_MM, help="identification distance limit (VerSe: 20)"
+    )
+
+
+def _eval3d(args: argparse.Namespace) -> int:
+    from yolo_spine.evaluate.eval3d import run_eval3d
+
+    result, paths = run_eval3d(
+        args.pred,
+        args.gt,
+        args.anatomy,
+        args.out,
+        overwrite=args.overwrite,
+        tolerance_mm=args.tolerance_mm,
+        gt_scheme=args.gt_scheme,
+        pred_scheme=args.pred_scheme,
+        landmarks=args.landmarks,
+        max_dist_mm=args.max_dist_mm,
+        progress=not args.quiet,
+    )
+    if result.geometry.get("pred_resampled"):
+        print("note: the prediction was resampled (nearest neighbour) onto the ground-truth grid")
+    if result.mean is not None:
+        m = result.mean
+        print(
+            f"{m.n_gt_classes} ground-truth classes ({m.n_gt_classes_predicted} predicted): "
+            f"mean Dice {_f(m.values['dice'], 3)}, HD95 {_f(m.values['hd95_mm'], 2)} mm, "
+            f"ASSD {_f(m.values['assd_mm'], 2)} mm, NSD@{args.tolerance_mm:g}mm {_f(m.values['nsd'], 3)}"
+        )
+    if result.landmarks is not None:
+        lm = result.landmarks
+        print(
+            f"identification rate {lm.n_identified}/{lm.n_gt} ({_f(100 * lm.rate, 1)} %), "
+            f"mean centroid error {_f(lm.mean_error_mm, 1)} mm"
+        )
+    print(f"wrote {paths['csv']}, {paths['json'].name}, {paths['md'].name} ({result.seconds:.1f} s)")
+    return 0
+
+
+def _f(v: float, digits: int) -> str:
+    return "n/a" if v != v else f"{v:.{digits}f}"  # NaN → n/a

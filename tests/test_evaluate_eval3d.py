@@ -1,0 +1,232 @@
+"""eval3d end to end: label-id conventions, resampling, outputs (CSV/JSON/MD), the CLI, the real example CT."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from yolo_spine.cli import main
+from yolo_spine.errors import DataError, OutputExistsError, UserError
+from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
+from yolo_spine.evaluate.eval3d import evaluate_volumes, run_eval3d
+from yolo_spine.evaluate.report import CSV_COLUMNS
+from yolo_spine.registry import load_registry
+
+REG = load_registry("spine")
+SPACING_XYZ = (0.8, 0.6, 2.0)
+ORIGIN_XYZ = (-20.0, 15.0, -100.0)
+
+
+def write_map(path: Path, labels_zyx: np.ndarray, spacing_xyz=SPACING_XYZ, origin_xyz=ORIGIN_XYZ, direction=None):
+    img = sitk.GetImageFromArray(labels_zyx)
+    img.SetSpacing(spacing_xyz)
+    img.SetOrigin(origin_xyz)
+    if direction is not None:
+        img.SetDirection(direction)
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def cls(name: str) -> int:
+    """Label value of a class under the default convention: class id + 1."""
+    return REG.index(name) + 1
+
+
+@pytest.fixture
+def maps(tmp_path: Path):
+    """Ground truth with C5, T12, L1; prediction with C5 (shifted a slice), T12 (exact), T1 (extra), L1 missed."""
+    gt = np.zeros((24, 40, 40), np.uint8)
+    pred = np.zeros_like(gt)
+    gt[2:6, 5:15, 5:15] = cls("C5")
+    pred[3:7, 5:15, 5:15] = cls("C5")
+    gt[10:14, 5:15, 20:30] = cls("T12")
+    pred[10:14, 5:15, 20:30] = cls("T12")
+    gt[16:20, 25:35, 25:35] = cls("L1")
+    pred[16:20, 25:30, 5:10] = cls("T1")
+    return write_map(tmp_path / "pred.nii.gz", pred), write_map(tmp_path / "gt.nii.gz", gt)
+
+
+def test_defaults_are_shared_with_the_cli():
+    assert (DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM) == (2.0, 20.0)
+    from yolo_spine.cli import build_parser
+
+    args = build_parser().parse_args(["eval3d", "--pred", "p.nii", "--gt", "g.nii", "--out", "m.csv"])
+    assert (args.tolerance_mm, args.max_dist_mm, args.anatomy) == (2.0, 20.0, "spine")
+
+
+def test_outputs_rows_registry_order_and_empty_rules(maps, tmp_path: Path):
+    pred, gt = maps
+    out = tmp_path / "res" / "metrics.csv"
+    result, paths = run_eval3d(pred, gt, "spine", out, landmarks=True)
+    assert result.classes == ["C5", "T1", "T12", "L1"]  # registry order, not label or alphabetical order
+
+    with open(out, newline="") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    table = {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+    assert [r[0] for r in rows[1:]] == ["C5", "T1", "T12", "L1", "mean"]
+    # C5: 3 of 4 slices overlap → Dice 0.75; shifted 2 mm in z → NSD at 2 mm is 1.
+    assert float(table["C5"]["dice"]) == pytest.approx(0.75) and float(table["C5"]["nsd"]) == pytest.approx(1.0)
+    assert table["T12"]["dice"] == "1" and table["T12"]["hd95_mm"] == "0"
+    # L1 missed: Dice/IoU/recall 0, precision and distances empty (missing), volume difference −gt volume.
+    assert (table["L1"]["dice"], table["L1"]["recall"], table["L1"]["nsd"]) == ("0", "0", "0")
+    assert table["L1"]["precision"] == table["L1"]["hd95_mm"] == table["L1"]["assd_mm"] == ""
+    l1_ml = 4 * 10 * 10 * 0.8 * 0.6 * 2.0 / 1000
+    assert float(table["L1"]["volume_diff_ml"]) == pytest.approx(-l1_ml)
+    assert (table["L1"]["gt_present"], table["L1"]["pred_present"]) == ("true", "false")
+    # T1 is absent from the ground truth: its own row, recall missing, excluded from the mean.
+    assert table["T1"]["recall"] == "" and table["T1"]["gt_present"] == "false"
+    assert float(table["mean"]["dice"]) == pytest.approx((0.75 + 1 + 0) / 3)
+    assert float(table["mean"]["hd95_mm"]) == pytest.approx((2.0 + 0) / 2, abs=1e-4)  # over C5 and T12 only
+    assert (table["mean"]["gt_present"], table["mean"]["pred_present"]) == ("3", "2")
+
+    doc = json.loads(paths["json"].read_text())
+    assert doc["columns"] == list(CSV_COLUMNS)
+    by_class = {r["class"]: r for r in doc["classes"]}
+    assert by_class["L1"]["precision"] is None and by_class["L1"]["hd95_mm"] is None
+    assert by_class["T1"]["recall"] is None and by_class["T1"]["gt_present"] is False
+    assert doc["mean"]["counts"]["hd95_mm"] == 2 and doc["mean"]["n_gt_classes"] == 3
+    assert doc["geometry"]["pred_resampled"] is False
+    assert doc["manifest"]["command"] == "eval3d" and doc["manifest"]["inputs"]["gt"]["sha256"]
+    lm = doc["landmarks"]
+    assert lm["n_gt"] == 3 and lm["n_identified"] == 2  # C5 (2 mm off) and T12; L1 not predicted
+    assert lm["per_class"]["C5"]["error_mm"] == pytest.approx(2.0, abs=1e-6)
+    assert lm["per_class"]["L1"]["identified"] is False and lm["per_class"]["T1"]["identified"] is None
+
+    md = paths["md"].read_text()
+    assert "| L1 | 0.000 | 0.000 | — | 0.000 | — | — |" in md and "| **mean** |" in md
+    assert "Identification rate" in md and "2/3" in md
+
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        run_eval3d(pred, gt, "spine", out)
+    run_eval3d(pred, gt, "spine", out, overwrite=True)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["metrics.csv", "metrics.json", "metrics.md"]
+
+
+def test_prediction_on_another_grid_is_resampled_onto_the_ground_truth(tmp_path: Path):
+    gt = np.zeros((12, 20, 20), np.uint8)
+    gt[3:9, 4:12, 5:15] = cls("T7")
+    gt[9:11, 4:12, 5:15] = cls("T8")
+    gt_path = write_map(tmp_path / "gt.nii.gz", gt)
+    # Prediction: the same anatomy at half the voxel size in x and y, x flipped (direction diag(-1, 1, 1)) and
+    # with extra margin. Fine voxels (2i, 2i+1) hold coarse voxel i, so every gt voxel centre falls between two
+    # fine voxels of the same label and nearest-neighbour resampling reproduces the ground truth exactly.
+    fine = np.repeat(np.repeat(gt, 2, axis=1), 2, axis=2)[:, :, ::-1]
+    fine = np.pad(fine, ((0, 0), (3, 0), (5, 0)))
+    sx, sy, sz = SPACING_XYZ
+    nx_fine = fine.shape[2]
+    # Unflipped, fine column f sits at x = Ox − sx/4 + f·sx/2. After the flip and 5 columns of padding in front,
+    # column g = 5 + 39 − f, and with direction −x, x(g) = origin_x − g·sx/2 → origin_x = Ox + 19.25·sx + 5·sx/2.
+    origin = (ORIGIN_XYZ[0] + (19 + 0.25) * sx + 5 * sx / 2, ORIGIN_XYZ[1] - 0.25 * sy - 3 * sy / 2, ORIGIN_XYZ[2])
+    pred_path = write_map(
+        tmp_path / "pred.mha", fine, (sx / 2, sy / 2, sz), origin, direction=(-1, 0, 0, 0, 1, 0, 0, 0, 1)
+    )
+    assert nx_fine == 45
+    res = evaluate_volumes(pred_path, gt_path, "spine", landmarks=True)
+    assert res.geometry["pred_resampled"] is True
+    assert res.per_class["T7"].dice == 1.0 and res.per_class["T8"].dice == 1.0
+    assert res.per_class["T7"].hd95_mm == 0.0
+    before = res.geometry["pred_volume_ml_before_resampling"]["T7"]
+    assert before == pytest.approx(res.geometry["pred_volume_ml_after_resampling"]["T7"])
+    assert res.landmarks.error_mm["T7"] == pytest.approx(0.0, abs=1e-6)  # centroids agree in world space
+
+    out = tmp_path / "m.csv"
+    run_eval3d(pred_path, gt_path, "spine", out)
+    assert "resampled onto the ground-truth grid" in out.with_suffix(".md").read_text()
+
+
+def test_grids_that_do_not_overlap_are_a_clear_error(tmp_path: Path, run_cli):
+    gt = np.zeros((8, 8, 8), np.uint8)
+    gt[2:5, 2:5, 2:5] = cls("L2")
+    gt_path = write_map(tmp_path / "gt.nii.gz", gt)
+    pred_path = write_map(tmp_path / "pred.nrrd", gt, origin_xyz=(500.0, 0.0, 0.0))
+    with pytest.raises(DataError, match="do not overlap"):
+        evaluate_volumes(pred_path, gt_path, "spine")
+    proc = run_cli("eval3d", "--pred", pred_path, "--gt", gt_path, "--out", tmp_path / "m.csv", offline=True)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]  # after the info line about resampling
+    assert last.startswith("yolo_spine eval3d: error: the prediction and the ground truth do not overlap")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "m.csv").exists()
+
+
+def test_label_id_conventions_and_bad_inputs(tmp_path: Path):
+    gt = np.zeros((8, 8, 8), np.uint8)
+    gt[1:4, 1:4, 1:4] = cls("S1")
+    gt[5:7, 5:7, 5:7] = 99  # past the last class: background, but reported
+    gt_path = write_map(tmp_path / "gt.nii.gz", gt)
+    res = evaluate_volumes(gt_path, gt_path, "spine")
+    assert res.classes == ["S1"] and res.unmapped_labels["gt"] == {99: 8}
+
+    # The same anatomy in TotalSegmentator v2 ids (L5 = 27), read with --gt-scheme.
+    ts = np.zeros((8, 8, 8), np.uint8)
+    ts[1:4, 1:4, 1:4] = 27
+    ts[5:7, 5:7, 5:7] = 5  # the liver: no spine class, reported
+    ts_path = write_map(tmp_path / "ts.nii.gz", ts)
+    ours = np.where(ts == 27, cls("L5"), 0).astype(np.uint8)
+    ours_path = write_map(tmp_path / "ours.nii.gz", ours)
+    res = evaluate_volumes(ours_path, ts_path, "spine", gt_scheme="totalsegmentator_v2")
+    assert res.classes == ["L5"] and res.per_class["L5"].dice == 1.0 and res.unmapped_labels["gt"] == {5: 8}
+    res = evaluate_volumes(
+        ts_path, ts_path, "spine", gt_scheme="totalsegmentator_v2", pred_scheme="totalsegmentator_v2"
+    )
+    assert res.per_class["L5"].dice == 1.0
+
+    floats = write_map(tmp_path / "float.nii.gz", ours.astype(np.float32))  # whole-number floats are fine
+    assert evaluate_volumes(floats, ours_path, "spine").per_class["L5"].dice == 1.0
+    halves = write_map(tmp_path / "halves.nii.gz", ours.astype(np.float32) + 0.5)
+    with pytest.raises(DataError, match="non-integer"):
+        evaluate_volumes(halves, ours_path, "spine")
+    only_organs = write_map(tmp_path / "organs.nii.gz", np.where(ts == 5, 200, 0).astype(np.uint8))
+    with pytest.raises(DataError, match=r"no class of anatomy 'spine'.*--gt-scheme"):
+        evaluate_volumes(ours_path, only_organs, "spine")
+    with pytest.raises(UserError, match="no label-id scheme 'totalseg'"):
+        evaluate_volumes(ours_path, ts_path, "spine", gt_scheme="totalseg")
+    with pytest.raises(DataError, match="not found"):
+        evaluate_volumes(tmp_path / "missing.nii.gz", ours_path, "spine")
+    (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="cannot read"):
+        evaluate_volumes(tmp_path / "junk.nii.gz", ours_path, "spine")
+    with pytest.raises(UserError, match=r"\.csv"):
+        run_eval3d(ours_path, ours_path, "spine", tmp_path / "metrics.txt")
+
+
+def test_landmark_files(tmp_path: Path):
+    gt = {"centroids_lps_mm": {"T11": [0, 0, 0], "T12": [0, 0, -30], "L1": [0, 0, -60]}}
+    pred = {"vertebrae_T11": [0, 3, -4], "T12": [0, 0, -62], "L1": [0, 0, -28]}  # aliases; T12/L1 swapped
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps(pred))
+    out = tmp_path / "lm.csv"
+    assert main(["eval3d", "--pred", str(tmp_path / "pred.json"), "--gt", str(tmp_path / "gt.json"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["class"] for r in rows] == ["T11", "T12", "L1", "mean"]
+    assert rows[0]["identified"] == "true" and float(rows[0]["centroid_error_mm"]) == pytest.approx(5.0)
+    assert rows[1]["identified"] == rows[2]["identified"] == "false"
+    assert float(rows[3]["identified"]) == pytest.approx(1 / 3)
+    (tmp_path / "bad.json").write_text(json.dumps({"T13": [0, 0, 0]}))
+    with pytest.raises(DataError, match="'T13' is not a class"):
+        run_eval3d(tmp_path / "bad.json", tmp_path / "gt.json", "spine", tmp_path / "x.csv")
+
+
+def test_real_example_ct_against_itself(tmp_path: Path):
+    """The real LIDC-IDRI-0001 TotalSegmentator label map scored against itself: perfect on C5..L3."""
+    from yolo_spine.data import example_ct
+
+    ct = example_ct()
+    out = tmp_path / "self.csv"
+    argv = ["eval3d", "--pred", str(ct.labels), "--gt", str(ct.labels), "--out", str(out), "--landmarks",
+            "--gt-scheme", "totalsegmentator_v2", "--pred-scheme", "totalsegmentator_v2"]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    vertebrae = [r["class"] for r in doc["classes"]]
+    assert vertebrae == list(REG.names[REG.index("C5") : REG.index("L3") + 1])  # 18 vertebrae, registry order
+    for r in doc["classes"]:
+        assert (r["dice"], r["hd95_mm"], r["assd_mm"], r["nsd"], r["volume_diff_ml"]) == (1.0, 0.0, 0.0, 1.0, 0.0)
+    assert doc["landmarks"]["identification_rate"] == 1.0 and doc["landmarks"]["mean_error_mm"] == 0.0
+    assert len(doc["unmapped_labels"]["gt"]) > 50  # the other TotalSegmentator structures, counted not dropped
+    assert not math.isnan(doc["mean"]["dice"]) and doc["mean"]["n_gt_classes"] == 18

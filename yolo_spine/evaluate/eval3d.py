@@ -1,0 +1,562 @@
+"""Score a 3D prediction against ground truth: label maps or landmark files in, per-class metrics out.
+
+Label-id convention: a label map's voxel value ``k`` means registry class ``k − 1`` (0 = background) unless a
+source scheme is named (``gt_scheme`` / ``pred_scheme``, e.g. ``totalsegmentator_v2`` for the example CT),
+in which case the registry's ``source_ids[scheme]`` table decides. Ids that name no class (other organs of a
+TotalSegmentator map, an id past the last class) are background for scoring and are counted per id in the
+result (``unmapped_labels``) — nothing is dropped silently.
+
+Geometry: the ground-truth grid is the reference. A prediction on another grid (size, spacing, origin or
+direction) is resampled onto it with nearest-neighbour interpolation, and the result says so
+(``geometry.pred_resampled``) with each class's predicted volume before and after. Grids that do not overlap
+in space are an error. Landmarks are computed in world coordinates (SimpleITK physical points: LPS mm) from
+each map on its own grid, so resampling does not move them.
+
+Landmark files (``.json``) hold ``{"centroids_lps_mm": {"C5": [x, y, z], ...}}`` (or the bare mapping);
+class names may be any registry alias.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from yolo_spine.errors import DataError, UserError
+from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
+from yolo_spine.evaluate.metrics import (
+    HD_PERCENTILE,
+    IdentificationResult,
+    MeanMetrics,
+    SegmentationMetrics,
+    identification_rate,
+    label_map_metrics,
+    mean_metrics,
+)
+from yolo_spine.registry import AnatomyRegistry, load_registry
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+log = logging.getLogger("yolo_spine")
+
+#: File endings read as label maps (anything SimpleITK reads works; these are the documented ones).
+LABEL_MAP_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
+_RESAMPLE_METHOD = "nearest neighbour onto the ground-truth grid (SimpleITK Resample, identity transform)"
+
+
+@dataclass
+class Eval3dResult:
+    """Everything ``eval3d`` measured, ready for :mod:`yolo_spine.evaluate.report`.
+
+    Attributes:
+        anatomy: Registry name.
+        mode: ``"segmentation"`` (label maps) or ``"landmarks"`` (at least one input is a centroid file).
+        classes: Class names of the rows, registry order (present in either input).
+        per_class: Class name → segmentation metrics (empty in landmark mode).
+        mean: The mean over classes present in the ground truth (``None`` in landmark mode).
+        landmarks: Identification rate and centroid errors, when computed.
+        centroids_lps_mm: ``{"gt": {name: [x, y, z]}, "pred": {...}}`` when landmarks were computed.
+        geometry: Grids and whether the prediction was resampled.
+        unmapped_labels: ``{"gt": {id: voxels}, "pred": {...}}`` for label ids that name no class.
+        options: The options used (tolerance, schemes, distances).
+        inputs: ``{"pred": path, "gt": path}``.
+        seconds: Wall time of the evaluation.
+    """
+
+    anatomy: str
+    mode: str
+    classes: list[str]
+    per_class: dict[str, SegmentationMetrics] = field(default_factory=dict)
+    mean: MeanMetrics | None = None
+    landmarks: IdentificationResult | None = None
+    centroids_lps_mm: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    geometry: dict[str, Any] = field(default_factory=dict)
+    unmapped_labels: dict[str, dict[int, int]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------- reading inputs
+
+
+def _import_sitk():
+    try:
+        import SimpleITK as sitk
+    except ImportError as exc:  # a runtime dependency; only a broken install lands here
+        from yolo_spine.errors import MissingDependencyError
+
+        raise MissingDependencyError("SimpleITK is needed to read label maps: pip install SimpleITK") from exc
+    return sitk
+
+
+def is_centroid_file(path: str | Path) -> bool:
+    """Whether ``path`` names a landmark (centroid) JSON file rather than a label map."""
+    return str(path).lower().endswith(".json")
+
+
+def read_label_map(path: str | Path, what: str = "label map") -> sitk.Image:
+    """Read a 3D scalar label map (NIfTI, MHA/MHD, NRRD) with SimpleITK.
+
+    Raises:
+        DataError: If the file is missing, unreadable, not 3D or not scalar.
+    """
+    sitk = _import_sitk()
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "unknown reason")
+        raise DataError(f"cannot read {what} {path} (NIfTI, MHA/MHD or NRRD expected): {reason[:200]}") from None
+    if image.GetDimension() != 3:
+        raise DataError(f"{what} {path} has {image.GetDimension()} dimensions; a 3D label map is needed")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise DataError(
+            f"{what} {path} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+            "a scalar label map is needed"
+        )
+    return image
+
+
+def class_lookup(reg: AnatomyRegistry, scheme: str | None) -> dict[int, int]:
+    """Return ``{label id: class id}`` for a label map written in ``scheme`` (``None``: id = class id + 1)."""
+    if scheme is None:
+        return {i + 1: i for i in range(reg.nc)}
+    return {sid: reg.index(name) for sid, name in reg.source_id_map(scheme).items()}
+
+
+def to_class_labels(
+    image: sitk.Image, lookup: Mapping[int, int], what: str = "label map"
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Map a label map's ids onto ``class id + 1`` (0 = background or no class).
+
+    Args:
+        image: The label map.
+        lookup: ``{label id: class id}`` (see :func:`class_lookup`).
+        what: Name of the input for messages.
+
+    Returns:
+        ``(labels_zyx, unmapped)``: a uint16 (z, y, x) array of class id + 1, and ``{label id: voxels}`` for
+        non-zero ids that name no class (scored as background).
+
+    Raises:
+        DataError: If voxel values are not whole numbers.
+    """
+    sitk = _import_sitk()
+    arr = sitk.GetArrayViewFromImage(image)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+            raise DataError(f"{what} holds non-integer values; a label map of whole-number ids is needed")
+        arr = arr.astype(np.int64)
+    lo, hi = int(arr.min()), int(arr.max())
+    if hi - lo <= (1 << 24):  # dense lookup table: one pass, no sort
+        shifted = arr if lo == 0 else np.subtract(arr, lo, dtype=np.int64)
+        counts = np.bincount(shifted.ravel(), minlength=hi - lo + 1)
+        lut = np.zeros(hi - lo + 1, np.uint16)
+        for sid, cid in lookup.items():
+            if lo <= sid <= hi:
+                lut[sid - lo] = cid + 1
+        labels = lut[shifted]
+        present = {lo + i: int(c) for i, c in enumerate(counts) if c}
+    else:  # a sparse id range (rare): sort once
+        ids, inverse, counts = np.unique(arr, return_inverse=True, return_counts=True)
+        lut = np.array([lookup[int(i)] + 1 if int(i) in lookup else 0 for i in ids], np.uint16)
+        labels = lut[inverse.reshape(arr.shape)]
+        present = {int(i): int(c) for i, c in zip(ids, counts, strict=True)}
+    unmapped = {sid: n for sid, n in present.items() if sid != 0 and sid not in lookup}
+    return np.ascontiguousarray(labels), unmapped
+
+
+def grid_of(image: sitk.Image) -> dict[str, list[float] | list[int]]:
+    """Return an image's grid: ``size_xyz``, ``spacing_xyz``, ``origin_xyz`` (LPS mm), ``direction`` (row-major 3×3)."""
+    return {
+        "size_xyz": list(image.GetSize()),
+        "spacing_xyz": [float(v) for v in image.GetSpacing()],
+        "origin_xyz": [float(v) for v in image.GetOrigin()],
+        "direction": [float(v) for v in image.GetDirection()],
+    }
+
+
+def same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    """Whether two images share size, spacing, origin and direction (to NIfTI's float32 precision)."""
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-5, atol=1e-6)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=1e-3)
+        and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=1e-5)
+    )
+
+
+def _index_box_in(reference: sitk.Image, image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding box, in the reference's continuous index space, of the image's extent (voxel edges)."""
+    size = np.array(image.GetSize(), float)
+    corners = []
+    for cx in (-0.5, size[0] - 0.5):
+        for cy in (-0.5, size[1] - 0.5):
+            for cz in (-0.5, size[2] - 0.5):
+                world = image.TransformContinuousIndexToPhysicalPoint((cx, cy, cz))
+                corners.append(reference.TransformPhysicalPointToContinuousIndex(world))
+    pts = np.array(corners)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def resample_onto(image: sitk.Image, reference: sitk.Image, what: str = "prediction") -> sitk.Image:
+    """Resample a label image onto the reference grid (nearest neighbour, outside = 0).
+
+    Raises:
+        DataError: If the two grids do not overlap in space (no reference voxel centre inside the image).
+    """
+    sitk = _import_sitk()
+    lo, hi = _index_box_in(reference, image)
+    size = np.array(reference.GetSize())
+    first = np.maximum(np.ceil(lo), 0)
+    last = np.minimum(np.floor(hi), size - 1)
+    if np.any(first > last):
+        raise DataError(
+            f"the {what} and the ground truth do not overlap in space (the {what} covers LPS "
+            f"{_fmt_box(image)} mm, the ground truth {_fmt_box(reference)} mm); are they of the same study?"
+        )
+    return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+
+
+def _fmt_box(image: sitk.Image) -> str:
+    size = np.array(image.GetSize(), float)
+    pts = np.array(
+        [
+            image.TransformContinuousIndexToPhysicalPoint((x, y, z))
+            for x in (-0.5, size[0] - 0.5)
+            for y in (-0.5, size[1] - 0.5)
+            for z in (-0.5, size[2] - 0.5)
+        ]
+    )
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return "[" + ", ".join(f"{round(a)}..{round(b)}" for a, b in zip(lo, hi, strict=True)) + "]"
+
+
+def label_centroids_lps_mm(labels_image: sitk.Image, names: Mapping[int, str]) -> dict[str, list[float]]:
+    """Return each label's centroid in world coordinates (SimpleITK physical point, LPS mm).
+
+    Args:
+        labels_image: Integer label image (here: class id + 1).
+        names: Label value → class name; other labels are ignored.
+
+    Returns:
+        ``{name: [x, y, z]}`` in label-value order.
+    """
+    sitk = _import_sitk()
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputeFeretDiameterOff()
+    stats.ComputePerimeterOff()
+    stats.ComputeOrientedBoundingBoxOff()
+    stats.Execute(labels_image)
+    return {names[v]: [float(c) for c in stats.GetCentroid(v)] for v in sorted(stats.GetLabels()) if v in names}
+
+
+def read_centroids_json(path: str | Path, reg: AnatomyRegistry, what: str = "landmark file") -> dict[str, list[float]]:
+    """Read ``{"centroids_lps_mm": {name: [x, y, z]}}`` (or the bare mapping); names may be registry aliases.
+
+    Raises:
+        DataError: If the file is missing, not JSON, not of that shape, or names an unknown class.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{what} {path} is not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "centroids_lps_mm" in data:
+        data = data["centroids_lps_mm"]
+    if not isinstance(data, dict) or not data:
+        raise DataError(f"{what} {path} must map class names to [x, y, z] in LPS mm (under 'centroids_lps_mm')")
+    out: dict[str, list[float]] = {}
+    for key, xyz in data.items():
+        name = reg.resolve(str(key))
+        if name is None:
+            close = reg.suggest(str(key))
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise DataError(f"{what} {path}: '{key}' is not a class of anatomy '{reg.name}'{hint}")
+        try:
+            vec = [float(v) for v in xyz]
+        except (TypeError, ValueError):
+            vec = []
+        if len(vec) != 3 or not all(math.isfinite(v) for v in vec):
+            raise DataError(f"{what} {path}: '{key}' must be three finite numbers [x, y, z] in LPS mm")
+        if name in out:
+            raise DataError(f"{what} {path}: class {name} appears twice")
+        out[name] = vec
+    return dict(sorted(out.items(), key=lambda kv: reg.index(kv[0])))
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+
+
+def _check_options(tolerance_mm: float, max_dist_mm: float) -> None:
+    if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
+        raise UserError(f"--tolerance-mm must be a finite number >= 0, not {tolerance_mm}")
+    if not (math.isfinite(max_dist_mm) and max_dist_mm > 0):
+        raise UserError(f"--max-dist-mm must be a positive number, not {max_dist_mm}")
+
+
+def _load_classes(
+    path: str | Path, reg: AnatomyRegistry, scheme: str | None, what: str
+) -> tuple[sitk.Image, np.ndarray, dict[int, int]]:
+    sitk = _import_sitk()
+    image = read_label_map(path, what)
+    labels_zyx, unmapped = to_class_labels(image, class_lookup(reg, scheme), what)
+    if unmapped:
+        shown = ", ".join(f"{k}" for k in list(unmapped)[:12]) + (" …" if len(unmapped) > 12 else "")
+        log.info(
+            "%s: %d label id(s) name no %s class under the %s scheme and count as background: %s",
+            what,
+            len(unmapped),
+            reg.name,
+            scheme or "class-id+1",
+            shown,
+        )
+    class_image = sitk.GetImageFromArray(labels_zyx)
+    class_image.CopyInformation(image)
+    return class_image, labels_zyx, unmapped
+
+
+def evaluate_volumes(
+    pred_path: str | Path,
+    gt_path: str | Path,
+    anatomy: str | Path,
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+    *,
+    gt_scheme: str | None = None,
+    pred_scheme: str | None = None,
+    landmarks: bool = False,
+    max_dist_mm: float = VERSE_MAX_DIST_MM,
+    progress: bool = False,
+) -> Eval3dResult:
+    """Score a predicted label map against a ground-truth label map, class by class.
+
+    Args:
+        pred_path: Predicted label map (NIfTI, MHA/MHD, NRRD).
+        gt_path: Ground-truth label map; its grid is the reference.
+        anatomy: Registry name or YAML path; rows follow its class order.
+        tolerance_mm: Normalised surface Dice tolerance, mm.
+        gt_scheme: Source label scheme of the ground truth (``None``: id = class id + 1).
+        pred_scheme: Source label scheme of the prediction (``None``: id = class id + 1).
+        landmarks: Also compute class centroids (world LPS mm), identification rate and centroid errors.
+        max_dist_mm: Identification distance limit (VerSe: 20 mm).
+        progress: Show a progress bar over classes.
+
+    Returns:
+        The result; rows are the registry classes present in either map.
+
+    Raises:
+        DataError: Unreadable maps, no class of the anatomy in the ground truth, or grids that do not overlap.
+        UserError: Unknown anatomy or scheme, bad tolerance.
+    """
+    t0 = time.perf_counter()
+    _check_options(tolerance_mm, max_dist_mm)
+    reg = load_registry(anatomy)
+    gt_img, gt_zyx, gt_unmapped = _load_classes(gt_path, reg, gt_scheme, "ground truth")
+    if not gt_zyx.any():
+        raise DataError(
+            f"the ground truth {gt_path} holds no class of anatomy '{reg.name}'"
+            + (" (all ids unmapped; pass --gt-scheme, e.g. totalsegmentator_v2)" if gt_unmapped else "")
+        )
+    pred_img, pred_zyx, pred_unmapped = _load_classes(pred_path, reg, pred_scheme, "prediction")
+    if pred_unmapped and not pred_zyx.any():
+        log.warning("no prediction label id names a class of '%s'; is --pred-scheme right?", reg.name)
+
+    spacing_zyx = tuple(reversed(gt_img.GetSpacing()))
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    geometry: dict[str, Any] = {"gt_grid": grid_of(gt_img), "pred_grid": grid_of(pred_img), "pred_resampled": False}
+    pred_on_gt = pred_zyx
+    if not same_grid(pred_img, gt_img):
+        sitk = _import_sitk()
+        log.info("prediction grid differs from the ground truth: resampling it, %s", _RESAMPLE_METHOD)
+        before = np.bincount(pred_zyx.ravel(), minlength=reg.nc + 1)
+        pred_on_gt = sitk.GetArrayFromImage(resample_onto(pred_img, gt_img))
+        after = np.bincount(pred_on_gt.ravel(), minlength=reg.nc + 1)
+        pred_voxel_ml = float(np.prod(pred_img.GetSpacing())) / 1000.0
+        geometry.update(
+            pred_resampled=True,
+            resampling=_RESAMPLE_METHOD,
+            pred_volume_ml_before_resampling={
+                reg.names[c]: float(before[c + 1] * pred_voxel_ml) for c in range(reg.nc) if before[c + 1]
+            },
+            pred_volume_ml_after_resampling={
+                reg.names[c]: float(after[c + 1] * voxel_ml) for c in range(reg.nc) if before[c + 1] or after[c + 1]
+            },
+        )
+
+    scored = label_map_metrics(
+        pred_on_gt, gt_zyx, spacing_zyx, range(1, reg.nc + 1), tolerance_mm, HD_PERCENTILE, progress=progress
+    )
+    per_class = {reg.names[v - 1]: m for v, m in sorted(scored.items())}
+    result = Eval3dResult(
+        anatomy=reg.name,
+        mode="segmentation",
+        classes=list(per_class),
+        per_class=per_class,
+        mean=mean_metrics(per_class.values()),
+        geometry=geometry,
+        unmapped_labels={"gt": gt_unmapped, "pred": pred_unmapped},
+        options=_options(tolerance_mm, gt_scheme, pred_scheme, landmarks, max_dist_mm),
+        inputs={"pred": str(pred_path), "gt": str(gt_path)},
+    )
+    if landmarks:
+        names = {c + 1: n for c, n in enumerate(reg.names)}
+        gt_ctd = label_centroids_lps_mm(gt_img, names)
+        pred_ctd = label_centroids_lps_mm(pred_img, names)  # on its own grid: world points need no resampling
+        result.centroids_lps_mm = {"gt": gt_ctd, "pred": pred_ctd}
+        result.landmarks = identification_rate(pred_ctd, gt_ctd, max_dist_mm)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def evaluate_landmarks(
+    pred_path: str | Path,
+    gt_path: str | Path,
+    anatomy: str | Path,
+    *,
+    gt_scheme: str | None = None,
+    pred_scheme: str | None = None,
+    max_dist_mm: float = VERSE_MAX_DIST_MM,
+) -> Eval3dResult:
+    """Score landmarks only: each input is a centroid JSON file or a label map (centroids computed from it).
+
+    Args:
+        pred_path: Predicted centroids (``.json``) or label map.
+        gt_path: Ground-truth centroids (``.json``) or label map.
+        anatomy: Registry name or YAML path.
+        gt_scheme: Label scheme of a ground-truth label map.
+        pred_scheme: Label scheme of a predicted label map.
+        max_dist_mm: Identification distance limit (VerSe: 20 mm).
+
+    Returns:
+        A result in ``"landmarks"`` mode (no segmentation rows).
+    """
+    t0 = time.perf_counter()
+    _check_options(DEFAULT_TOLERANCE_MM, max_dist_mm)
+    reg = load_registry(anatomy)
+    names = {c + 1: n for c, n in enumerate(reg.names)}
+    unmapped: dict[str, dict[int, int]] = {}
+
+    def centroids(path: str | Path, scheme: str | None, what: str, key: str) -> dict[str, list[float]]:
+        if is_centroid_file(path):
+            return read_centroids_json(path, reg, what)
+        image, _, unmapped[key] = _load_classes(path, reg, scheme, what)
+        return label_centroids_lps_mm(image, names)
+
+    gt_ctd = centroids(gt_path, gt_scheme, "ground truth", "gt")
+    if not gt_ctd:
+        raise DataError(f"the ground truth {gt_path} holds no landmark of anatomy '{reg.name}'")
+    pred_ctd = centroids(pred_path, pred_scheme, "prediction", "pred")
+    present = set(gt_ctd) | set(pred_ctd)
+    return Eval3dResult(
+        anatomy=reg.name,
+        mode="landmarks",
+        classes=[n for n in reg.names if n in present],
+        landmarks=identification_rate(pred_ctd, gt_ctd, max_dist_mm),
+        centroids_lps_mm={"gt": gt_ctd, "pred": pred_ctd},
+        unmapped_labels=unmapped,
+        options=_options(None, gt_scheme, pred_scheme, True, max_dist_mm),
+        inputs={"pred": str(pred_path), "gt": str(gt_path)},
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _options(
+    tolerance_mm: float | None, gt_scheme: str | None, pred_scheme: str | None, landmarks: bool, max_dist_mm: float
+) -> dict[str, Any]:
+    return {
+        "tolerance_mm": tolerance_mm,
+        "hd_percentile": HD_PERCENTILE,
+        "gt_scheme": gt_scheme,
+        "pred_scheme": pred_scheme,
+        "landmarks": landmarks,
+        "max_dist_mm": max_dist_mm,
+    }
+
+
+def run_eval3d(
+    pred: str | Path,
+    gt: str | Path,
+    anatomy: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+    gt_scheme: str | None = None,
+    pred_scheme: str | None = None,
+    landmarks: bool = False,
+    max_dist_mm: float = VERSE_MAX_DIST_MM,
+    progress: bool = False,
+) -> tuple[Eval3dResult, dict[str, Path]]:
+    """Evaluate and write ``metrics.csv``, ``metrics.json`` (with a run manifest) and ``metrics.md``.
+
+    Centroid files (``.json``) for either input switch to landmark-only evaluation.
+
+    Args:
+        pred: Predicted label map or centroid file.
+        gt: Ground-truth label map or centroid file.
+        anatomy: Registry name or YAML path.
+        out: The CSV path; the JSON and Markdown files take the same name with their own suffix.
+        overwrite: Replace existing outputs.
+        tolerance_mm: NSD tolerance, mm.
+        gt_scheme: Source label scheme of the ground truth.
+        pred_scheme: Source label scheme of the prediction.
+        landmarks: Also score centroids of label maps.
+        max_dist_mm: Identification distance limit, mm.
+        progress: Progress bar over classes.
+
+    Returns:
+        The result and ``{"csv": ..., "json": ..., "md": ...}`` paths.
+    """
+    from yolo_spine.evaluate.report import output_paths, write_reports
+    from yolo_spine.provenance import run_manifest
+
+    paths = output_paths(out, overwrite)  # refuse existing outputs before any work
+    if is_centroid_file(pred) or is_centroid_file(gt):
+        result = evaluate_landmarks(
+            pred, gt, anatomy, gt_scheme=gt_scheme, pred_scheme=pred_scheme, max_dist_mm=max_dist_mm
+        )
+    else:
+        result = evaluate_volumes(
+            pred,
+            gt,
+            anatomy,
+            tolerance_mm,
+            gt_scheme=gt_scheme,
+            pred_scheme=pred_scheme,
+            landmarks=landmarks,
+            max_dist_mm=max_dist_mm,
+            progress=progress,
+        )
+    manifest = run_manifest(
+        "eval3d",
+        {"anatomy": str(anatomy), "out": str(out), "overwrite": overwrite, **result.options},
+        inputs={"pred": pred, "gt": gt},
+        extra={"versions_extra": _extra_versions()},
+    )
+    write_reports(result, paths, overwrite, manifest)
+    return result, paths
+
+
+def _extra_versions() -> dict[str, str | None]:
+    import importlib.metadata
+
+    out: dict[str, str | None] = {}
+    for name in ("monai", "scipy"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
