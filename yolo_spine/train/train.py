@@ -205,9 +205,10 @@ def train(
     device = str(opts["device"]) if opts["device"] is not None else _default_device()
     train_yaml = data
     if int(opts["channels"]) != int(data_dict.get("channels", 3)):
-        # one derived data.yaml in the run folder; the user's dataset stays untouched
-        work.mkdir(parents=True, exist_ok=True)
-        train_yaml = work / "data.yaml"
+        # A derived data.yaml beside the run folder (Ultralytics' DDP launcher empties the run folder before it
+        # starts); the user's dataset stays untouched. A copy lands in the finished run folder.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        train_yaml = out.parent / f".{out.name}.data.yaml"
         train_yaml.write_text(
             yaml.safe_dump({**data_dict, "path": str(data_root), "channels": int(opts["channels"])}, sort_keys=False)
         )
@@ -259,7 +260,14 @@ def train(
             "data": str(train_yaml),
         }
     t0 = time.perf_counter()
-    model.train(trainer=AnatomySegmentationTrainer, **args)
+    try:
+        model.train(trainer=AnatomySegmentationTrainer, **args)
+    except AssertionError as exc:
+        if "nothing to resume" in str(exc):
+            raise UserError(
+                f"{out} finished all its epochs; nothing to resume (train a new run, or start from --weights {last})"
+            ) from None
+        raise
     wall = time.perf_counter() - t0
     trainer = model.trainer
     save_dir = Path(trainer.save_dir)
@@ -284,7 +292,7 @@ def train(
             "model": {"start": model_arg, "source": source, "task": "segment", "channels": int(opts["channels"])},
             "device": device,
             "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-            "torch_threads": stats["threads"],
+            "torch_threads": stats["threads"],  # None under DDP: the callbacks run in the worker processes
             "cpu_count": os.cpu_count(),
             "mirror_aware_flip": mirror is not None and opts["fliplr"] > 0,
             "wall_seconds": round(wall, 2),
@@ -295,6 +303,9 @@ def train(
         },
     )
     write_json_atomic(save_dir / "run.json", manifest)
+    if train_yaml != data:
+        shutil.copyfile(train_yaml, save_dir / "data.yaml")
+        train_yaml.unlink(missing_ok=True)
     if save_dir != out:
         if out.exists():
             old = out.parent / f".{out.name}.old"

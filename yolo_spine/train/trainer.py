@@ -21,12 +21,32 @@ from yolo_spine.ultra import configure_environment
 
 configure_environment()  # must precede the first Ultralytics import, also in DDP worker processes
 
+import ultralytics.engine.trainer as _ul_trainer  # noqa: E402
 from ultralytics.data.augment import Compose, RandomFlip  # noqa: E402
 from ultralytics.data.dataset import YOLODataset  # noqa: E402
 from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
-from ultralytics.utils import LOGGER  # noqa: E402
+from ultralytics.utils import LOGGER, WEIGHTS_DIR  # noqa: E402
 
 from yolo_spine.registry import load_registry  # noqa: E402
+
+_check_amp = _ul_trainer.check_amp
+
+
+def _offline_check_amp(model: Any) -> bool:
+    """Ultralytics' AMP check on GPUs loads yolo26n.pt and downloads it when missing; never download it.
+
+    Without the file AMP stays on, as Ultralytics itself does when it cannot download (its own warning text).
+    """
+    if not (WEIGHTS_DIR / "yolo26n.pt").is_file():
+        LOGGER.warning(
+            "AMP: skipping Ultralytics' AMP self-check (it needs yolo26n.pt, which yolo_spine never "
+            "downloads); training with amp=True. Disable it with --config and amp: false if losses turn NaN."
+        )
+        return True
+    return _check_amp(model)
+
+
+_ul_trainer.check_amp = _offline_check_amp
 
 
 def mirror_map_for(data: dict[str, Any]) -> np.ndarray | None:
@@ -95,7 +115,26 @@ class MirrorAwareYOLODataset(YOLODataset):
 
 
 class AnatomySegmentationTrainer(SegmentationTrainer):
-    """SegmentationTrainer with left/right-aware flips and copy-paste for registries with mirror pairs."""
+    """SegmentationTrainer with left/right-aware flips and copy-paste for registries with mirror pairs.
+
+    It also drops Ultralytics' Platform upload and usage-event callbacks, so that no setting or environment
+    variable (``ULTRALYTICS_API_KEY``) can make a training run send patient images anywhere.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for event, funcs in self.callbacks.items():
+            self.callbacks[event] = [
+                f
+                for f in funcs
+                if not getattr(f, "__module__", "").startswith(
+                    (
+                        "ultralytics.utils.callbacks.platform",
+                        "ultralytics.utils.callbacks.events",
+                        "ultralytics.utils.callbacks.hub",
+                    )
+                )
+            ]
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         """Build the dataset as Ultralytics does; for training with mirror pairs, make flips mirror-aware."""
