@@ -9,7 +9,6 @@ maps them onto the anatomy registry's order.
 
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -212,15 +211,12 @@ def read_coco_export(root: Path, tag: str, given: Path) -> Export:
         split_dirs = [("train", root)]
     unlisted: list[str] = []
     for split, d in split_dirs:
-        try:
-            cats = json.loads((d / "_annotations.coco.json").read_text()).get("categories", [])
-        except ValueError:
-            raise DataError(f"{d / '_annotations.coco.json'} is not valid JSON") from None
-        for n in class_categories(cats).values():
+        coco = read_coco(d / "_annotations.coco.json")
+        for n in class_categories(coco.categories).values():
             if n not in names:
                 names.append(n)
         listed = set()
-        for entry in read_coco(d / "_annotations.coco.json"):
+        for entry in coco.images:
             img = d / entry.file_name
             listed.add(img.name)
             src = SourceImage(img, str(img.relative_to(root)), split)

@@ -86,15 +86,28 @@ def _polygon_from_segmentation(seg: object, width: int, height: int) -> tuple[np
     return ring / np.array([width, height], dtype=np.float64), "polygon"
 
 
-def read_coco(json_path: str | Path) -> list[CocoImage]:
+@dataclass
+class CocoFile:
+    """A parsed COCO file: its categories as written and its images with annotations.
+
+    Attributes:
+        categories: The ``categories`` entries (``id``, ``name``, ``supercategory``).
+        images: One :class:`CocoImage` per image entry, in file order.
+    """
+
+    categories: list[dict]
+    images: list[CocoImage]
+
+
+def read_coco(json_path: str | Path) -> CocoFile:
     """Read a COCO segmentation file into images with named, normalised polygons.
 
     Args:
         json_path: Path of ``_annotations.coco.json``.
 
     Returns:
-        One :class:`CocoImage` per image entry, in file order. Annotations of categories that are not
-        classes (Roboflow's parent) keep that category's name, so the caller can report them.
+        The :class:`CocoFile`. Annotations of categories that are not classes (Roboflow's parent) keep that
+        category's name, so the caller can report them.
 
     Raises:
         DataError: If the file is not valid JSON or lacks the COCO keys.
@@ -121,4 +134,4 @@ def read_coco(json_path: str | Path) -> list[CocoImage]:
         cat = names.get(int(ann.get("category_id", -1)), f"<category {ann.get('category_id')}>")
         poly, kind = _polygon_from_segmentation(ann.get("segmentation"), image.width or 1, image.height or 1)
         image.annotations.append(CocoAnnotation(cat, poly, kind))
-    return out
+    return CocoFile(list(categories), out)
