@@ -1,11 +1,11 @@
-"""Subcommands of the datasets stage: fetch, merge, check, stats (argparse only; work happens in handlers)."""
+"""Subcommands of the datasets stage: fetch, merge, check, stats, augment (argparse only; work happens in handlers)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_seed
+from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_seed, add_workers
 from yolo_spine.errors import UserError
 
 
@@ -87,8 +87,32 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _augment(args: argparse.Namespace) -> int:
+    from yolo_spine.datasets.augment import augment_dataset
+
+    s = augment_dataset(
+        data=args.data,
+        out=args.out,
+        preset=args.preset,
+        copies=args.copies,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        allow_order_breaking=True if args.allow_order_breaking else None,
+        anatomy=args.anatomy,
+    )
+    inst = s["instances"]
+    dropped = ", ".join(f"{k} {v}" for k, v in inst["dropped"].items() if v) or "none"
+    print(
+        f"augmented into {s['out']}: {s['copies']} copies ({s['copies_per_s']} copies/s); train now "
+        f"{s['images']['train']} images; instances written {inst['out']} of {inst['in']} "
+        f"(split pieces {inst['split_pieces']}; dropped: {dropped}); see manifest.json"
+    )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add fetch, merge, check and stats."""
+    """Add fetch, merge, check, stats and augment."""
     p = add_command(sub, "fetch", "download a Roboflow dataset version (needs network and an API key)", _fetch)
     p.add_argument("--workspace", required=True)
     p.add_argument("--project", required=True)
@@ -140,3 +164,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=Path, default=None, help="histogram PNG (default: class_histogram.png beside data.yaml)"
     )
+
+    p = add_command(
+        sub,
+        "augment",
+        "offline augmentation of the training split: polygon-exact, anatomy order kept, left/right classes swapped",
+        _augment,
+    )
+    p.add_argument("data", type=Path, metavar="DATA_YAML")
+    add_out(p, "output dataset folder (val/test copied untouched, train = originals + copies)")
+    p.add_argument("--copies", type=int, default=None, help="copies per training image (None: the preset's copies)")
+    p.add_argument(
+        "--preset", default="xray-spine", help="xray-spine, xray-teeth, ct-slice, or a YAML file of the same keys"
+    )
+    p.add_argument(
+        "--allow-order-breaking",
+        action="store_true",
+        help="allow the preset's vertical flips and 90-degree turns (they break the top-to-bottom vertebra order)",
+    )
+    add_anatomy(p, default=None)
+    add_seed(p)
+    add_workers(p)
