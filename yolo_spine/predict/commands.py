@@ -3,7 +3,121 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from yolo_spine._cli_common import add_command, add_device, add_out
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from yolo_spine.predict.run import predict
+
+    overrides = {
+        "iou": args.iou,
+        "imgsz": args.imgsz,
+        "max_det": args.max_det,
+        "device": args.device,
+        "threads": args.threads,
+        "anatomy": args.anatomy,
+        "order_fix": True if args.order_fix else None,
+        "save_txt": True if args.save_txt else None,
+        "save_annotated": False if args.no_annotated else None,
+        "show": True if args.show else None,
+        "watch": True if args.watch else None,
+        "watch_timeout": args.watch_timeout,
+    }
+    m = predict(
+        weights=args.weights,
+        source=args.source,
+        out=args.out,
+        conf=args.conf,
+        review=args.review,
+        preset=args.config,
+        overrides=overrides,
+        overwrite=args.overwrite,
+    )
+    c = m["counts"]
+    dropped = m["dropped"]["count"]
+    parts = [f"{c['frames']} frame(s), {c['instances']} instance(s) at confidence {m['conf']['value']:.3f}"]
+    if m["options"]["order_fix"]:
+        parts.append(f"{c['order_changed']} label(s) changed by the order fix")
+    if dropped:
+        parts.append(f"{dropped} input(s) unreadable (see run.json)")
+    print(f"{', '.join(parts)}; {m['fps'] or 0:.1f} FPS; outputs: {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from yolo_spine.predict.export import export_model
+
+    path = export_model(
+        weights=args.weights,
+        format=args.format,
+        out=args.out,
+        imgsz=args.imgsz,
+        int8=args.int8,
+        data=args.data,
+        dynamic=args.dynamic,
+        overwrite=args.overwrite,
+    )
+    print(f"exported: {path}")
+    return 0
+
+
+def _imgsz(text: str) -> int | list[int]:
+    parts = [int(p) for p in text.replace("x", ",").split(",") if p.strip()]
+    if len(parts) not in (1, 2) or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 640 or 384,640 (height,width), not {text!r}")
+    return parts[0] if len(parts) == 1 else parts
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this stage's subcommands."""
+    """Add ``predict`` and ``export``."""
+    p = add_command(
+        sub,
+        "predict",
+        "segment a webcam, video, stream, image or folder of X-rays (16-bit PNG/TIFF, DICOM) with FPS on screen",
+        _predict,
+        description="Predict with a YOLO segmentation model (.pt, .onnx or OpenVINO folder). Writes "
+        "predictions.jsonl, annotated images/video, optional YOLO-seg label files with confidences, and run.json. "
+        "Defaults: configs/predict/default.yaml.",
+    )
+    p.add_argument("--weights", type=Path, required=True, help="model: .pt, .onnx or an OpenVINO folder")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="webcam index (0), video file, stream URL, image, folder, or a .streams/.txt file of sources",
+    )
+    add_out(p, "output folder")
+    p.add_argument("--conf", default=None, help="confidence threshold or 'auto' (best F1 of the review; default 0.25)")
+    p.add_argument("--review", type=Path, default=None, help="review metrics.json or folder for --conf auto")
+    p.add_argument("--config", default=None, help="predict preset or YAML with keys of configs/predict/default.yaml")
+    p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold")
+    p.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's)")
+    p.add_argument("--max-det", type=int, default=None, help="most instances per frame")
+    add_device(p)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
+    p.add_argument("--anatomy", default=None, help="registry of the model's classes (default: found by class names)")
+    p.add_argument(
+        "--order-fix", action="store_true", help="relabel so levels increase along the anatomy without duplicates"
+    )
+    p.add_argument("--save-txt", action="store_true", help="write labels/<stem>.txt (YOLO-seg + confidence)")
+    p.add_argument("--no-annotated", action="store_true", help="do not write annotated images/video")
+    p.add_argument("--show", action="store_true", help="show the annotated frames in a window (when a display exists)")
+    p.add_argument("--watch", action="store_true", help="keep processing new images as they appear in the folder")
+    p.add_argument("--watch-timeout", type=float, default=None, help="stop watching after this many idle seconds")
+
+    e = add_command(
+        sub,
+        "export",
+        "export a .pt segmentation model to ONNX or OpenVINO (optionally INT8) for CPU real time",
+        _export,
+        description="Export for CPU real time; predict and val accept the result. Needs the export extra: "
+        "pip install -e .[export].",
+    )
+    e.add_argument("--weights", type=Path, required=True, help=".pt checkpoint")
+    e.add_argument("--format", required=True, choices=["onnx", "openvino"])
+    add_out(e, "exported file or folder (default: beside the weights, named as Ultralytics does)", required=False)
+    e.add_argument("--imgsz", type=_imgsz, default=None, help="input size: 640 or height,width (default: training)")
+    e.add_argument("--int8", action="store_true", help="OpenVINO INT8 quantisation (needs --data)")
+    e.add_argument("--data", type=Path, default=None, metavar="DATA_YAML", help="calibration images for --int8")
+    e.add_argument("--dynamic", action="store_true", help="dynamic input shapes (rectangular frames)")

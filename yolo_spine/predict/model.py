@@ -1,0 +1,146 @@
+"""Load a segmentation model for prediction (PyTorch ``.pt``, ONNX, OpenVINO) and resolve ``--conf auto``.
+
+Every format loads through :mod:`yolo_spine.ultra` (offline Ultralytics, every CPU core). ONNX Runtime and
+OpenVINO are this package's ``export`` extra: when one is missing the user is told to
+``pip install -e .[export]`` instead of Ultralytics trying (and, offline, failing) to pip-install it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from yolo_spine.errors import MissingDependencyError, UserError
+
+log = logging.getLogger("yolo_spine")
+
+#: Where ``--conf auto`` looks for the review's ``metrics.json``, relative to the weights file's folder.
+REVIEW_CANDIDATES = ("metrics.json", "../metrics.json", "../review/metrics.json", "review/metrics.json")
+EXPORT_EXTRA_HINT = "pip install -e .[export]"
+
+
+def model_format(weights: str | Path) -> str:
+    """Return ``pt``, ``onnx`` or ``openvino`` for a weights path.
+
+    Raises:
+        UserError: If the path is missing or of another kind.
+    """
+    w = Path(weights)
+    if not w.exists():
+        raise UserError(f"weights not found: {w}")
+    if w.is_dir():
+        if any(w.glob("*.xml")):
+            return "openvino"
+        raise UserError(f"{w} is a folder without an OpenVINO model (*.xml); give a .pt, .onnx or OpenVINO folder")
+    if w.suffix == ".xml":
+        return "openvino"
+    if w.suffix in {".pt", ".onnx"}:
+        return w.suffix[1:]
+    raise UserError(f"{w.name} is not a .pt, .onnx or OpenVINO model")
+
+
+def require_runtime(fmt: str) -> None:
+    """Raise :class:`MissingDependencyError` naming the extra when the runtime of ``fmt`` is not installed."""
+    module = {"onnx": "onnxruntime", "openvino": "openvino"}.get(fmt)
+    if module and importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(f"{fmt} models need {module}; install the export extra: {EXPORT_EXTRA_HINT}")
+
+
+def load_model(weights: str | Path, threads: int | None = None) -> Any:
+    """Load a YOLO segmentation model for prediction, offline.
+
+    Args:
+        weights: A ``.pt`` checkpoint, an ``.onnx`` file or an OpenVINO folder (``*_openvino_model``).
+        threads: CPU threads (default: every core).
+
+    Returns:
+        The Ultralytics ``YOLO`` model; ``model.names`` are the class names in id order.
+
+    Raises:
+        UserError: A missing or unreadable file, a model that is not a segmentation model.
+        MissingDependencyError: ONNX Runtime or OpenVINO is needed and not installed.
+    """
+    from yolo_spine.ultra import import_ultralytics
+
+    fmt = model_format(weights)
+    require_runtime(fmt)
+    import_ultralytics(threads=threads)
+    from yolo_spine.review.val import load_segmentation_model
+
+    w = Path(weights)
+    if fmt == "openvino" and w.is_file():
+        w = w.parent
+    return load_segmentation_model(w)
+
+
+def class_names(model: Any) -> list[str]:
+    """Return the model's class names in id order."""
+    names = model.names
+    return [str(names[i]) for i in range(len(names))] if isinstance(names, dict) else [str(n) for n in names]
+
+
+def find_review_metrics(weights: str | Path, review: str | Path | None = None) -> Path:
+    """Find the review ``metrics.json`` for ``--conf auto``.
+
+    Args:
+        weights: The model path; its folder, the folder above and a ``review/`` folder there are searched.
+        review: An explicit ``metrics.json`` or review folder (``--review``).
+
+    Raises:
+        UserError: If none is found.
+    """
+    if review is not None:
+        r = Path(review)
+        path = r / "metrics.json" if r.is_dir() else r
+        if not path.is_file():
+            raise UserError(f"no review metrics.json at {path}; write one with `yolo_spine val`")
+        return path
+    base = Path(weights)
+    base = base if base.is_dir() else base.parent
+    for rel in REVIEW_CANDIDATES:
+        path = (base / rel).resolve()
+        if path.is_file():
+            return path
+    raise UserError(
+        f"--conf auto needs the review's metrics.json beside {Path(weights).name} (run `yolo_spine val`) "
+        "or --review PATH; or give --conf as a number"
+    )
+
+
+def auto_conf(weights: str | Path, review: str | Path | None = None) -> tuple[float, Path]:
+    """Return the best-F1 mask confidence of the model's review and the ``metrics.json`` it came from.
+
+    Raises:
+        UserError: No review, an unreadable one, or a review in which no confidence reaches a positive F1.
+    """
+    path = find_review_metrics(weights, review)
+    try:
+        metrics = json.loads(path.read_text())
+        conf = metrics["best_conf"]["mask"]["all"]["conf"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a review metrics.json (no best_conf.mask.all.conf)") from None
+    if conf is None:
+        raise UserError(f"the review {path} found no confidence with a positive F1; give --conf as a number")
+    return float(conf), path
+
+
+def resolve_conf(conf: str | float, weights: str | Path, review: str | Path | None = None) -> tuple[float, str]:
+    """Turn ``--conf`` (a number or ``auto``) into a confidence and a note of where it came from.
+
+    Raises:
+        UserError: A value that is neither ``auto`` nor a number in ``[0, 1]``, or ``auto`` without a review.
+    """
+    if isinstance(conf, str) and conf.strip().lower() == "auto":
+        value, path = auto_conf(weights, review)
+        log.info("confidence %.3f: best F1 of the review %s", value, path)
+        return value, f"auto ({path.parent.name}/{path.name})"
+    try:
+        value = float(conf)
+    except (TypeError, ValueError):
+        raise UserError(f"--conf must be 'auto' or a number between 0 and 1, not {conf!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"--conf must be between 0 and 1, not {value}")
+    return value, "given"
