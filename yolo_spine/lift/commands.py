@@ -3,7 +3,79 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from yolo_spine._cli_common import add_command, add_out
+
+_PLANES = ("axial", "coronal", "sagittal")
+
+
+def _planes(text: str) -> list[str]:
+    planes = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in planes if p not in _PLANES]
+    if bad or not planes:
+        raise argparse.ArgumentTypeError(f"planes are a comma-separated subset of {','.join(_PLANES)}")
+    return planes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands."""
+    p = add_command(
+        sub,
+        "lift",
+        help="lift 2D instances on CT slices and DRRs back into the study's 3D geometry (NIfTI, centroids)",
+        handler=_lift,
+        description="Lift YOLO-seg instances (a ct2yolo dataset's ground truth, or predict --save-txt output) back "
+        "into the CT they were cut from, through the sidecars ct2yolo wrote: slices are stacked per plane (gaps "
+        "left by --step are interpolated), planes are fused per voxel, and the label map (class id + 1) is written "
+        "in the original size, spacing, origin and direction. DRR views are triangulated into per-class 3D "
+        "centroids and boxes (centroids.json beside --out). A run manifest <out>.json records inputs and counts.",
+    )
+    p.add_argument("labels_dir", type=Path, metavar="LABELS_DIR", help="ct2yolo dataset root or predict output folder")
+    p.add_argument(
+        "--sidecars", type=Path, default=None, help="ct2yolo output root holding sidecars/ (if not LABELS_DIR)"
+    )
+    add_out(p, help="label map to write (.nii.gz, .nii, .mha or .nrrd)")
+    p.add_argument(
+        "--planes", type=_planes, default=None, help="slice planes to use, e.g. axial,coronal (default: all)"
+    )
+    p.add_argument("--fusion", choices=("vote", "weighted"), default=None, help="multi-planar fusion (default: vote)")
+    p.add_argument("--largest-cc", action="store_true", default=None, help="keep each class's largest component")
+    p.add_argument("--order-fix", action="store_true", default=None, help="enforce anatomical order along the body")
+    p.add_argument("--hull", action="store_true", default=None, help="DRR inputs: write the visual hull as --out")
+    p.add_argument("--max-gap", type=int, default=None, help="interpolate across gaps of up to this many slices")
+    p.add_argument("--split", default=None, help="only this split of the dataset (e.g. test)")
+    p.add_argument("--study", default=None, help="the study to lift when the sidecars hold several")
+    p.add_argument("--config", default=None, help="preset name in configs/lift or a YAML path")
+
+
+def _lift(args: argparse.Namespace) -> int:
+    from yolo_spine.lift.lift import lift
+
+    result = lift(
+        args.labels_dir,
+        args.out,
+        sidecars=args.sidecars,
+        split=args.split,
+        study=args.study,
+        config=args.config,
+        planes=args.planes,
+        fusion=args.fusion,
+        largest_cc=args.largest_cc,
+        order_fix=args.order_fix,
+        hull=args.hull,
+        max_gap=args.max_gap,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    c = result.counts
+    print(
+        f"lifted {c.get('sidecars', 0)} images ({c.get('sidecars_without_labels', 0)} without instances); "
+        f"{len(result.classes_found)} classes found: {', '.join(result.classes_found) or 'none'}"
+    )
+    if c.get("labels_without_sidecar"):
+        print(f"warning: {c['labels_without_sidecar']} label files had no sidecar and were not lifted")
+    for path in (result.labels, result.centroids, result.manifest):
+        if path is not None:
+            print(f"wrote {path}")
+    return 0

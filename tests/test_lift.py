@@ -1,0 +1,376 @@
+"""Tests of ``lift``: slice stacks and DRR views back into 3D, through the sidecar contract.
+
+The synthetic fixture slices a small label volume (non-identity direction, anisotropic spacing) through
+hand-built sidecars; polygons round-trip masks exactly, so lifting ground truth must give the volume back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yolo_spine.ct.sidecar import SCHEMA, Camera, VolumeGeometry
+from yolo_spine.errors import UserError
+from yolo_spine.geometry import mask_to_polygons
+from yolo_spine.io.labels import SegInstance, write_yolo_labels
+
+SPACING = (0.8, 1.2, 2.5)
+DIRECTION = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+ORIGIN = (12.0, -30.0, 100.0)
+SIZE = (10, 20, 30)  # i, j, k
+
+
+def _geom() -> VolumeGeometry:
+    return VolumeGeometry(SIZE, SPACING, ORIGIN, DIRECTION)
+
+
+def _p2i(plane: str, index: int) -> np.ndarray:
+    """Pixel (u, v, w, 1) → ijk for the fixture's planes: axial u=i v=j; coronal u=i v=K-1-k; sagittal u=j v=K-1-k."""
+    k_last = SIZE[2] - 1
+    if plane == "axial":
+        m = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, index], [0, 0, 0, 1]]
+    elif plane == "coronal":
+        m = [[1, 0, 0, 0], [0, 0, 1, index], [0, -1, 0, k_last], [0, 0, 0, 1]]
+    else:
+        m = [[0, 0, 1, index], [1, 0, 0, 0], [0, -1, 0, k_last], [0, 0, 0, 1]]
+    return np.asarray(m, float)
+
+
+def _slice_image(arr_kji: np.ndarray, plane: str, index: int) -> np.ndarray:
+    if plane == "axial":
+        return arr_kji[index]
+    if plane == "coronal":
+        return arr_kji[::-1, index, :]
+    return arr_kji[::-1, :, index]
+
+
+def write_slice_dataset(
+    root: Path,
+    labels_kji: np.ndarray,
+    anatomy: str = "spine",
+    planes: tuple[str, ...] = ("axial", "coronal", "sagittal"),
+    step: int = 1,
+    split: str = "test",
+    study: str = "synthetic-1",
+    conf: dict[str, float] | None = None,
+    relabel: dict[str, dict[int, int]] | None = None,
+) -> Path:
+    """Write a ct2yolo-shaped dataset (labels + sidecars) of a (k, j, i) label map (class id + 1) and return root.
+
+    ``conf`` gives a confidence per plane (prediction files); ``relabel`` maps class ids per plane (to fake errors).
+    """
+    geom = _geom()
+    axis_of = {"axial": 2, "coronal": 1, "sagittal": 0}
+    for plane in planes:
+        n = SIZE[axis_of[plane]]
+        for index in range(0, n, step):
+            img = _slice_image(labels_kji, plane, index)
+            h, w = img.shape
+            instances = []
+            for value in np.unique(img[img > 0]):
+                polys, _ = mask_to_polygons(img == value)
+                cls = int(value) - 1
+                cls = (relabel or {}).get(plane, {}).get(cls, cls)
+                for poly in polys:
+                    c = None if conf is None else conf[plane]
+                    instances.append(SegInstance(cls, poly / np.array([w, h]), c))
+            stem = f"{study}_{plane}_{index:03d}"
+            if instances:
+                write_yolo_labels(root / "labels" / split / f"{stem}.txt", instances)
+            sidecar = {
+                "schema": SCHEMA,
+                "kind": "slice",
+                "study": study,
+                "anatomy": anatomy,
+                "plane": plane,
+                "index": index,
+                "step": step,
+                "axis": axis_of[plane],
+                "image_size_wh": [w, h],
+                "volume": geom.to_json(),
+                "pixel_to_world": (geom.ijk_to_world() @ _p2i(plane, index)).tolist(),
+            }
+            path = root / "sidecars" / split / f"{stem}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(sidecar))
+    return root
+
+
+def _ellipsoid(center_kji: tuple[float, float, float], radii_kji: tuple[float, float, float]) -> np.ndarray:
+    kk, jj, ii = np.meshgrid(*(np.arange(s) for s in SIZE[::-1]), indexing="ij")
+    c, r = center_kji, radii_kji
+    return ((kk - c[0]) / r[0]) ** 2 + ((jj - c[1]) / r[1]) ** 2 + ((ii - c[2]) / r[2]) ** 2 <= 1.0
+
+
+@pytest.fixture
+def spine_volume() -> np.ndarray:
+    """Two 'vertebrae' stacked along k: C1 (label 1) at high k, C2 (label 2) below (k is inferior→superior flipped)."""
+    arr = np.zeros(SIZE[::-1], np.uint8)
+    # direction[2,2] = -1: increasing k runs inferior, so C1 (top) sits at small k.
+    arr[_ellipsoid((8, 10, 5), (5, 6, 3.5))] = 1
+    arr[_ellipsoid((21, 9, 4), (6, 7, 4))] = 2
+    return arr
+
+
+def _read(path: Path) -> tuple[np.ndarray, object]:
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(img), img
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum())
+
+
+def test_axial_ground_truth_lifts_back_exactly(tmp_path: Path, spine_volume: np.ndarray) -> None:
+    from yolo_spine.lift.lift import lift
+
+    root = write_slice_dataset(tmp_path / "ds", spine_volume, planes=("axial",))
+    res = lift(root, tmp_path / "seg.nii.gz")
+    arr, img = _read(res.labels)
+    np.testing.assert_array_equal(arr, spine_volume)
+    assert img.GetSize() == SIZE
+    np.testing.assert_allclose(img.GetSpacing(), SPACING)
+    np.testing.assert_allclose(img.GetOrigin(), ORIGIN)
+    np.testing.assert_allclose(img.GetDirection(), DIRECTION)
+    manifest = json.loads((tmp_path / "seg.json").read_text())
+    assert manifest["classes_found"] == ["C1", "C2"]
+    assert manifest["counts"]["sidecars"] == SIZE[2]
+    assert manifest["counts"]["labels_without_sidecar"] == 0
+
+
+@pytest.mark.parametrize("fusion", ["vote", "weighted"])
+def test_three_planes_fuse_exactly(tmp_path: Path, spine_volume: np.ndarray, fusion: str) -> None:
+    from yolo_spine.lift.lift import lift
+
+    root = write_slice_dataset(tmp_path / "ds", spine_volume)
+    res = lift(root, tmp_path / "seg.nii.gz", fusion=fusion)
+    np.testing.assert_array_equal(_read(res.labels)[0], spine_volume)
+    manifest = json.loads(res.manifest.read_text())
+    assert set(manifest["lift"]["planes"]) == {"axial", "coronal", "sagittal"}
+
+
+def test_majority_vote_outvotes_one_wrong_plane(tmp_path: Path, spine_volume: np.ndarray) -> None:
+    from yolo_spine.lift.lift import lift
+
+    # the coronal plane calls C2 "C3": two planes out of three say C2
+    root = write_slice_dataset(tmp_path / "ds", spine_volume, relabel={"coronal": {1: 2}})
+    res = lift(root, tmp_path / "seg.nii.gz")
+    np.testing.assert_array_equal(_read(res.labels)[0], spine_volume)
+
+
+def test_step_gaps_are_interpolated(tmp_path: Path, spine_volume: np.ndarray) -> None:
+    from yolo_spine.lift.lift import lift
+
+    root = write_slice_dataset(tmp_path / "ds", spine_volume, planes=("axial",), step=3)
+    arr = _read(lift(root, tmp_path / "seg.nii.gz").labels)[0]
+    kept = np.arange(0, SIZE[2], 3)
+    np.testing.assert_array_equal(arr[kept], spine_volume[kept])  # lifted slices are exact
+    for value in (1, 2):
+        assert _dice(arr == value, spine_volume == value) > 0.85
+    off = _read(lift(root, tmp_path / "off.nii.gz", max_gap=1).labels)[0]
+    assert not off[1::3].any()  # no interpolation: the skipped slices stay empty
+    assert _dice(off == 2, spine_volume == 2) < _dice(arr == 2, spine_volume == 2)
+
+
+def test_lr_blind_plane_does_not_decide_left_right(tmp_path: Path) -> None:
+    from yolo_spine.lift.lift import lift
+    from yolo_spine.registry import load_registry
+
+    reg = load_registry("brain")
+    left, right = reg.index("C_left"), reg.index("C_right")
+    arr = np.zeros(SIZE[::-1], np.uint8)
+    arr[_ellipsoid((15, 10, 3), (6, 6, 2.5))] = left + 1
+    # sagittal (normal along i = world x, left-right) calls it right, and is more confident than the axial plane
+    root = write_slice_dataset(
+        tmp_path / "ds",
+        arr,
+        anatomy="brain",
+        planes=("axial", "sagittal"),
+        conf={"axial": 0.6, "sagittal": 0.9},
+        relabel={"sagittal": {left: right}},
+    )
+    out = _read(lift(root, tmp_path / "seg.nii.gz", fusion="weighted").labels)[0]
+    np.testing.assert_array_equal(out, arr)
+    manifest = json.loads((tmp_path / "seg.json").read_text())
+    assert manifest["lift"]["planes"]["sagittal"]["lr_blind"] is True
+    assert manifest["lift"]["planes"]["axial"]["lr_blind"] is False
+    # on its own the sagittal plane's label stands (nobody else decides)
+    alone = _read(lift(root, tmp_path / "sag.nii.gz", planes=["sagittal"]).labels)[0]
+    assert set(np.unique(alone)) == {0, right + 1}
+
+
+def test_fuse_mirror_rule_unit() -> None:
+    from yolo_spine.lift.fuse import fuse_planes, mirror_lut_for
+    from yolo_spine.lift.slices import PlaneMaps
+
+    shape = (1, 1, 3)
+
+    def plane(name: str, labels: list[int], conf: list[float], blind: bool) -> PlaneMaps:
+        lab = np.array(labels, np.uint8).reshape(shape)
+        c = (np.array(conf) * 255).astype(np.uint8).reshape(shape)
+        return PlaneMaps(name, 0, lab, c, np.ones(3, bool), np.ones((1, 1), bool), blind)
+
+    lut = mirror_lut_for([1, 0, 2])  # classes 0 and 1 mirror each other; 2 does not
+    a = plane("axial", [1, 0, 3], [0.5, 0.5, 0.5], False)
+    s = plane("sagittal", [2, 2, 3], [0.9, 0.9, 0.9], True)
+    out = fuse_planes([a, s], "weighted", lut)
+    # voxel 0: axial says 1 (conf .5), sagittal 2 (.9) → pair vote: 1 wins; voxel 1: axial background (.5) vs
+    # sagittal's pair vote (.9) → the blind plane's label stands; voxel 2: both agree.
+    assert out.ravel().tolist() == [1, 2, 3]
+    assert fuse_planes([a, s], "weighted", None).ravel().tolist() == [2, 2, 3]  # without the rule: overruled
+
+
+def test_largest_cc_and_order_fix(tmp_path: Path, spine_volume: np.ndarray) -> None:
+    from yolo_spine.lift.lift import lift
+
+    vol = spine_volume.copy()
+    vol[27:29, 1:3, 8:10] = 1  # a stray C1 island far below
+    root = write_slice_dataset(tmp_path / "ds", vol, planes=("axial",))
+    arr = _read(lift(root, tmp_path / "a.nii.gz", largest_cc=True).labels)[0]
+    np.testing.assert_array_equal(arr, spine_volume)
+    manifest = json.loads((tmp_path / "a.json").read_text())
+    assert manifest["lift"]["largest_cc_removed_voxels"] == {"C1": 8}
+
+    # both vertebrae called C1: the lower one becomes C2 (levels strictly increase downwards)
+    dup = np.where(spine_volume > 0, 1, 0).astype(np.uint8)
+    root2 = write_slice_dataset(tmp_path / "ds2", dup, planes=("axial",))
+    fixed = _read(lift(root2, tmp_path / "b.nii.gz", order_fix=True).labels)[0]
+    np.testing.assert_array_equal(fixed, spine_volume)
+    assert json.loads((tmp_path / "b.json").read_text())["lift"]["order_fix_relabelled"] == {"C1": "C2"}
+    plain = _read(lift(root2, tmp_path / "c.nii.gz").labels)[0]
+    np.testing.assert_array_equal(plain, dup)  # without --order-fix nothing is relabelled
+
+
+def test_input_errors_and_accounting(tmp_path: Path, spine_volume: np.ndarray) -> None:
+    from yolo_spine.errors import OutputExistsError
+    from yolo_spine.lift.lift import lift
+
+    empty = tmp_path / "empty"
+    (empty / "labels").mkdir(parents=True)
+    with pytest.raises(UserError, match="no CT sidecars"):
+        lift(empty, tmp_path / "x.nii.gz")
+    root = write_slice_dataset(tmp_path / "ds", spine_volume, planes=("axial",))
+    write_slice_dataset(tmp_path / "ds", spine_volume, planes=("coronal",), study="other")
+    with pytest.raises(UserError, match="choose one with --study"):
+        lift(root, tmp_path / "x.nii.gz")
+    (root / "labels" / "test" / "orphan.txt").write_text("0 0.1 0.1 0.2 0.1 0.2 0.2\n")
+    res = lift(root, tmp_path / "x.nii.gz", study="synthetic-1")
+    assert res.counts["labels_without_sidecar"] == 1
+    assert res.counts["other_studies"] == SIZE[1]
+    np.testing.assert_array_equal(_read(res.labels)[0], spine_volume)
+    with pytest.raises(OutputExistsError):
+        lift(root, tmp_path / "x.nii.gz", study="synthetic-1")
+    with pytest.raises(UserError, match="must name a label-map file"):
+        lift(root, tmp_path / "x.png", study="synthetic-1")
+    preds = tmp_path / "preds" / "labels"
+    preds.mkdir(parents=True)
+    (preds / "nothing.txt").write_text("0 0.1 0.1 0.2 0.1 0.2 0.2 0.9\n")
+    with pytest.raises(UserError, match="has a sidecar"):
+        lift(tmp_path / "preds", tmp_path / "y.nii.gz", sidecars=root, study="synthetic-1")
+
+
+def test_prediction_folder_with_sidecars_and_cli(tmp_path: Path, spine_volume: np.ndarray, run_cli) -> None:
+    root = write_slice_dataset(
+        tmp_path / "ds", spine_volume, planes=("axial", "coronal"), conf={"axial": 0.8, "coronal": 0.7}
+    )
+    pred = tmp_path / "pred"
+    (pred / "labels").mkdir(parents=True)
+    for p in (root / "labels" / "test").glob("*.txt"):
+        (pred / "labels" / p.name).write_text(p.read_text())
+    out = tmp_path / "out" / "seg.nii.gz"
+    r = run_cli("lift", pred, "--sidecars", root, "--out", out, "--fusion", "weighted", "--planes", "axial,coronal")
+    assert r.returncode == 0, r.stderr
+    assert "2 classes found: C1, C2" in r.stdout
+    np.testing.assert_array_equal(_read(out)[0], spine_volume)
+    r2 = run_cli("lift", pred, "--sidecars", root, "--out", out)
+    assert r2.returncode == 2 and "--overwrite" in r2.stderr
+    r3 = run_cli("lift", pred, "--out", tmp_path / "z.nii.gz")
+    assert r3.returncode == 2 and "no CT sidecars" in r3.stderr
+
+
+# ------------------------------------------------------------------------------------------------------ DRR views
+
+
+def _ortho_camera(view: str, px_per_mm: float, size: int) -> Camera:
+    """AP (looks along +y, u = +x, v = −z) or lateral (looks along −x, u = +y, v = −z), centred on the origin."""
+    if view == "ap":
+        r = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+    else:
+        r = np.array([[0, 1.0, 0], [0, 0, -1], [-1, 0, 0]])
+    w2c = np.eye(4)
+    w2c[:3, :3] = r
+    k = np.array([[px_per_mm, 0, size / 2], [0, px_per_mm, size / 2], [0, 0, 1]])
+    return Camera(k, w2c, True, 1000.0)
+
+
+def test_triangulation_of_boxes_and_points(tmp_path: Path) -> None:
+    from yolo_spine.lift.drr import box_from_views, triangulate_point
+    from yolo_spine.lift.lift import lift
+
+    size = 64
+    cams = {v: _ortho_camera(v, 0.5, size) for v in ("ap", "lat")}
+    boxes = {
+        "C3": (np.array([-10.0, -8, 20]), np.array([12.0, 14, 36])),
+        "C4": (np.array([-6.0, -4, -20]), np.array([8.0, 18, -4])),
+    }
+    reg_names = ("C3", "C4")
+    root = tmp_path / "drr"
+    geom = VolumeGeometry((40, 40, 40), (2.0, 2.0, 2.0), (-40.0, -40.0, -40.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    for view, cam in cams.items():
+        instances = []
+        for name in reg_names:
+            lo, hi = boxes[name]
+            corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+            uv = cam.project(corners)
+            u1, v1 = uv.min(0)
+            u2, v2 = uv.max(0)
+            rect = np.array([[u1, v1], [u2, v1], [u2, v2], [u1, v2]])
+            from yolo_spine.registry import load_registry
+
+            instances.append(SegInstance(load_registry("spine").index(name), rect / size, None))
+        stem = f"s1_{view}"
+        write_yolo_labels(root / "labels" / "test" / f"{stem}.txt", instances)
+        side = {
+            "schema": SCHEMA,
+            "kind": "drr",
+            "study": "s1",
+            "anatomy": "spine",
+            "view": view,
+            "image_size_wh": [size, size],
+            "volume": geom.to_json(),
+            "camera": cam.to_json(),
+        }
+        (root / "sidecars" / "test").mkdir(parents=True, exist_ok=True)
+        (root / "sidecars" / "test" / f"{stem}.json").write_text(json.dumps(side))
+    res = lift(root, tmp_path / "hull.nii.gz", hull=True)
+    doc = json.loads(res.centroids.read_text())
+    for name, (lo, hi) in boxes.items():
+        # rasterised rectangles: centroids within half a pixel (1 mm), boxes within a pixel
+        np.testing.assert_allclose(doc["centroids_lps_mm"][name], (lo + hi) / 2, atol=1.0)
+        np.testing.assert_allclose(doc["classes"][name]["box_lps_mm"], np.r_[lo, hi], atol=2.0)
+        assert sorted(doc["classes"][name]["views"]) == ["ap", "lat"]
+    hull, img = _read(res.labels)
+    assert img.GetSize() == (40, 40, 40)
+    from yolo_spine.registry import load_registry
+
+    c3 = load_registry("spine").index("C3") + 1
+    kji = np.argwhere(hull == c3)
+    world = kji[:, ::-1] * 2.0 - 40.0
+    lo, hi = boxes["C3"]
+    assert (world.min(0) >= lo - 2).all() and (world.max(0) <= hi + 2).all()
+    # perspective cameras: a point is recovered exactly from its two projections
+    w2c = np.eye(4)
+    w2c[:3, 3] = [0, 0, 500]
+    k = np.array([[800.0, 0, 256], [0, 800, 256], [0, 0, 1]])
+    rot = np.eye(4)
+    rot[:3, :3] = [[0, 1.0, 0], [0, 0, -1], [-1, 0, 0]]
+    c1, c2 = Camera(k, w2c, False, 1000.0), Camera(k, w2c @ rot, False, 1000.0)
+    x = np.array([12.0, -7.0, 30.0])
+    got = triangulate_point([c1.projection_matrix(), c2.projection_matrix()], [c1.project(x)[0], c2.project(x)[0]])
+    np.testing.assert_allclose(got, x, atol=1e-6)
+    assert box_from_views([c1.projection_matrix()], [np.array([10.0, 10, 5, 5])]) is None  # empty constraints
