@@ -1,0 +1,597 @@
+"""``ct2yolo``: CT/CBCT studies (volume + label map) → one Ultralytics YOLO-seg dataset of slices and DRRs.
+
+Each study is converted on its own (its split, file names and pose seeds depend only on the study's name and
+the options), so a long study list can be cut into pieces and run anywhere. Output layout (like ``merge``)::
+
+    OUT/data.yaml                         names in registry order, anatomy key
+    OUT/images|labels|sidecars/<split>/   <study>_<plane>_<index:04d> and <study>_drr_<view>_p<pose:03d>
+    OUT/studies/<study>.json              per-study report: structures, unmapped label ids, drops, notes
+    OUT/manifest.json                     run manifest and per-study accounting
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yolo_spine import __version__
+from yolo_spine.config import load_options, preset_path
+from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
+from yolo_spine.errors import DataError, UserError
+from yolo_spine.io.labels import SegInstance
+from yolo_spine.provenance import atomic_output, run_manifest, sha256_file, write_json_atomic
+from yolo_spine.registry import AnatomyRegistry, load_registry
+
+log = logging.getLogger("yolo_spine")
+
+SPLITS = ("train", "val", "test")
+PLANE_NAMES = ("axial", "coronal", "sagittal")
+VIEW_NAMES = ("ap", "lat")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """One study to convert: CT, label map, optional transform file, and its name."""
+
+    volume: Path
+    labels: Path
+    name: str
+    transform: Path | None = None
+
+
+def study_name_from(path: Path) -> str:
+    """A file-name-safe study name from a volume path (``case_01.nii.gz`` → ``case_01``)."""
+    name = path.name
+    for ext in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return _safe(name)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "study"
+
+
+def read_study_list(csv_path: Path) -> list[StudySpec]:
+    """Read a CSV with columns ``volume,labels[,transform][,study]`` (paths relative to the CSV's folder).
+
+    Raises:
+        UserError: Missing columns, no rows, or duplicate study names.
+    """
+    if not csv_path.is_file():
+        raise UserError(f"study list {csv_path} does not exist")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise UserError(f"study list {csv_path} has no rows")
+    missing = {"volume", "labels"} - set(rows[0])
+    if missing:
+        raise UserError(f"study list {csv_path} lacks the column(s) {', '.join(sorted(missing))}")
+    base = csv_path.parent
+    specs = []
+    for row in rows:
+        vol = base / row["volume"].strip()
+        tx = (row.get("transform") or "").strip()
+        specs.append(
+            StudySpec(
+                volume=vol,
+                labels=base / row["labels"].strip(),
+                name=_safe((row.get("study") or "").strip() or study_name_from(vol)),
+                transform=base / tx if tx else None,
+            )
+        )
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"study list {csv_path} names these studies more than once: {', '.join(dupes)}")
+    return specs
+
+
+def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
+    """Read ``--label-map``: YAML/JSON ``{id: name}`` or CSV with an ``id`` column and ``name``/``structure``.
+
+    Names may be any alias the registry knows (``vertebrae_C6``, ``c6`` …); unknown names stop with a suggestion.
+    """
+    import yaml
+
+    if not path.is_file():
+        raise UserError(f"label map file {path} does not exist")
+    raw: dict[Any, Any]
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        col = next((c for c in ("name", "structure", "class") if rows and c in rows[0]), None)
+        if not rows or "id" not in rows[0] or col is None:
+            raise UserError(f"label map {path} needs an 'id' column and a 'name' or 'structure' column")
+        raw = {r["id"]: r[col] for r in rows}
+    else:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"label map {path} is not valid YAML/JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"label map {path} must map label ids to class names")
+    out: dict[int, str] = {}
+    for key, name in raw.items():
+        try:
+            sid = int(key)
+        except (TypeError, ValueError):
+            raise UserError(f"label map {path}: {key!r} is not an integer label id") from None
+        canonical = reg.resolve(str(name))
+        if canonical is None:
+            if reg.source_ids and any(str(name) == v for m in reg.source_ids.values() for v in m.values()):
+                canonical = str(name)
+            else:
+                hint = reg.suggest(str(name))
+                raise UserError(
+                    f"label map {path}: {name!r} is not a {reg.name} class"
+                    + (f" (did you mean {', '.join(hint)}?)" if hint else "")
+                )
+        out[sid] = canonical
+    return out
+
+
+def resolve_options(anatomy: str, preset: str | Path | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults ← anatomy preset (when ``configs/ct/<anatomy>.yaml`` exists) or ``preset`` ← overrides; checked."""
+    if preset is None:
+        try:
+            preset_path("ct", anatomy)
+            preset = anatomy
+        except UserError:
+            preset = None
+    opts = load_options("ct", preset, overrides)
+    bad = [p for p in opts["planes"] if p not in PLANE_NAMES]
+    if bad:
+        raise UserError(f"unknown plane(s) {', '.join(bad)}; choose from {', '.join(PLANE_NAMES)}")
+    bad = [v for v in opts["views"] if v not in VIEW_NAMES]
+    if bad:
+        raise UserError(f"unknown view(s) {', '.join(bad)}; choose from {', '.join(VIEW_NAMES)}")
+    if int(opts["step"]) < 1:
+        raise UserError("--step must be at least 1")
+    if int(opts["poses"]) < 0:
+        raise UserError("--poses must be 0 or more")
+    if not opts["planes"] and not opts["views"]:
+        raise UserError("nothing to do: no planes and no DRR views requested")
+    if opts["split"]["mode"] not in ("study", "slab"):
+        raise UserError(f"split mode must be 'study' or 'slab', not {opts['split']['mode']!r}")
+    if float(opts["window"]["width"]) < 1:
+        raise UserError("the window width must be at least 1 HU")
+    return opts
+
+
+def _unit_hash(*parts: object) -> float:
+    """A number in [0, 1) from a stable hash of ``parts`` (same on every machine and Python version)."""
+    h = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2.0**64
+
+
+def _pick(fractions: Mapping[str, float], u: float) -> str:
+    fr = np.array([max(float(fractions.get(s, 0.0)), 0.0) for s in SPLITS])
+    cum = np.cumsum(fr / fr.sum())
+    return SPLITS[int(np.searchsorted(cum, u, side="right").clip(0, 2))]
+
+
+def slab_splits(n: int, fractions: Mapping[str, float]) -> list[str]:
+    """Assign ``n`` consecutive slabs to splits, interleaved so each split samples the whole extent.
+
+    Each slab goes to the split furthest below its target share so far (deterministic error diffusion); this
+    keeps every vertebra level in training while test slabs are never the training slabs themselves.
+    """
+    fr = np.array([max(float(fractions.get(s, 0.0)), 0.0) for s in SPLITS])
+    fr = fr / fr.sum()
+    counts = np.zeros(3)
+    out = []
+    for i in range(n):
+        k = int(np.argmax(np.where(fr > 0, fr * (i + 1) - counts, -np.inf)))
+        counts[k] += 1
+        out.append(SPLITS[k])
+    return out
+
+
+def _write_item(
+    root: Path, split: str, stem: str, pixels: np.ndarray, instances: list[SegInstance], sidecar: dict[str, Any]
+) -> None:
+    from yolo_spine.io.labels import write_yolo_labels
+    from yolo_spine.io.xray import write_png
+
+    write_png(root / "images" / split / f"{stem}.png", pixels)
+    write_yolo_labels(root / "labels" / split / f"{stem}.txt", instances)
+    sidecar = {"schema": SCHEMA, **sidecar, "image": f"{stem}.png", "split": split}
+    (root / "sidecars" / split / f"{stem}.json").write_text(json.dumps(sidecar, indent=1))
+
+
+def convert_study(
+    spec: StudySpec,
+    root: Path,
+    options: Mapping[str, Any],
+    anatomy: str,
+    class_of_id: Mapping[int, str],
+    resample_labels: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Convert one study into ``root`` (slices and DRRs of every requested plane/view); return its report.
+
+    Args:
+        spec: The study.
+        root: Dataset folder being written (split sub-folders are created as needed).
+        options: Resolved ``ct`` options.
+        anatomy: Registry name or YAML path.
+        class_of_id: Source label id → class name.
+        resample_labels: Resample disagreeing labels onto the volume grid.
+        progress: Show a progress bar.
+
+    Returns:
+        The study report (also written to ``root/studies/<study>.json``).
+    """
+    import SimpleITK as sitk
+    from tqdm import tqdm
+
+    from yolo_spine.ct import slices as sl
+    from yolo_spine.io.volume import load_study
+
+    reg = load_registry(anatomy)
+    for sub in ("images", "labels", "sidecars"):
+        for s in SPLITS:
+            (root / sub / s).mkdir(parents=True, exist_ok=True)
+    study = load_study(
+        spec.volume,
+        spec.labels,
+        spec.name,
+        transform=spec.transform,
+        resample_labels=resample_labels,
+        max_memory_fraction=float(options["max_memory_fraction"]),
+    )
+    geom = VolumeGeometry.from_image(study.image)
+    image = sitk.GetArrayFromImage(study.image)
+    labels = sitk.GetArrayFromImage(study.labels)
+    counts = np.bincount(labels.ravel().astype(np.int64))
+    class_ids = {sid: reg.index(name) for sid, name in class_of_id.items()}
+    lut = sl.class_lut(class_ids, len(counts) - 1)
+    unmapped = {int(i): int(c) for i, c in enumerate(counts) if i > 0 and c > 0 and lut[i] < 0}
+    if unmapped:
+        log.info(
+            "study %s: %d label id(s) map to no %s class (listed in studies/%s.json)",
+            spec.name,
+            len(unmapped),
+            reg.name,
+            spec.name,
+        )
+    classes_kji = lut[labels]
+    if not (classes_kji >= 0).any():
+        raise DataError(
+            f"study {spec.name}: none of the label ids in {spec.labels.name} maps to a {reg.name} class; "
+            "check --anatomy, the preset's label_scheme or pass --label-map"
+        )
+    voxels = {reg.names[c]: int(counts[lut == c].sum()) for c in range(reg.nc) if counts[lut == c].sum() > 0}
+    base = {"study": spec.name, "anatomy": reg.name, "volume": geom.to_json()}
+    structures = {
+        n: {"voxels": v, "slice_instances": 0, "drr_instances": 0, "dropped_small": 0} for n, v in voxels.items()
+    }
+    per_split = dict.fromkeys(SPLITS, 0)
+    report: dict[str, Any] = {
+        "study": spec.name,
+        "volume": str(spec.volume),
+        "labels": str(spec.labels),
+        "transform": str(spec.transform) if spec.transform else None,
+        "notes": study.notes,
+        "geometry": geom.to_json(),
+        "unmapped_label_ids": unmapped,
+        "planes": {},
+        "views": {},
+    }
+    split_opts = options["split"]
+    study_split = _pick(split_opts["fractions"], _unit_hash(spec.name, split_opts["seed"]))
+    window = (float(options["window"]["center"]), float(options["window"]["width"]))
+
+    def tally(instances: list[SegInstance], dropped: Mapping[int, int], key: str) -> None:
+        for inst in instances:
+            structures[reg.names[inst.cls]][key] += 1
+        for c, n in dropped.items():
+            structures[reg.names[c]]["dropped_small"] += n
+
+    # Slices
+    step = int(options["step"])
+    for plane in options["planes"]:
+        layout = sl.plane_layout(geom, plane)
+        todo = list(range(0, layout.n_slices, step))
+        if split_opts["mode"] == "slab":
+            normal_spacing = geom.spacing_xyz[layout.normal_axis]
+            per_slab = max(1, round(float(split_opts["slab_mm"]) / normal_spacing))
+            slab_of = slab_splits(layout.n_slices // per_slab + 1, split_opts["fractions"])
+            split_of = {i: slab_of[i // per_slab] for i in todo}
+        else:
+            split_of = dict.fromkeys(todo, study_split)
+        stats = {"slices": len(todo), "written": 0, "empty_skipped": 0, "instances": 0, "dropped_small": 0}
+        items = sl.iter_slices(
+            image,
+            labels,
+            geom,
+            layout,
+            lut,
+            window,
+            step=step,
+            min_area_px=float(options["slice"]["min_area_px"]),
+        )
+        for res in tqdm(items, total=len(todo), desc=f"{spec.name} {plane}", disable=not progress, leave=False):
+            if not res.classes_present and options["slice"]["skip_empty"]:
+                stats["empty_skipped"] += 1
+                continue
+            split = split_of[res.index]
+            stem = f"{spec.name}_{plane}_{res.index:04d}"
+            sidecar = {
+                "kind": "slice",
+                **base,
+                "plane": plane,
+                "index": res.index,
+                "step": step,
+                "axis": layout.normal_axis,
+                "image_size_wh": [layout.width, layout.height],
+                "pixel_to_world": layout.pixel_to_world(geom, res.index).tolist(),
+            }
+            _write_item(root, split, stem, res.pixels, res.instances, sidecar)
+            tally(res.instances, res.dropped_small, "slice_instances")
+            stats["written"] += 1
+            stats["instances"] += len(res.instances)
+            stats["dropped_small"] += sum(res.dropped_small.values())
+            per_split[split] += 1
+        report["planes"][plane] = stats
+
+    # DRRs
+    if options["views"]:
+        report["views"] = _convert_drrs(
+            spec, root, options, reg, image, classes_kji, geom, base, study_split, tally, per_split, progress
+        )
+    report["structures"] = structures
+    report["images_per_split"] = per_split
+    report["split"] = study_split if split_opts["mode"] == "study" else "slab"
+    write_json_atomic(root / "studies" / f"{spec.name}.json", report)
+    return report
+
+
+def _pose_split(k: int, n_poses: int, split_opts: Mapping[str, Any], study_split: str) -> str:
+    """Split of DRR pose ``k`` (0 = the canonical view).
+
+    By study, or in slab mode: the canonical view to test and random poses interleaved over the splits.
+    """
+    if split_opts["mode"] != "slab":
+        return study_split
+    if k == 0:
+        return "test"
+    return slab_splits(n_poses, split_opts["fractions"])[k - 1]
+
+
+def _convert_drrs(
+    spec: StudySpec,
+    root: Path,
+    options: Mapping[str, Any],
+    reg: AnatomyRegistry,
+    image: np.ndarray,
+    classes_kji: np.ndarray,
+    geom: VolumeGeometry,
+    base: Mapping[str, Any],
+    study_split: str,
+    tally: Any,
+    per_split: dict[str, int],
+    progress: bool,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from yolo_spine.ct import drr as drr_mod
+    from yolo_spine.geometry import mask_to_polygons
+
+    d = options["drr"]
+    size = int(d["size"])
+    det = drr_mod.DrrGeometry(
+        size=size,
+        sdd_mm=float(d["sdd_mm"]),
+        sod_mm=float(d["sdd_mm"]) * float(d["sod_fraction"]),
+        orthographic=bool(d["orthographic"]),
+        margin=float(d["margin"]),
+    )
+    renderer = drr_mod.Renderer(
+        image, classes_kji, geom, n_samples=int(d["n_samples"]), bone_hu=float(d["bone_hu"]), threads=int(d["threads"])
+    )
+    center_ijk = (np.asarray(geom.size_xyz, float) - 1.0) / 2.0
+    iso = (geom.ijk_to_world() @ np.r_[center_ijk, 1.0])[:3]
+    n_poses = int(options["poses"])
+    rot_max = np.asarray(d["pose_rot_deg"], float)
+    trans_max = np.asarray(d["pose_trans_mm"], float)
+    percentiles = tuple(float(x) for x in d["display_percentiles"])
+    scale = np.array([size, size], dtype=np.float64)
+    views: dict[str, Any] = {}
+    jobs = [(v, k) for v in options["views"] for k in range(n_poses + 1)]
+    canonical = {}
+    for view, k in tqdm(jobs, desc=f"{spec.name} DRR", disable=not progress, leave=False):
+        stats = views.setdefault(view, {"images": 0, "instances": 0, "dropped_small": 0, "classes_missing": []})
+        pose = {"rot_deg": [0.0, 0.0, 0.0], "trans_mm": [0.0, 0.0, 0.0]}
+        if k == 0:
+            cam = drr_mod.make_camera(geom, det, view, iso)
+            canonical[view] = cam
+        else:
+            rng = np.random.default_rng(int(_unit_hash(spec.name, view, k, options["split"]["seed"]) * 2**63))
+            rot = rng.uniform(-1.0, 1.0, 3) * rot_max
+            trans = rng.uniform(-1.0, 1.0, 3) * trans_max
+            pose = {"rot_deg": rot.tolist(), "trans_mm": trans.tolist()}
+            cam = drr_mod.make_camera(
+                geom, det, view, iso, drr_mod.rotation_xyz_deg(rot), trans, intrinsics_from=canonical[view]
+            )
+        pixels = drr_mod.display_radiograph(renderer.render_image(cam, size), percentiles)
+        instances: list[SegInstance] = []
+        dropped: dict[int, int] = {}
+        masks = renderer.render_masks(cam, size)
+        for cls, mask in masks.items():
+            polys, small = mask_to_polygons(mask, min_area_px=float(d["min_area_px"]))
+            if small:
+                dropped[cls] = len(small)
+            instances += [SegInstance(cls=cls, polygon_xy_norm=p / scale) for p in polys]
+        if k == 0:
+            stats["classes_missing"] = [reg.names[c] for c in renderer.classes if c not in masks]
+        split = _pose_split(k, n_poses, options["split"], study_split)
+        stem = f"{spec.name}_drr_{view}_p{k:03d}"
+        sidecar = {
+            "kind": "drr",
+            **base,
+            "view": view,
+            "pose": k,
+            "pose_offset": pose,
+            "image_size_wh": [size, size],
+            "camera": cam.to_json(),
+        }
+        _write_item(root, split, stem, pixels, instances, sidecar)
+        tally(instances, dropped, "drr_instances")
+        stats["images"] += 1
+        stats["instances"] += len(instances)
+        stats["dropped_small"] += sum(dropped.values())
+        per_split[split] += 1
+    return views
+
+
+def _convert_one(args: tuple) -> dict[str, Any]:
+    """Process-pool entry: convert one study with this worker's share of the cores."""
+    spec, root, options, anatomy, class_of_id, resample_labels, threads = args
+    import torch
+
+    torch.set_num_threads(threads)
+    return convert_study(spec, root, options, anatomy, class_of_id, resample_labels, progress=False)
+
+
+def ct2yolo(
+    out: str | Path,
+    *,
+    volume: str | Path | None = None,
+    labels: str | Path | None = None,
+    study_list: str | Path | None = None,
+    study: str | None = None,
+    anatomy: str = "spine",
+    preset: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    transform: str | Path | None = None,
+    resample_labels: bool = False,
+    label_map: str | Path | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Convert one study (``volume`` + ``labels``) or a CSV list of studies into a YOLO-seg dataset.
+
+    Args:
+        out: Output dataset folder (written to a temporary folder, moved into place at the end).
+        volume: CT file or DICOM folder (with ``labels``).
+        labels: Label map for ``volume``.
+        study_list: CSV with ``volume,labels[,transform][,study]`` instead of one study.
+        study: Name of the single study (default: from the volume's file name).
+        anatomy: Registry (``spine``, ``teeth``, ``brain`` or a YAML path).
+        preset: CT preset name/YAML (default: ``configs/ct/<anatomy>.yaml`` when it exists).
+        overrides: Option overrides (``planes``, ``step``, ``views``, ``poses``, ``window`` …).
+        transform: ITK transform file for the single study.
+        resample_labels: Resample labels onto the volume grid when the geometry disagrees.
+        label_map: File mapping label ids to class names (overrides the registry's scheme).
+        workers: Studies converted in parallel (processes).
+        overwrite: Replace an existing ``out``.
+        progress: Progress bars.
+
+    Returns:
+        The manifest written to ``out/manifest.json``.
+    """
+    import yaml
+
+    reg = load_registry(anatomy)
+    options = resolve_options(anatomy, preset, overrides)
+    if study_list is not None:
+        if volume is not None or labels is not None:
+            raise UserError("give either --volume/--labels or --csv, not both")
+        specs = read_study_list(Path(study_list))
+    else:
+        if volume is None or labels is None:
+            raise UserError("give --volume and --labels (or --csv with a list of studies)")
+        vol = Path(volume)
+        specs = [
+            StudySpec(
+                volume=vol,
+                labels=Path(labels),
+                name=_safe(study) if study else study_name_from(vol),
+                transform=Path(transform) if transform else None,
+            )
+        ]
+    if label_map is not None:
+        class_of_id = read_label_map(Path(label_map), reg)
+        scheme = f"file:{Path(label_map).name}"
+    else:
+        scheme = options["label_scheme"] or next(iter(reg.source_ids), None)
+        if scheme is None:
+            raise UserError(f"anatomy {reg.name} defines no label-id scheme; pass --label-map")
+        class_of_id = reg.source_id_map(scheme)
+    for s in specs:
+        for p, what in ((s.volume, "volume"), (s.labels, "label map")):
+            if not p.exists():
+                raise UserError(f"{what} {p} of study {s.name} does not exist")
+    final = Path(out).resolve()
+    workers = max(1, min(int(workers), len(specs)))
+    with atomic_output(final, overwrite) as tmp:
+        if workers == 1:
+            reports = [
+                convert_study(s, tmp, options, anatomy, class_of_id, resample_labels, progress=progress) for s in specs
+            ]
+        else:
+            import multiprocessing as mp
+
+            from tqdm import tqdm
+
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            jobs = [(s, tmp, options, anatomy, class_of_id, resample_labels, threads) for s in specs]
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+                reports = list(
+                    tqdm(pool.map(_convert_one, jobs), total=len(jobs), desc="studies", disable=not progress)
+                )
+        data = {
+            "path": str(final),
+            "train": "images/train",
+            "val": "images/val",
+            "test": "images/test",
+            "nc": reg.nc,
+            "names": reg.names_dict,
+            "anatomy": reg.name,
+        }
+        (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        totals = dict.fromkeys(SPLITS, 0)
+        for r in reports:
+            for s in SPLITS:
+                totals[s] += r["images_per_split"][s]
+        manifest = run_manifest(
+            "ct2yolo",
+            {**options, "anatomy": reg.name, "label_scheme": scheme, "workers": workers},
+            extra={
+                "anatomy": reg.name,
+                "created_by": f"yolo_spine ct2yolo {__version__}",
+                "kind": "ct2yolo",
+                "studies": [
+                    {
+                        "study": r["study"],
+                        "volume": r["volume"],
+                        "volume_sha256": sha256_file(r["volume"]) if Path(r["volume"]).is_file() else None,
+                        "labels": r["labels"],
+                        "labels_sha256": sha256_file(r["labels"]) if Path(r["labels"]).is_file() else None,
+                        "split": r["split"],
+                        "images_per_split": r["images_per_split"],
+                        "unmapped_label_ids": r["unmapped_label_ids"],
+                        "structures": r["structures"],
+                    }
+                    for r in reports
+                ],
+                "images_per_split": totals,
+            },
+        )
+        write_json_atomic(tmp / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,261 @@
+"""DRR projections (simulated radiographs) of a CT with each structure's label projected through the same camera.
+
+Rendering is nanodrr's ray marcher (``nanodrr.drr.render``); this module owns the geometry and the label path:
+
+* Frames: world = SimpleITK physical LPS mm; camera = +x along image columns ``u``, +y along rows ``v``, looking
+  along +z; the source sits at the camera origin (perspective) and the detector at ``z = sdd_mm``.
+* Views: ``ap`` — source in front of the patient (beam anterior → posterior), patient's right on the image's left,
+  head up; ``lat`` — source at the patient's left (beam left → right), anterior on the image's left, head up.
+  Random poses rotate the source-detector rig about the isocentre and shift it (ranges in the preset).
+* Intrinsics: square detector pixels sized so the whole volume fits with a margin; ``K`` is written in this
+  project's pixel-centre convention (nanodrr's pixel centres sit at ``u + 0.5``, so ``c`` differs by 0.5).
+* Labels: the structures are rendered a second time on their own bounding box, cropped from the label map, over
+  the detector window their box projects to; a pixel belongs to a structure when its ray meets it
+  (nanodrr's per-label channels). Projections of structures may overlap.
+* Speed: the detector is cut into horizontal tiles rendered as one batch, which lets PyTorch's CPU
+  ``grid_sample`` use every core (it parallelises over the batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from yolo_spine.ct.sidecar import Camera, VolumeGeometry
+
+#: view → camera axes (columns x, y, z of camera-to-world rotation) in LPS.
+VIEW_AXES: dict[str, np.ndarray] = {
+    "ap": np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]).T,
+    "lat": np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]]).T,
+}
+
+
+@dataclass(frozen=True)
+class DrrGeometry:
+    """Detector settings shared by every view of a study.
+
+    Attributes:
+        size: Detector width = height in pixels.
+        sdd_mm: Source-to-detector distance.
+        sod_mm: Source-to-isocentre distance.
+        orthographic: Parallel rays.
+        margin: Empty border, as a fraction of the detector.
+    """
+
+    size: int
+    sdd_mm: float
+    sod_mm: float
+    orthographic: bool
+    margin: float
+
+
+def rotation_xyz_deg(angles_deg: np.ndarray) -> np.ndarray:
+    """Rotation matrix for successive rotations about the world x (L-R), y (A-P) and z (S-I) axes."""
+    ax, ay, az = np.deg2rad(np.asarray(angles_deg, dtype=float))
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def volume_corners_lps(geom: VolumeGeometry, lo_ijk: np.ndarray | None = None, hi_ijk: np.ndarray | None = None):
+    """World positions (LPS mm) of the 8 outer corners of a voxel box (whole volume by default)."""
+    lo = np.full(3, -0.5) if lo_ijk is None else np.asarray(lo_ijk, float) - 0.5
+    hi = np.asarray(geom.size_xyz, float) - 0.5 if hi_ijk is None else np.asarray(hi_ijk, float) + 0.5
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    return (np.c_[corners, np.ones(8)] @ geom.ijk_to_world().T)[:, :3]
+
+
+def make_camera(
+    geom: VolumeGeometry,
+    det: DrrGeometry,
+    view: str,
+    isocenter_lps: np.ndarray,
+    rotation: np.ndarray | None = None,
+    translation_mm: np.ndarray | None = None,
+    intrinsics_from: Camera | None = None,
+) -> Camera:
+    """Place the source-detector rig for one view and size the detector to the volume.
+
+    Args:
+        geom: Volume geometry.
+        det: Detector settings.
+        view: ``ap`` or ``lat``.
+        isocenter_lps: Point the central ray passes through (LPS mm).
+        rotation: Extra rig rotation about the isocentre (3×3), for random poses.
+        translation_mm: Extra rig translation (LPS mm).
+        intrinsics_from: Reuse this camera's ``K`` (a fixed detector for poses around a view).
+
+    Returns:
+        The camera (this project's pixel-centre ``K``).
+    """
+    rot_c2w = (np.eye(3) if rotation is None else rotation) @ VIEW_AXES[view]
+    iso = np.asarray(isocenter_lps, float) + (0.0 if translation_mm is None else np.asarray(translation_mm, float))
+    source = iso - rot_c2w[:, 2] * det.sod_mm
+    w2c = np.eye(4)
+    w2c[:3, :3] = rot_c2w.T
+    w2c[:3, 3] = -rot_c2w.T @ source
+    if intrinsics_from is not None:
+        return Camera(K=intrinsics_from.K, world_to_camera=w2c, orthographic=det.orthographic, sdd_mm=det.sdd_mm)
+    cam = (np.c_[volume_corners_lps(geom), np.ones(8)] @ w2c.T)[:, :3]
+    xy = cam[:, :2] if det.orthographic else det.sdd_mm * cam[:, :2] / cam[:, 2:3]
+    lo, hi = xy.min(0), xy.max(0)
+    mm_per_px = float((hi - lo).max()) * (1.0 + 2.0 * det.margin) / det.size
+    mid = (lo + hi) / 2.0
+    scale = (det.sdd_mm if not det.orthographic else 1.0) / mm_per_px
+    k = np.array(
+        [
+            [scale, 0.0, det.size / 2.0 - mid[0] / mm_per_px - 0.5],
+            [0.0, scale, det.size / 2.0 - mid[1] / mm_per_px - 0.5],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    return Camera(K=k, world_to_camera=w2c, orthographic=det.orthographic, sdd_mm=det.sdd_mm)
+
+
+class Renderer:
+    """Render DRRs and projected label masks of one study with nanodrr on the CPU (or a torch device).
+
+    Args:
+        image_kji: CT in HU, ``(k, j, i)`` float32.
+        class_kji: Class map, ``(k, j, i)``, −1 for background (already mapped through the registry).
+        geom: Volume geometry.
+        n_samples: Samples along each ray.
+        bone_hu: HU of cortical bone for the HU → attenuation conversion.
+        threads: Tiles rendered as one batch (0: ``torch.get_num_threads()``).
+        device: Torch device.
+    """
+
+    def __init__(
+        self,
+        image_kji: np.ndarray,
+        class_kji: np.ndarray,
+        geom: VolumeGeometry,
+        n_samples: int = 128,
+        bone_hu: float = 1000.0,
+        threads: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        import torch
+        from nanodrr.data import Subject
+
+        self.geom = geom
+        self.n_samples = int(n_samples)
+        self.device = torch.device(device)
+        self.tiles = int(threads) or max(1, torch.get_num_threads())
+        ijk_to_world = torch.from_numpy(geom.ijk_to_world())
+        img = torch.from_numpy(np.ascontiguousarray(image_kji, dtype=np.float32))[None, None]
+        self.subject = Subject(
+            img,
+            torch.zeros_like(img),
+            ijk_to_world.float(),
+            ijk_to_world.inverse().float(),
+            Subject._make_voxel_to_grid(img.shape),
+            torch.zeros(3),
+            max_label=0,
+            hu_bone=bone_hu,
+        ).to(self.device)
+        # Labels: crop to the structures' bounding box and renumber compactly (1..n) for the label pass.
+        present = np.unique(class_kji)
+        self.classes = [int(c) for c in present if c >= 0]
+        self.label_subject = None
+        if self.classes:
+            nz = np.nonzero(class_kji >= 0)
+            lo_kji = np.array([a.min() for a in nz])
+            hi_kji = np.array([a.max() for a in nz])
+            crop = class_kji[lo_kji[0] : hi_kji[0] + 1, lo_kji[1] : hi_kji[1] + 1, lo_kji[2] : hi_kji[2] + 1]
+            lut = np.zeros(max(self.classes) + 2, dtype=np.float32)
+            for n, c in enumerate(self.classes, start=1):
+                lut[c + 1] = n
+            lab = torch.from_numpy(lut[crop.astype(np.int64) + 1])[None, None]
+            self.box_lo_ijk, self.box_hi_ijk = lo_kji[::-1].astype(float), hi_kji[::-1].astype(float)
+            offset = np.eye(4)
+            offset[:3, 3] = self.box_lo_ijk
+            v2w = torch.from_numpy(geom.ijk_to_world() @ offset)
+            self.label_subject = Subject(
+                torch.ones_like(lab),
+                lab,
+                v2w.float(),
+                v2w.inverse().float(),
+                Subject._make_voxel_to_grid(lab.shape),
+                torch.zeros(3),
+                max_label=len(self.classes),
+                convert_to_mu=False,
+            ).to(self.device)
+
+    def _render(self, subject, camera: Camera, window: tuple[int, int, int, int]) -> np.ndarray:
+        """Render ``subject`` over the detector window ``(u0, v0, width, height)``; returns ``(C, h, w)``."""
+        import torch
+        from nanodrr.drr import render
+
+        u0, v0, w, h = window
+        tiles = max(1, min(self.tiles, h))
+        edges = np.linspace(0, h, tiles + 1).round().astype(int)
+        rows = int(np.diff(edges).max())
+        k = camera.K.astype(np.float64)
+        k_inv = []
+        for t in range(tiles):
+            kt = k.copy()
+            kt[0, 2] = k[0, 2] + 0.5 - u0  # nanodrr samples pixel centres at u + 0.5
+            kt[1, 2] = k[1, 2] + 0.5 - (v0 + edges[t])
+            k_inv.append(np.linalg.inv(kt))
+        c2w = np.linalg.inv(camera.world_to_camera)
+        dtype = torch.float32
+        out = render(
+            subject,
+            torch.tensor(np.stack(k_inv), dtype=dtype, device=self.device),
+            torch.tensor(np.repeat(c2w[None], tiles, 0), dtype=dtype, device=self.device),
+            torch.full((tiles,), float(camera.sdd_mm), dtype=dtype, device=self.device),
+            rows,
+            w,
+            n_samples=self.n_samples,
+            orthographic=camera.orthographic,
+            backend="torch",
+        )
+        out = out.cpu().numpy()  # (tiles, C, rows, w)
+        parts = [out[t, :, : edges[t + 1] - edges[t]] for t in range(tiles)]
+        return np.concatenate(parts, axis=1)
+
+    def render_image(self, camera: Camera, size: int) -> np.ndarray:
+        """Line integral of attenuation (``(size, size)`` float32, mm·mm⁻¹ = unitless) for the full detector."""
+        import torch
+
+        with torch.inference_mode():
+            return self._render(self.subject, camera, (0, 0, size, size))[0].astype(np.float32)
+
+    def render_masks(self, camera: Camera, size: int) -> dict[int, np.ndarray]:
+        """Binary ``(size, size)`` masks of each class whose projection reaches the detector."""
+        import torch
+
+        if self.label_subject is None:
+            return {}
+        uv = camera.project(volume_corners_lps(self.geom, self.box_lo_ijk, self.box_hi_ijk))
+        u0, v0 = np.floor(uv.min(0)).astype(int) - 1
+        u1, v1 = np.ceil(uv.max(0)).astype(int) + 2
+        u0, v0, u1, v1 = max(u0, 0), max(v0, 0), min(u1, size), min(v1, size)
+        if u1 <= u0 or v1 <= v0:
+            return {}
+        with torch.inference_mode():
+            chans = self._render(self.label_subject, camera, (u0, v0, u1 - u0, v1 - v0))
+        masks: dict[int, np.ndarray] = {}
+        for n, cls in enumerate(self.classes, start=1):
+            hit = chans[n] > 0
+            if hit.any():
+                full = np.zeros((size, size), dtype=bool)
+                full[v0:v1, u0:u1] = hit
+                masks[cls] = full
+        return masks
+
+
+def display_radiograph(line_integral: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+    """Window a line-integral image to 8 bits as a radiograph is shown: more attenuation brighter (bone bright).
+
+    The window spans the given percentiles of the pixels the volume covers (rays that miss it stay black).
+    """
+    inside = line_integral[line_integral > 0]
+    if inside.size == 0:
+        return np.zeros(line_integral.shape, dtype=np.uint8)
+    lo, hi = np.percentile(inside, percentiles)
+    hi = max(hi, lo + 1e-6)
+    return (np.clip((line_integral - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
