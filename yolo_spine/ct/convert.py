@@ -102,7 +102,11 @@ def read_study_list(csv_path: Path) -> list[StudySpec]:
 def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
     """Read ``--label-map``: YAML/JSON ``{id: name}`` or CSV with an ``id`` column and ``name``/``structure``.
 
-    Names may be any alias the registry knows (``vertebrae_C6``, ``c6`` …); unknown names stop with a suggestion.
+    Names may be any alias the registry knows (``vertebrae_C6``, ``c6`` …). Names that are not classes of this
+    anatomy (organs in a TotalSegmentator list) stay unmapped: their ids are then listed in each study's report.
+
+    Raises:
+        UserError: Unreadable file, non-integer ids, or no name that is a class of this anatomy.
     """
     import yaml
 
@@ -124,6 +128,7 @@ def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
         if not isinstance(raw, dict):
             raise UserError(f"label map {path} must map label ids to class names")
     out: dict[int, str] = {}
+    unknown: list[str] = []
     for key, name in raw.items():
         try:
             sid = int(key)
@@ -131,15 +136,16 @@ def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
             raise UserError(f"label map {path}: {key!r} is not an integer label id") from None
         canonical = reg.resolve(str(name))
         if canonical is None:
-            if reg.source_ids and any(str(name) == v for m in reg.source_ids.values() for v in m.values()):
-                canonical = str(name)
-            else:
-                hint = reg.suggest(str(name))
-                raise UserError(
-                    f"label map {path}: {name!r} is not a {reg.name} class"
-                    + (f" (did you mean {', '.join(hint)}?)" if hint else "")
-                )
-        out[sid] = canonical
+            hint = reg.suggest(str(name), n=1)
+            unknown.append(f"{name}" + (f" (did you mean {hint[0]}?)" if hint else ""))
+        else:
+            out[sid] = canonical
+    if not out:
+        raise UserError(f"label map {path} names no {reg.name} class (e.g. {', '.join(unknown[:3])})")
+    if unknown:
+        # A TotalSegmentator-style list names every structure; the others stay unmapped and are reported.
+        log.info("label map %s: %d name(s) are not %s classes and stay unmapped", path.name, len(unknown), reg.name)
+        log.debug("not %s classes: %s", reg.name, "; ".join(unknown))
     return out
 
 
