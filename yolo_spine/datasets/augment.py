@@ -290,12 +290,19 @@ def masks_to_instances(
     """
     height, width = packed.shape[:2]
     scale = np.array([width, height], dtype=np.float64)
-    planes = [np.ascontiguousarray(packed[:, :, c]) for c in range(packed.shape[2])]
+    # Each channel is cropped to where any of its eight instances has pixels, so the per-instance work
+    # (bit test, bounding box) runs on that crop rather than on the whole image.
+    planes = []
+    for c in range(packed.shape[2]):
+        plane = np.ascontiguousarray(packed[:, :, c])
+        px, py, pw, ph = cv2.boundingRect(plane)
+        planes.append((plane[py : py + ph, px : px + pw], px, py))
     out: list[SegInstance] = []
     dropped: Counter = Counter()
     for i, cls in enumerate(classes):
-        m = planes[i // 8] & np.uint8(1 << (i % 8))
-        x, y, w, h = cv2.boundingRect(m)
+        plane, px, py = planes[i // 8]
+        m = plane & np.uint8(1 << (i % 8))
+        x, y, w, h = cv2.boundingRect(m) if m.size else (0, 0, 0, 0)
         if w == 0 or h == 0:
             dropped["out_of_image"] += 1
             continue
@@ -305,7 +312,7 @@ def masks_to_instances(
             continue
         dropped["small_piece"] += len(small)
         dropped["pieces"] += len(polys) - 1
-        offset = np.array([x, y], dtype=np.float64)
+        offset = np.array([x + px, y + py], dtype=np.float64)
         out.extend(SegInstance(int(cls), (p + offset) / scale) for p in polys)
     return out, dropped
 
