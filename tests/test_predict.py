@@ -1,0 +1,303 @@
+"""``yolo_spine predict`` and ``export`` with the one-epoch ``tiny_model`` on every kind of source, offline.
+
+The one-epoch model is unsure of everything, so predictions use ``conf=0``: every frame then carries instances
+whose records, polygons and label files can be checked (what they say is not the point here).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+INSTANCE_KEYS = {"class", "class_id", "conf", "box_xyxy", "polygon_xy", "order_changed_from"}
+RECORD_KEYS = {"source", "frame", "width", "height", "instances", "ms"}
+
+
+@pytest.fixture(scope="module")
+def weights(tiny_model: Path) -> Path:
+    return tiny_model / "weights" / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def val_images(spine_dataset: Path) -> list[Path]:
+    return sorted((spine_dataset.parent / "images" / "val").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def video(val_images: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 6-frame MJPG/AVI clip (96x128, from the dataset images): what a webcam or a recording gives."""
+    path = tmp_path_factory.mktemp("video") / "clip.avi"
+    frames = [cv2.resize(cv2.imread(str(p)), (96, 128)) for p in val_images]
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 128))
+    for k in range(6):
+        wr.write(frames[k % len(frames)])
+    wr.release()
+    return path
+
+
+def read_jsonl(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+def check_records(records: list[dict]) -> None:
+    """Every line of predictions.jsonl has the documented schema, in pixels of the frame."""
+    for r in records:
+        assert set(r) == RECORD_KEYS
+        assert set(r["ms"]) == {"pre", "infer", "post", "draw"}
+        assert "/" not in r["source"] and "\\" not in r["source"]
+        for inst in r["instances"]:
+            assert set(inst) == INSTANCE_KEYS
+            assert isinstance(inst["class"], str) and isinstance(inst["class_id"], int)
+            assert 0.0 <= inst["conf"] <= 1.0
+            x1, y1, x2, y2 = inst["box_xyxy"]
+            assert -1 <= x1 <= x2 <= r["width"] + 1 and -1 <= y1 <= y2 <= r["height"] + 1
+            poly = np.asarray(inst["polygon_xy"], dtype=float).reshape(-1, 2)
+            if len(poly):
+                assert poly[:, 0].max() <= r["width"] + 1 and poly[:, 1].max() <= r["height"] + 1
+
+
+def run_predict(weights: Path, source: object, out: Path, **overrides: object) -> dict:
+    from yolo_spine.predict.run import predict
+
+    conf = overrides.pop("conf", 0.0)
+    return predict(weights=weights, source=source, out=out, conf=conf, overrides=overrides)
+
+
+def test_image_folder_outputs(weights: Path, val_images: list[Path], tmp_path: Path) -> None:
+    from yolo_spine.io.labels import read_yolo_labels
+
+    out = tmp_path / "pred"
+    m = run_predict(weights, val_images[0].parent, out, save_txt=True, order_fix=True)
+    records = read_jsonl(out)
+    assert [r["source"] for r in records] == [p.name for p in val_images]
+    check_records(records)
+    assert any(r["instances"] for r in records)
+    for p, r in zip(val_images, records, strict=True):
+        ann = cv2.imread(str(out / "annotated" / f"{p.stem}.png"))
+        assert ann.shape[:2] == (r["height"], r["width"])
+        assert not np.array_equal(ann, cv2.imread(str(p)))  # something was drawn
+        labels = read_yolo_labels(out / "labels" / f"{p.stem}.txt", with_conf=True)
+        assert len(labels.instances) == sum(len(i["polygon_xy"]) >= 3 for i in r["instances"])
+        assert all(0 <= i.conf <= 1 and (i.polygon_xy_norm <= 1.001).all() for i in labels.instances)
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["frames"] == len(val_images) and run["model"]["anatomy"] == "spine"
+    assert run["counts"]["order_changed"] == sum(
+        i["order_changed_from"] is not None for r in records for i in r["instances"]
+    )
+    assert m["fps"] > 0
+    with pytest.raises(Exception, match="already exists"):
+        run_predict(weights, val_images[0], out)
+
+
+def test_video_and_stream_file(weights: Path, video: Path, tmp_path: Path) -> None:
+    out = tmp_path / "vid"
+    run_predict(weights, video, out, save_txt=True)
+    records = read_jsonl(out)
+    assert [r["frame"] for r in records] == list(range(6)) and {r["source"] for r in records} == {"clip.avi"}
+    check_records(records)
+    cap = cv2.VideoCapture(str(out / "annotated" / "clip.mp4"))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, first = cap.read()
+    cap.release()
+    assert ok and first.shape[:2] == (128, 96) and n == 6
+    assert sorted(p.name for p in (out / "labels").iterdir()) == [f"clip_{k:06d}.txt" for k in range(6)]
+
+    streams = tmp_path / "cams.streams"
+    streams.write_text(f"# one source per line\n{video}\n{video.name}\n")
+    shutil.copy(video, tmp_path / video.name)
+    out2 = tmp_path / "streams"
+    m = run_predict(weights, streams, out2)
+    records = read_jsonl(out2)
+    assert len(records) == 12 and m["source"]["kind"] == "streams"
+    assert sorted(p.name for p in (out2 / "annotated").iterdir()) == ["clip.mp4", "clip_1.mp4"]
+
+
+class FakeCapture:
+    """Stands in for ``cv2.VideoCapture(0)``: a camera that gives four frames and then stops."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames = list(frames)
+        self.released = False
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def get(self, prop: int) -> float:
+        return 0.0  # webcams often report no frame rate
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_fake_webcam(weights: Path, val_images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolo_spine.predict import sources
+
+    cams: dict[object, FakeCapture] = {}
+
+    def fake_open(target: object) -> FakeCapture:
+        assert target == 0
+        cams[target] = FakeCapture([cv2.imread(str(val_images[0]))] * 4)
+        return cams[target]
+
+    monkeypatch.setattr(sources, "open_capture", fake_open)
+    out = tmp_path / "cam"
+    m = run_predict(weights, "0", out)
+    records = read_jsonl(out)
+    assert [r["source"] for r in records] == ["webcam0"] * 4 and cams[0].released
+    assert m["source"]["kind"] == "webcam" and (out / "annotated" / "webcam0.mp4").stat().st_size > 0
+
+
+def test_watch_folder_picks_up_new_images(weights: Path, val_images: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    shutil.copy(val_images[0], folder / "a.png")
+
+    def scanner() -> None:
+        time.sleep(0.4)
+        (folder / "b.png.part").write_bytes(val_images[1].read_bytes())  # written under another name, then renamed
+        (folder / "b.png.part").rename(folder / "b.png")
+
+    t = threading.Thread(target=scanner)
+    t.start()
+    out = tmp_path / "watched"
+    run_predict(weights, folder, out, watch=True, watch_timeout=1.5, poll_s=0.1)
+    t.join()
+    assert [r["source"] for r in read_jsonl(out)] == ["a.png", "b.png"]
+
+
+def test_sixteen_bit_png(weights: Path, val_images: list[Path], tmp_path: Path) -> None:
+    img8 = cv2.imread(str(val_images[0]), cv2.IMREAD_GRAYSCALE)
+    img16 = (img8.astype(np.uint16) * 16 + 100).astype(np.uint16)  # a 12-bit X-ray in a 16-bit PNG
+    src = tmp_path / "xr16.png"
+    cv2.imwrite(str(src), img16)
+    out = tmp_path / "p16"
+    run_predict(weights, src, out)
+    (r,) = read_jsonl(out)
+    assert (r["source"], r["width"], r["height"]) == ("xr16.png", img8.shape[1], img8.shape[0])
+    ann = cv2.imread(str(out / "annotated" / "xr16.png"))
+    assert ann.mean() > 20  # windowed to 8 bits, not the near-black high byte
+
+
+def test_dicom_monochrome1_leaks_no_identifiers(
+    weights: Path, example_radiograph_path: Path, tmp_path: Path, run_cli
+) -> None:
+    """The real RG1_UNCR radiograph (MONOCHROME1) with invented identifiers: none reach any output or log."""
+    import pydicom
+
+    ds = pydicom.dcmread(example_radiograph_path)
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    secrets = {
+        "name": "Doe^Janet^Quinn",
+        "id": "PID-5550192-XQ",
+        "birth": "19710203",
+        "orig_name": str(ds.PatientName),
+        "orig_id": str(ds.PatientID),
+        "orig_birth": str(ds.PatientBirthDate),
+    }
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = secrets["name"], secrets["id"], secrets["birth"]
+    folder = tmp_path / "scanner"
+    folder.mkdir()
+    ds.save_as(folder / "case001.dcm")
+    shutil.copy(example_radiograph_path, folder / "case002.dcm")
+    out = tmp_path / "dcm"
+    proc = run_cli(
+        "-v", "predict", "--weights", weights, "--source", folder, "--out", out, "--conf", "0", "--save-txt",
+        offline=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = read_jsonl(out)
+    assert [r["source"] for r in records] == ["case001.dcm", "case002.dcm"]
+    assert (records[0]["width"], records[0]["height"]) == (int(ds.Columns), int(ds.Rows))
+    check_records(records)
+    ann = cv2.imread(str(out / "annotated" / "case001.png"), cv2.IMREAD_GRAYSCALE)
+    assert ann.shape == (int(ds.Rows), int(ds.Columns))
+    texts = [proc.stdout, proc.stderr] + [p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file()]
+    needles = {v for v in secrets.values() if v} | {secrets["name"].replace("^", " "), "Doe", "Janet"}
+    for text in texts:
+        for needle in needles:
+            assert needle not in text
+        assert "PatientName" not in text and "PatientID" not in text and "BirthDate" not in text
+
+
+def test_conf_auto_reads_the_review(weights: Path, val_images: list[Path], tmp_path: Path) -> None:
+    from yolo_spine.errors import UserError
+    from yolo_spine.predict.run import predict
+
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    w = shutil.copy(weights, run / "weights" / "best.pt")
+    with pytest.raises(UserError, match=r"metrics\.json"):
+        predict(weights=w, source=val_images[0], out=tmp_path / "x", conf="auto")
+    (run / "review").mkdir()
+    (run / "review" / "metrics.json").write_text(json.dumps({"best_conf": {"mask": {"all": {"conf": 0.137}}}}))
+    m = predict(weights=w, source=val_images[0], out=tmp_path / "auto", conf="auto")
+    assert m["conf"]["value"] == pytest.approx(0.137) and m["conf"]["from"].startswith("auto")
+    assert all(i["conf"] >= 0.137 for r in read_jsonl(tmp_path / "auto") for i in r["instances"])
+
+
+def test_show_without_display_still_writes(
+    weights: Path, val_images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "show"
+    run_predict(weights, val_images[0], out, show=True)
+    assert (out / "annotated" / f"{val_images[0].stem}.png").is_file()
+
+
+def test_clear_errors(weights: Path, val_images: list[Path], tmp_path: Path, run_cli) -> None:
+    from yolo_spine.ultra import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    det = tmp_path / "detector.pt"
+    YOLO("yolo11n.yaml").save(str(det))
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    cases = {
+        "webcam 7 does not open": ["--source", "7"],
+        "not a readable image": ["--source", bad],
+        "not a segmentation model": ["--source", val_images[0], "--weights", det],
+    }
+    for expected, args in cases.items():
+        argv = ["predict", "--weights", weights, "--out", tmp_path / "never", *args]
+        if "--weights" in args[2:]:
+            argv = ["predict", "--out", tmp_path / "never", *args]
+        proc = run_cli(*argv, offline=True)
+        assert proc.returncode != 0, expected
+        assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line
+    assert not (tmp_path / "never").exists()
+    from yolo_spine.errors import UserError
+
+    with pytest.raises(UserError, match="source not found"):
+        run_predict(weights, tmp_path / "missing.png", tmp_path / "never")
+
+
+def test_onnx_export_and_predict(weights: Path, val_images: list[Path], tmp_path: Path, run_cli) -> None:
+    onnx = tmp_path / "tiny.onnx"
+    proc = run_cli("export", "--weights", weights, "--format", "onnx", "--out", onnx, "--imgsz", "64", offline=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert onnx.is_file() and json.loads(Path(f"{onnx}.json").read_text())["command"] == "export"
+    out = tmp_path / "onnx_pred"
+    m = run_predict(onnx, val_images[0], out)
+    assert m["model"]["format"] == "onnx" and m["model"]["anatomy"] == "spine"
+    check_records(read_jsonl(out))
+    from yolo_spine.errors import UserError
+    from yolo_spine.predict.export import export_model
+
+    with pytest.raises(UserError, match=r"from a \.pt checkpoint"):
+        export_model(onnx, "onnx")
+    with pytest.raises(UserError, match="--int8 needs --data"):
+        export_model(weights, "openvino", out=tmp_path / "ov", int8=True)
