@@ -374,3 +374,121 @@ def test_triangulation_of_boxes_and_points(tmp_path: Path) -> None:
     got = triangulate_point([c1.projection_matrix(), c2.projection_matrix()], [c1.project(x)[0], c2.project(x)[0]])
     np.testing.assert_allclose(got, x, atol=1e-6)
     assert box_from_views([c1.projection_matrix()], [np.array([10.0, 10, 5, 5])]) is None  # empty constraints
+
+
+# ------------------------------------------------------------------------------------- real CT (ct2yolo oracle)
+
+
+@pytest.fixture(scope="module")
+def cropped_ct(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The example CT cropped around three mid-thoracic vertebrae (volume, labels NIfTI)."""
+    import SimpleITK as sitk
+
+    from yolo_spine.data import example_ct
+    from yolo_spine.evaluate.eval3d import class_lookup, to_class_labels
+    from yolo_spine.registry import load_registry
+
+    ex = example_ct()
+    vol, lab = sitk.ReadImage(str(ex.volume)), sitk.ReadImage(str(ex.labels))
+    arr, _ = to_class_labels(lab, class_lookup(load_registry("spine"), ex.label_scheme))
+    values = np.unique(arr[arr > 0])
+    sel = np.isin(arr, values[len(values) // 2 - 1 : len(values) // 2 + 2])
+    lo, hi = [], []
+    for a, axes in ((0, (0, 1)), (1, (0, 2)), (2, (1, 2))):  # voxel axis i, j, k
+        idx = np.flatnonzero(sel.any(axes))
+        pad = 10 if a < 2 else 2
+        lo.append(max(0, int(idx.min()) - pad))
+        hi.append(min(vol.GetSize()[a], int(idx.max()) + pad + 1))
+    size = [h - lo_ for lo_, h in zip(lo, hi, strict=True)]
+    out = tmp_path_factory.mktemp("ct")
+    sitk.WriteImage(sitk.RegionOfInterest(vol, size, lo), str(out / "v.nii.gz"))
+    sitk.WriteImage(sitk.RegionOfInterest(lab, size, lo), str(out / "l.nii.gz"))
+    return out / "v.nii.gz", out / "l.nii.gz"
+
+
+def _gt_classes(labels_path: Path) -> np.ndarray:
+    import SimpleITK as sitk
+
+    from yolo_spine.evaluate.eval3d import class_lookup, to_class_labels
+    from yolo_spine.registry import load_registry
+
+    arr, _ = to_class_labels(
+        sitk.ReadImage(str(labels_path)), class_lookup(load_registry("spine"), "totalsegmentator_v2")
+    )
+    return arr
+
+
+def _mean_dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    return float(np.mean([_dice(pred == v, gt == v) for v in np.unique(gt[gt > 0])]))
+
+
+@pytest.mark.parametrize("reorient", [False, True])
+def test_real_ct_slice_oracle(tmp_path: Path, cropped_ct: tuple[Path, Path], reorient: bool) -> None:
+    import SimpleITK as sitk
+
+    pytest.importorskip("yolo_spine.ct.convert", reason="ct2yolo (yolo_spine.ct.convert) is not in this build")
+    from yolo_spine.ct.convert import ct2yolo
+    from yolo_spine.lift.lift import lift
+
+    vol_path, lab_path = cropped_ct
+    if reorient:  # another axis order and direction, then anisotropic resampling
+        vol, lab = (
+            sitk.Flip(sitk.PermuteAxes(sitk.ReadImage(str(p)), [2, 0, 1]), [True, False, True]) for p in cropped_ct
+        )
+        ref = sitk.Image(
+            [int(s * sp / n) for s, sp, n in zip(vol.GetSize(), vol.GetSpacing(), (1.3, 0.6, 0.9), strict=True)],
+            sitk.sitkUInt8,
+        )
+        ref.SetSpacing((1.3, 0.6, 0.9))
+        ref.SetOrigin(vol.GetOrigin())
+        ref.SetDirection(vol.GetDirection())
+        vol = sitk.Resample(vol, ref, sitk.Transform(), sitk.sitkLinear, -1000, sitk.sitkFloat32)
+        lab = sitk.Resample(lab, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, lab.GetPixelID())
+        vol_path, lab_path = tmp_path / "rv.nii.gz", tmp_path / "rl.nii.gz"
+        sitk.WriteImage(vol, str(vol_path))
+        sitk.WriteImage(lab, str(lab_path))
+    ds = tmp_path / "ds"
+    ct2yolo(ds, volume=vol_path, labels=lab_path, anatomy="spine", overrides={"views": []}, progress=False)
+    gt = _gt_classes(lab_path)
+    for planes in (["axial"], None):
+        res = lift(ds, tmp_path / "seg.nii.gz", planes=planes, overwrite=True)
+        pred, img = _read(res.labels)
+        ref_img = sitk.ReadImage(str(lab_path))
+        assert img.GetSize() == ref_img.GetSize()
+        np.testing.assert_allclose(img.GetDirection(), ref_img.GetDirection(), atol=1e-6)
+        np.testing.assert_allclose(img.GetOrigin(), ref_img.GetOrigin(), atol=1e-3)
+        assert _mean_dice(pred, gt) >= 0.98, planes
+
+
+def test_real_ct_drr_triangulation(tmp_path: Path, cropped_ct: tuple[Path, Path]) -> None:
+    import SimpleITK as sitk
+
+    pytest.importorskip("yolo_spine.ct.convert", reason="ct2yolo (yolo_spine.ct.convert) is not in this build")
+    from yolo_spine.ct.convert import ct2yolo
+    from yolo_spine.evaluate.eval3d import label_centroids_lps_mm
+    from yolo_spine.lift.lift import lift
+    from yolo_spine.registry import load_registry
+
+    vol_path, lab_path = cropped_ct
+    ds = tmp_path / "ds"
+    ct2yolo(
+        ds,
+        volume=vol_path,
+        labels=lab_path,
+        anatomy="spine",
+        overrides={"planes": [], "views": ["ap", "lat"]},
+        progress=False,
+    )
+    res = lift(ds, tmp_path / "hull.nii.gz", hull=True)
+    doc = json.loads(res.centroids.read_text())
+    gt = sitk.GetImageFromArray(_gt_classes(lab_path))
+    gt.CopyInformation(sitk.ReadImage(str(lab_path)))
+    names = {i + 1: n for i, n in enumerate(load_registry("spine").names)}
+    truth = label_centroids_lps_mm(gt, names)
+    errors = {n: float(np.linalg.norm(np.subtract(doc["centroids_lps_mm"][n], truth[n]))) for n in truth}
+    # Silhouette centroids are biased by the thin, steeply sloping thoracic spinous processes: measured up to
+    # ~7 mm on T5-T8 (the issue's 3 mm target is NOT met yet; see the lift report). Guard the current level.
+    assert max(errors.values()) < 8.0, errors
+    hull = _read(res.labels)[0]
+    gt_arr = _gt_classes(lab_path)
+    assert 0.4 < _mean_dice(hull, gt_arr) < 0.85  # two views give localisation, not shape
