@@ -125,7 +125,7 @@ def test_no_vertex_leaves_the_unit_square_and_pieces_are_counted() -> None:
     for seed in range(6):
         out = augment_sample(np.zeros((h, w), np.uint8), insts, pipe, seed=seed, min_area_px=1)
         for inst in out.instances:
-            assert 0.0 <= inst.polygon_xy_norm.min() and inst.polygon_xy_norm.max() <= 1.0
+            assert inst.polygon_xy_norm.min() >= 0.0 and inst.polygon_xy_norm.max() <= 1.0
 
 
 def test_split_instance_keeps_large_pieces_and_counts_small_ones() -> None:
@@ -209,7 +209,7 @@ def test_xray_spine_keeps_c1_to_s1_top_to_bottom(spine_augmented: Path) -> None:
         ys: dict[int, list[float]] = {}
         for inst in insts:
             ys.setdefault(inst.cls, []).append(float(polygon_centroid(inst.polygon_xy_norm)[1]))
-            assert 0.0 <= inst.polygon_xy_norm.min() and inst.polygon_xy_norm.max() <= 1.0
+            assert inst.polygon_xy_norm.min() >= 0.0 and inst.polygon_xy_norm.max() <= 1.0
         classes = sorted(ys)
         mean_y = [np.mean(ys[c]) for c in classes]
         assert mean_y == sorted(mean_y), f"{lbl.name}: classes {classes} not top to bottom"
@@ -306,7 +306,7 @@ def test_bad_values_are_errors(tmp_path: Path) -> None:
         load_augment_options(None, {"hflip": 1.5})
     with pytest.raises(UserError, match="copies"):
         load_augment_options(None, {"copies": 0})
-    with pytest.raises(UserError, match="clahe.clip_limit"):
+    with pytest.raises(UserError, match=r"clahe\.clip_limit"):
         load_augment_options(None, {"clahe": {"clip_limit": [3, 1]}})
 
 
