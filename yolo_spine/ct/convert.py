@@ -262,9 +262,9 @@ def convert_study(
     geom = VolumeGeometry.from_image(study.image)
     image = sitk.GetArrayFromImage(study.image)
     labels = sitk.GetArrayFromImage(study.labels)
-    counts = np.bincount(labels.ravel().astype(np.int64))
     class_ids = {sid: reg.index(name) for sid, name in class_of_id.items()}
-    lut = sl.class_lut(class_ids, len(counts) - 1)
+    lut = sl.class_lut(class_ids, int(labels.max()))
+    counts = np.bincount(labels.ravel().astype(np.int64), minlength=len(lut))
     unmapped = {int(i): int(c) for i, c in enumerate(counts) if i > 0 and c > 0 and lut[i] < 0}
     if unmapped:
         log.info(
