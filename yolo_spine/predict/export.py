@@ -96,7 +96,9 @@ def export_model(
         shutil.copyfile(weights, work_weights)
         model = load_model(work_weights)
         _quiet_requirements()
-        args: dict[str, Any] = {"format": format, "simplify": False, "dynamic": dynamic, "verbose": False}
+        args: dict[str, Any] = {"format": format, "dynamic": dynamic, "verbose": False}
+        if format == "onnx":
+            args["simplify"] = False  # onnxslim is not in the export extra
         if imgsz:
             args["imgsz"] = imgsz
         if int8:
