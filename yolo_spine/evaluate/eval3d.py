@@ -275,9 +275,11 @@ def read_centroids_json(path: str | Path, reg: AnatomyRegistry, what: str = "lan
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{what} {path} is not valid JSON ({exc})") from None
-    if isinstance(data, dict) and "centroids_lps_mm" in data:
+    explicit = isinstance(data, dict) and "centroids_lps_mm" in data
+    if explicit:
         data = data["centroids_lps_mm"]
-    if not isinstance(data, dict) or not data:
+    # An explicit empty mapping is a prediction that found nothing (identification rate 0), not a bad file.
+    if not isinstance(data, dict) or (not data and not explicit):
         raise DataError(f"{what} {path} must map class names to [x, y, z] in LPS mm (under 'centroids_lps_mm')")
     out: dict[str, list[float]] = {}
     for key, xyz in data.items():
