@@ -26,6 +26,6 @@ def test_demo_runs_every_stage_on_the_real_ct(tmp_path):
     assert set(s["dice_per_vertebra"]) == {"C5", "C6", "C7", *(f"T{i}" for i in range(1, 13)), "L1", "L2", "L3"}
     seg, ct = sitk.ReadImage(s["nifti"]), sitk.ReadImage(str(example_ct().volume))
     assert seg.GetSize() == ct.GetSize() and seg.GetDirection() == ct.GetDirection()
-    assert max(abs(a - b) for a, b in zip(seg.GetOrigin(), ct.GetOrigin())) < 1e-3
+    assert max(abs(a - b) for a, b in zip(seg.GetOrigin(), ct.GetOrigin(), strict=True)) < 1e-3
     saved = json.loads((out / "summary.json").read_text())
     assert saved["manifest"]["command"] == "demo" and saved["identification_rate_drr"] is not None
