@@ -360,3 +360,24 @@ def test_cli_augment_then_check(run_cli, spine_dataset: Path, tmp_path: Path) ->
     assert again.returncode != 0 and "--overwrite" in again.stderr
     bad = run_cli(*args, "--overwrite", "--preset", "xray-spin", timeout=300)
     assert bad.returncode != 0 and "did you mean 'xray-spine'" in bad.stderr
+
+
+def test_colour_jpeg_dataset_keeps_type_and_passes_check(spine_dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    src = tmp_path / "jpg"
+    shutil.copytree(spine_dataset.parent, src)
+    for png in (src / "images" / "train").glob("*.png"):  # Roboflow-style RGB JPEG exports
+        cv2.imwrite(str(png.with_suffix(".jpg")), cv2.cvtColor(cv2.imread(str(png), 0), cv2.COLOR_GRAY2BGR))
+        png.unlink()
+    data = yaml.safe_load((src / "data.yaml").read_text())
+    data["path"] = str(src)
+    (src / "data.yaml").write_text(yaml.safe_dump(data))
+    (src / "manifest.json").unlink()
+    out = tmp_path / "out"
+    augment_dataset(src / "data.yaml", out, copies=1, progress=False)
+    copies = sorted((out / "images" / "train").glob("*_aug1.*"))
+    assert len(copies) == 8 and all(p.suffix == ".jpg" for p in copies)
+    assert cv2.imread(str(copies[0]), cv2.IMREAD_UNCHANGED).shape == (128, 128, 3)
+    rep = check_dataset(out / "data.yaml")
+    assert rep.ok, [str(p) for p in rep.problems]
