@@ -381,3 +381,24 @@ def test_colour_jpeg_dataset_keeps_type_and_passes_check(spine_dataset: Path, tm
     assert cv2.imread(str(copies[0]), cv2.IMREAD_UNCHANGED).shape == (128, 128, 3)
     rep = check_dataset(out / "data.yaml")
     assert rep.ok, [str(p) for p in rep.problems]
+
+
+def test_rows_that_cannot_be_augmented_are_counted(spine_dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(spine_dataset.parent, src)
+    data = yaml.safe_load((src / "data.yaml").read_text())
+    data["path"] = str(src)
+    (src / "data.yaml").write_text(yaml.safe_dump(data))
+    lbl = sorted((src / "labels" / "train").glob("*.txt"))[0]
+    n_rows = len(lbl.read_text().splitlines())
+    with lbl.open("a") as f:  # a box row, a malformed row, a class id beyond the registry
+        f.write("0 0.5 0.5 0.1 0.1\n3 0.1 0.2 0.3\n99 0.1 0.1 0.2 0.1 0.2 0.2\n")
+    summary = augment_dataset(src / "data.yaml", tmp_path / "out", copies=2, progress=False)
+    dropped = summary["instances"]["dropped"]
+    assert dropped["not_polygon"] == 2 * 2 and dropped["unknown_class"] == 2
+    copy = tmp_path / "out" / "labels" / "train" / f"{lbl.stem}_aug1.txt"
+    assert all(int(r.split()[0]) < 26 for r in copy.read_text().splitlines())
+    assert len(copy.read_text().splitlines()) <= n_rows + summary["instances"]["split_pieces"]
+    assert (tmp_path / "out" / "labels" / "train" / lbl.name).read_bytes() == lbl.read_bytes()  # original as is

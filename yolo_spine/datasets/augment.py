@@ -57,7 +57,7 @@ from yolo_spine.registry import load_registry
 log = logging.getLogger("yolo_spine")
 
 #: Why an instance (or a piece of one) of a source row is not in a copy.
-DROP_REASONS = ("out_of_image", "too_small", "small_piece", "degenerate", "not_polygon")
+DROP_REASONS = ("out_of_image", "too_small", "small_piece", "degenerate", "not_polygon", "unknown_class")
 #: Transforms that break the top-to-bottom order of vertebrae (and upper/lower teeth).
 ORDER_BREAKING = ("vflip", "rot90")
 #: File types a copy keeps from its source (others, such as DICOM or 16-bit files, become PNG).
@@ -476,17 +476,21 @@ class _JobResult:
 class _Worker:
     """Builds the pipeline once per process and makes the copies of one source image at a time."""
 
-    def __init__(self, opts: Mapping[str, Any], mirror_map: list[int] | None, out_dir: Path, seed: int) -> None:
+    def __init__(
+        self, opts: Mapping[str, Any], mirror_map: list[int] | None, out_dir: Path, seed: int, nc: int
+    ) -> None:
         self.opts = dict(opts)
         self.pipeline = build_pipeline(opts)
         self.mirror_map = mirror_map
         self.out_dir = out_dir
         self.seed = seed
+        self.nc = nc
 
     def run(self, job: _Job) -> _JobResult:
         pixels = read_xray(job.image).pixels
         labels = read_yolo_labels(job.label)
-        insts = labels.instances
+        insts = [i for i in labels.instances if i.cls < self.nc]
+        unknown = len(labels.instances) - len(insts)  # class ids >= nc (check reports them)
         not_polygon = labels.box_rows + len(labels.malformed)
         height, width = pixels.shape[:2]
         scale = np.array([width, height], dtype=np.float64)
@@ -507,6 +511,7 @@ class _Worker:
             _write_image(self.out_dir / "images" / "train" / img_name, sample.pixels, int(self.opts["jpeg_quality"]))
             (self.out_dir / "labels" / "train" / f"{stem}.txt").write_text(format_labels(sample.instances))
             sample.dropped["not_polygon"] += not_polygon
+            sample.dropped["unknown_class"] += unknown
             dropped.update(sample.dropped)
             n_out += len(sample.instances)
             copies.append(
@@ -517,20 +522,20 @@ class _Worker:
                     "instances": len(sample.instances),
                 }
             )
-        return _JobResult(copies, dropped, (len(insts) + not_polygon) * len(job.out_stems), n_out)
+        return _JobResult(copies, dropped, (len(labels.instances) + not_polygon) * len(job.out_stems), n_out)
 
 
 _STATE: _Worker | None = None
 
 
-def _init_worker(opts: Mapping[str, Any], mirror_map: list[int] | None, out_dir: Path, seed: int) -> None:
+def _init_worker(opts: Mapping[str, Any], mirror_map: list[int] | None, out_dir: Path, seed: int, nc: int) -> None:
     global _STATE
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe them
     if "albumentations" not in sys.modules and "torch" not in sys.modules:
         # albumentations imports torch only for ToTensorV2, which a worker never uses; blocking it in this
         # worker process saves about 3 s of start-up per worker.
         sys.modules["torch"] = None  # type: ignore[assignment]
-    _STATE = _Worker(opts, mirror_map, out_dir, seed)
+    _STATE = _Worker(opts, mirror_map, out_dir, seed, nc)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -662,14 +667,14 @@ def augment_dataset(
         pool = None
         try:
             if workers <= 1:
-                worker = _Worker(opts, mirror_map, tmp, seed)
+                worker = _Worker(opts, mirror_map, tmp, seed, reg.nc)
                 results_iter = (worker.run(j) for j in jobs)
             else:  # submitted first, so worker start-up overlaps with copying the originals below
                 pool = ProcessPoolExecutor(
                     max_workers=workers,
                     mp_context=_pool_context(),
                     initializer=_init_worker,
-                    initargs=(opts, mirror_map, tmp, seed),
+                    initargs=(opts, mirror_map, tmp, seed, reg.nc),
                 )
                 chunk = max(1, min(16, len(jobs) // (workers * 4) or 1))
                 results_iter = pool.map(_run_job, jobs, chunksize=chunk)
