@@ -136,8 +136,9 @@ def _validate(opts: Mapping[str, Any]) -> None:
     pair("blur.kernel", opts["blur"]["kernel"], 3)
     used = [k for k in ORDER_BREAKING if opts[k] > 0]
     if used and not opts["allow_order_breaking"]:
+        verb = "break" if len(used) > 1 else "breaks"
         raise UserError(
-            f"{' and '.join(used)} break the top-to-bottom order that names vertebrae (and upper/lower teeth); "
+            f"{' and '.join(used)} {verb} the top-to-bottom order that names vertebrae (and upper/lower teeth); "
             "pass --allow-order-breaking (or set allow_order_breaking: true) to use them anyway"
         )
     if used:
