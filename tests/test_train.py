@@ -142,3 +142,12 @@ def test_grayscale_channels_1(run_cli, spine_dataset: Path, tmp_path: Path):
     assert first.in_channels == 1
     assert (out / "data.yaml").is_file()  # derived dataset file; the user's data.yaml is untouched
     assert "channels" not in spine_dataset.read_text()
+
+
+def test_amp_is_off_on_the_cpu():
+    """CPU autocast runs in bfloat16, many times slower on CPUs without native bf16: AMP must stay off there."""
+    import torch
+
+    from yolo_spine.train.trainer import _offline_check_amp
+
+    assert _offline_check_amp(torch.nn.Linear(2, 2)) is False
