@@ -362,3 +362,75 @@ def test_label_map_file_resolves_aliases(tmp_path, example_ct):
     bad.write_text("31: liver\n")
     with pytest.raises(UserError, match="names no spine class"):
         ct2yolo(tmp_path / "o2", volume=vol, labels=lab, label_map=bad, progress=False)
+
+
+def test_orthographic_drr_projects_like_its_camera(tmp_path):
+    """A parallel-beam DRR: each vertebra's projected centroid falls inside its polygon (camera and labels agree)."""
+    from yolo_spine.ct.sidecar import Camera, VolumeGeometry
+
+    ph = spine_phantom(direction=OBLIQUE)
+    vol, lab = write_phantom(ph, tmp_path, "o")
+    out = tmp_path / "ds"
+    drr = {**FAST_DRR, "orthographic": True}
+    ct2yolo(out, volume=vol, labels=lab, overrides={"planes": [], "views": ["ap", "lat"], "drr": drr}, progress=False)
+    reg = load_registry("spine")
+    ids = reg.source_id_map(ph.label_scheme)
+    arr = sitk.GetArrayFromImage(ph.labels)
+    for view in ("ap", "lat"):
+        sc = read_sidecar(find_sidecars([out / "sidecars"])[f"o_ct_drr_{view}_p000"])
+        cam, geom = Camera.from_json(sc["camera"]), VolumeGeometry.from_json(sc["volume"])
+        assert cam.orthographic
+        rows = read_yolo_labels(out / "labels" / sc["split"] / f"o_ct_drr_{view}_p000.txt").instances
+        assert {reg.names[r.cls] for r in rows} == {ids[i] for i in np.unique(arr) if i in ids}
+        for sid in np.unique(arr[arr > 0]):
+            k, j, i = np.nonzero(arr == sid)
+            c = (geom.ijk_to_world() @ np.r_[i.mean(), j.mean(), k.mean(), 1.0])[:3]
+            u, v = cam.project(c)[0]
+            inst = next(r for r in rows if r.cls == reg.index(ids[int(sid)]))
+            mask = polygons_to_mask([inst.polygon_xy(96, 96)], 96, 96)
+            assert mask[int(np.rint(v)), int(np.rint(u))], (view, ids[int(sid)])
+
+
+def test_euler_transform_file_written_by_itk_is_read(tmp_path):
+    tx = sitk.Euler3DTransform((1.0, 2.0, 3.0), 0.1, -0.2, 0.3, (4.0, 5.0, 6.0))
+    path = tmp_path / "euler.tfm"
+    sitk.WriteTransform(tx, str(path))
+    assert path.read_text().startswith("#Insight Transform File V1.0")
+    read = read_transform(path)
+    p = [10.0, -20.0, 30.0]
+    assert np.allclose(read.TransformPoint(p), tx.TransformPoint(p), atol=1e-9)
+
+
+def test_dicom_series_folder_is_read_as_a_volume(tmp_path):
+    """A CT stored as a DICOM series (one file per slice) reads with the same geometry as the NIfTI."""
+    ph = spine_phantom(size_xyz=(20, 20, 12), spacing_xyz=(1.5, 1.5, 2.0))
+    image = sitk.Cast(ph.image, sitk.sitkInt16)
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    direction = image.GetDirection()
+    for k in range(image.GetDepth()):
+        sl = image[:, :, k]
+        pos = image.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in (
+            ("0008|0060", "CT"),
+            ("0020|000d", "1.2.826.0.1.3680043.2.1125.1"),
+            ("0020|000e", "1.2.826.0.1.3680043.2.1125.2"),
+            ("0020|0032", "\\".join(f"{x:.4f}" for x in pos)),
+            ("0020|0037", "\\".join(f"{x:.6f}" for x in (*direction[0:7:3], *direction[1:8:3]))),
+            ("0020|0013", str(k + 1)),
+            ("0008|0018", f"1.2.826.0.1.3680043.2.1125.3.{k + 1}"),
+            ("0028|1052", "0"),
+            ("0028|1053", "1"),
+        ):
+            sl.SetMetaData(tag, value)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()  # one series: keep our series UID instead of a new one per file
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(sl)
+    from yolo_spine.io.volume import read_image
+
+    vol = read_image(folder)
+    assert vol.GetSize() == image.GetSize()
+    assert np.allclose(vol.GetSpacing(), image.GetSpacing(), atol=1e-3)
+    assert np.allclose(vol.GetOrigin(), image.GetOrigin(), atol=1e-3)
+    assert np.array_equal(sitk.GetArrayFromImage(vol), sitk.GetArrayFromImage(image))

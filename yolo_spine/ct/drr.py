@@ -193,7 +193,10 @@ class Renderer:
         tiles = max(1, min(self.tiles, h))
         edges = np.linspace(0, h, tiles + 1).round().astype(int)
         rows = int(np.diff(edges).max())
-        k = camera.K.astype(np.float64)
+        k = camera.K.astype(np.float64).copy()
+        if camera.orthographic:  # nanodrr scales K⁻¹ rays by sdd also for parallel beams; our K is in px/mm
+            k[0, 0] *= camera.sdd_mm
+            k[1, 1] *= camera.sdd_mm
         k_inv = []
         for t in range(tiles):
             kt = k.copy()
