@@ -426,7 +426,6 @@ def _mean_dice(pred: np.ndarray, gt: np.ndarray) -> float:
 def test_real_ct_slice_oracle(tmp_path: Path, cropped_ct: tuple[Path, Path], reorient: bool) -> None:
     import SimpleITK as sitk
 
-    pytest.importorskip("yolo_spine.ct.convert", reason="ct2yolo (yolo_spine.ct.convert) is not in this build")
     from yolo_spine.ct.convert import ct2yolo
     from yolo_spine.lift.lift import lift
 
@@ -463,7 +462,6 @@ def test_real_ct_slice_oracle(tmp_path: Path, cropped_ct: tuple[Path, Path], reo
 def test_real_ct_drr_triangulation(tmp_path: Path, cropped_ct: tuple[Path, Path]) -> None:
     import SimpleITK as sitk
 
-    pytest.importorskip("yolo_spine.ct.convert", reason="ct2yolo (yolo_spine.ct.convert) is not in this build")
     from yolo_spine.ct.convert import ct2yolo
     from yolo_spine.evaluate.eval3d import label_centroids_lps_mm
     from yolo_spine.lift.lift import lift

@@ -29,7 +29,7 @@ from yolo_spine import __version__
 from yolo_spine.config import load_options, preset_path
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, UserError
-from yolo_spine.io.labels import SegInstance
+from yolo_spine.io.labels import SegInstance, write_data_yaml
 from yolo_spine.provenance import atomic_output, run_manifest, sha256_file, write_json_atomic
 from yolo_spine.registry import AnatomyRegistry, load_registry
 
@@ -511,8 +511,6 @@ def ct2yolo(
     Returns:
         The manifest written to ``out/manifest.json``.
     """
-    import yaml
-
     reg = load_registry(anatomy)
     options = resolve_options(anatomy, preset, overrides)
     if study_list is not None:
@@ -561,16 +559,7 @@ def ct2yolo(
                 reports = list(
                     tqdm(pool.map(_convert_one, jobs), total=len(jobs), desc="studies", disable=not progress)
                 )
-        data = {
-            "path": str(final),
-            "train": "images/train",
-            "val": "images/val",
-            "test": "images/test",
-            "nc": reg.nc,
-            "names": reg.names_dict,
-            "anatomy": reg.name,
-        }
-        (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        write_data_yaml(tmp, final, reg.names_dict, reg.name)
         totals = dict.fromkeys(SPLITS, 0)
         for r in reports:
             for s in SPLITS:

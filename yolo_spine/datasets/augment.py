@@ -25,7 +25,6 @@ seed is derived from ``--seed``, the file name and the copy number, so ``--worke
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import multiprocessing
 import os
@@ -41,15 +40,14 @@ from typing import Any
 
 import cv2
 import numpy as np
-import yaml
 
 from yolo_spine import __version__
 from yolo_spine.config import load_options
-from yolo_spine.datasets.check import read_data_yaml
+from yolo_spine.datasets.check import manifest_groups, read_data_yaml
 from yolo_spine.datasets.roboflow import SPLITS, roboflow_group
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import mask_to_polygons, polygons_to_mask
-from yolo_spine.io.labels import SegInstance, format_labels, read_yolo_labels
+from yolo_spine.io.labels import SegInstance, format_labels, read_yolo_labels, write_data_yaml
 from yolo_spine.io.xray import XRAY_SUFFIXES, read_xray
 from yolo_spine.provenance import atomic_output, ensure_can_write, run_manifest, write_json_atomic
 from yolo_spine.registry import load_registry
@@ -567,23 +565,6 @@ def _write_image(path: Path, pixels: np.ndarray, jpeg_quality: int) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _source_groups(root: Path) -> dict[str, str]:
-    """``{"<split folder>/<file name>": group}`` from the input dataset's ``manifest.json`` (empty if none)."""
-    path = root / "manifest.json"
-    if not path.is_file():
-        return {}
-    try:
-        images = json.loads(path.read_text()).get("images", [])
-    except (ValueError, AttributeError):
-        return {}
-    out = {}
-    for e in images if isinstance(images, list) else []:
-        if isinstance(e, dict) and e.get("file") and e.get("group"):
-            p = Path(e["file"])
-            out[f"{p.parent.name}/{p.name}"] = str(e["group"])
-    return out
-
-
 def augment_dataset(
     data: str | Path,
     out: str | Path,
@@ -637,7 +618,7 @@ def augment_dataset(
     if out == lay.root or lay.root in out.parents:
         raise UserError(f"--out {out} lies inside the input dataset {lay.root}; choose a folder outside it")
     mirror_map = reg.mirror_index_map() if reg.has_mirror_pairs else None
-    groups = _source_groups(lay.root)
+    groups = manifest_groups(lay.root)
     n_copies = int(opts["copies"])
 
     split_images: dict[str, list[Path]] = {}
@@ -736,10 +717,7 @@ def augment_dataset(
             "copies_per_s": round(len(all_copies) / seconds, 2) if seconds > 0 else None,
         }
         summary["images"]["train"] += len(all_copies)
-        data_yaml = {"path": str(out)}
-        data_yaml.update({s: f"images/{s}" for s in SPLITS if s in split_images})
-        data_yaml.update({"nc": reg.nc, "names": reg.names_dict, "anatomy": reg.name})
-        (tmp / "data.yaml").write_text(yaml.safe_dump(data_yaml, sort_keys=False, allow_unicode=True))
+        write_data_yaml(tmp, out, reg.names_dict, reg.name, tuple(s for s in SPLITS if s in split_images))
         manifest = run_manifest(
             "augment",
             {

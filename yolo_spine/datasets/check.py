@@ -151,7 +151,7 @@ def check_dataset(data_yaml: str | Path) -> CheckReport:
 
     group_splits: dict[str, set[str]] = defaultdict(set)
     hash_splits: dict[str, set[str]] = defaultdict(set)
-    manifest_groups = _manifest_groups(lay.root)
+    groups_of = manifest_groups(lay.root)
     for split, img_dir in lay.image_dirs.items():
         lbl_dir = lay.label_dirs[split]
         if not img_dir.is_dir():
@@ -176,7 +176,7 @@ def check_dataset(data_yaml: str | Path) -> CheckReport:
                 )
             if chk.sha256:
                 hash_splits[chk.sha256].add(split)
-            group = manifest_groups.get(f"{img_dir.name}/{img.name}") or manifest_groups.get(img.name)
+            group = groups_of.get(f"{img_dir.name}/{img.name}") or groups_of.get(img.name)
             group_splits[group or roboflow_group(img.name)].add(split)
             lbl = lbl_dir / f"{img.stem}.txt"
             if not lbl.is_file():
@@ -206,7 +206,8 @@ def check_dataset(data_yaml: str | Path) -> CheckReport:
     return rep
 
 
-def _manifest_groups(root: Path) -> dict[str, str]:
+def manifest_groups(root: Path) -> dict[str, str]:
+    """``{"<split folder>/<file name>": group}`` from a dataset's ``manifest.json`` (empty if there is none)."""
     path = root / "manifest.json"
     if not path.is_file():
         return {}
@@ -215,10 +216,10 @@ def _manifest_groups(root: Path) -> dict[str, str]:
     except (ValueError, AttributeError):
         return {}
     out = {}
-    for e in images:
-        if e.get("file") and e.get("group"):
+    for e in images if isinstance(images, list) else []:
+        if isinstance(e, dict) and e.get("file") and e.get("group"):
             p = Path(e["file"])
-            out[f"{p.parent.name}/{p.name}"] = e["group"]
+            out[f"{p.parent.name}/{p.name}"] = str(e["group"])
     return out
 
 

@@ -32,13 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from yolo_spine import __version__
 from yolo_spine.datasets.roboflow import SPLITS, Export, SourceImage, read_export, roboflow_group
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import clip_polygon_to_rect, polygon_area
-from yolo_spine.io.labels import SegInstance, format_labels
+from yolo_spine.io.labels import SegInstance, format_labels, write_data_yaml
 from yolo_spine.io.xray import DICOM_SUFFIXES, read_xray, write_png
 from yolo_spine.provenance import atomic_output, ensure_can_write, run_manifest, sha256_file, write_json_atomic
 from yolo_spine.registry import AnatomyRegistry, load_registry, normalize_name
@@ -550,16 +549,7 @@ def _write_dataset(
         }
         if tally.kept + sum(tally.dropped.values()) != instances_in:  # the accounting must close
             raise DataError("internal accounting error: kept + dropped instances != input instances")
-        data = {
-            "path": str(out),
-            "train": "images/train",
-            "val": "images/val",
-            "test": "images/test",
-            "nc": reg.nc,
-            "names": reg.names_dict,
-            "anatomy": reg.name,
-        }
-        (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        write_data_yaml(tmp, out, reg.names_dict, reg.name)
         sources = [
             {
                 "path": str(ex.path),

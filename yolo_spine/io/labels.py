@@ -126,3 +126,29 @@ def write_yolo_labels(path: str | Path, instances: list[SegInstance], decimals: 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(format_labels(instances, decimals))
     return path
+
+
+def write_data_yaml(
+    folder: str | Path,
+    dataset_path: str | Path,
+    names: dict[int, str],
+    anatomy: str,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+) -> Path:
+    """Write the Ultralytics ``data.yaml`` of a yolo_spine dataset.
+
+    Args:
+        folder: Where to write it (a temporary output folder while the dataset is being built).
+        dataset_path: The dataset's final absolute location (``path`` key; what Ultralytics resolves splits against).
+        names: ``{class id: name}`` in registry order.
+        anatomy: Registry name, so later stages know the order and mirror pairs.
+        splits: Splits the dataset has (``images/<split>``).
+    """
+    import yaml
+
+    data: dict[str, object] = {"path": str(dataset_path)}
+    data.update({s: f"images/{s}" for s in splits})
+    data.update({"nc": len(names), "names": dict(names), "anatomy": anatomy})
+    path = Path(folder) / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path

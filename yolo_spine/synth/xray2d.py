@@ -18,10 +18,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
 from yolo_spine.geometry import mask_to_polygons
-from yolo_spine.io.labels import SegInstance, write_yolo_labels
+from yolo_spine.io.labels import SegInstance, write_data_yaml, write_yolo_labels
 from yolo_spine.io.xray import write_png
 from yolo_spine.registry import AnatomyRegistry, load_registry
 
@@ -176,16 +175,7 @@ def make_xray_dataset(
                     "status": "kept",
                 }
             )
-    data = {
-        "path": str(out),
-        "train": "images/train",
-        "val": "images/val",
-        "test": "images/test",
-        "nc": reg.nc,
-        "names": reg.names_dict,
-        "anatomy": reg.name,
-    }
-    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    write_data_yaml(out, out, reg.names_dict, reg.name)
     manifest = {
         "schema": 1,
         "anatomy": reg.name,
