@@ -403,6 +403,9 @@ def test_euler_transform_file_written_by_itk_is_read(tmp_path):
 
 def test_dicom_series_folder_is_read_as_a_volume(tmp_path):
     """A CT stored as a DICOM series (one file per slice) reads with the same geometry as the NIfTI."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
     ph = spine_phantom(size_xyz=(20, 20, 12), spacing_xyz=(1.5, 1.5, 2.0))
     image = sitk.Cast(ph.image, sitk.sitkInt16)
     folder = tmp_path / "dicom"
@@ -427,9 +430,14 @@ def test_dicom_series_folder_is_read_as_a_volume(tmp_path):
         writer.KeepOriginalImageUIDOn()  # one series: keep our series UID instead of a new one per file
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
         writer.Execute(sl)
+    # GDCM's DICOM writer (used only here, to make the series) switches the process locale to "C", which would
+    # leave every later test's text I/O defaulting to ASCII; reading (what yolo_spine does) leaves it alone.
+    locale.setlocale(locale.LC_ALL, saved)
+    encoding = locale.getpreferredencoding(False)
     from yolo_spine.io.volume import read_image
 
     vol = read_image(folder)
+    assert locale.getpreferredencoding(False) == encoding
     assert vol.GetSize() == image.GetSize()
     assert np.allclose(vol.GetSpacing(), image.GetSpacing(), atol=1e-3)
     assert np.allclose(vol.GetOrigin(), image.GetOrigin(), atol=1e-3)

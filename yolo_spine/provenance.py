@@ -123,7 +123,7 @@ def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(to_jsonable(data), f, indent=indent)
             f.write("\n")
         os.replace(tmp, path)

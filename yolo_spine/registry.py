@@ -186,7 +186,7 @@ def _load_registry_cached(name_or_path: str) -> AnatomyRegistry:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"unknown anatomy '{name_or_path}'{hint}; known: {', '.join(known)} or a YAML path")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise UserError(f"anatomy registry {path} is not valid YAML: {exc}") from None
     return _parse_registry(raw, path)

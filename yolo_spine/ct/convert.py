@@ -72,7 +72,7 @@ def read_study_list(csv_path: Path) -> list[StudySpec]:
     """
     if not csv_path.is_file():
         raise UserError(f"study list {csv_path} does not exist")
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise UserError(f"study list {csv_path} has no rows")
@@ -114,7 +114,7 @@ def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
         raise UserError(f"label map file {path} does not exist")
     raw: dict[Any, Any]
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
         col = next((c for c in ("name", "structure", "class") if rows and c in rows[0]), None)
         if not rows or "id" not in rows[0] or col is None:
@@ -122,7 +122,7 @@ def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
         raw = {r["id"]: r[col] for r in rows}
     else:
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise UserError(f"label map {path} is not valid YAML/JSON: {exc}") from None
         if not isinstance(raw, dict):
@@ -215,7 +215,7 @@ def _write_item(
     write_png(root / "images" / split / f"{stem}.png", pixels)
     write_yolo_labels(root / "labels" / split / f"{stem}.txt", instances)
     sidecar = {"schema": SCHEMA, **sidecar, "image": f"{stem}.png", "split": split}
-    (root / "sidecars" / split / f"{stem}.json").write_text(json.dumps(sidecar, indent=1))
+    (root / "sidecars" / split / f"{stem}.json").write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
 
 
 def convert_study(

@@ -182,7 +182,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     """Read and check one sidecar; returns the parsed JSON (``kind`` is ``"slice"`` or ``"drr"``)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read sidecar {path}: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
@@ -206,7 +206,7 @@ def find_sidecars(roots: Sequence[str | Path]) -> dict[str, Path]:
     for root in roots:
         for p in sorted(Path(root).rglob("*.json")):
             try:
-                head = p.read_text()[:200]
+                head = p.read_text(encoding="utf-8")[:200]
             except OSError:
                 continue
             if SCHEMA not in head:

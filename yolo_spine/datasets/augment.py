@@ -508,7 +508,9 @@ class _Worker:
             )
             img_name = f"{stem}{job.out_suffix}"
             _write_image(self.out_dir / "images" / "train" / img_name, sample.pixels, int(self.opts["jpeg_quality"]))
-            (self.out_dir / "labels" / "train" / f"{stem}.txt").write_text(format_labels(sample.instances))
+            (self.out_dir / "labels" / "train" / f"{stem}.txt").write_text(
+                format_labels(sample.instances), encoding="utf-8"
+            )
             sample.dropped["not_polygon"] += not_polygon
             sample.dropped["unknown_class"] += unknown
             dropped.update(sample.dropped)

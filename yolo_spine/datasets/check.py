@@ -79,7 +79,7 @@ def read_data_yaml(data_yaml: str | Path) -> DatasetLayout:
     if not data_yaml.is_file():
         raise DataError(f"data.yaml not found: {data_yaml}")
     try:
-        data = yaml.safe_load(data_yaml.read_text()) or {}
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
         raise DataError(f"{data_yaml} is not valid YAML") from None
     if not isinstance(data, dict) or "names" not in data:
@@ -212,7 +212,7 @@ def manifest_groups(root: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        images = json.loads(path.read_text()).get("images", [])
+        images = json.loads(path.read_text(encoding="utf-8")).get("images", [])
     except (ValueError, AttributeError):
         return {}
     out = {}

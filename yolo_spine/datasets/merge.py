@@ -271,7 +271,7 @@ def _write_chunk(
             write_png(job.image_dst, read_xray(job.image.path).pixels)
         else:
             _link_or_copy(job.image.path, job.image_dst)
-        job.label_dst.write_text(format_labels(instances))
+        job.label_dst.write_text(format_labels(instances), encoding="utf-8")
         out.append((job.index, [x.cls for x in instances], tally))
     return out
 

@@ -129,7 +129,7 @@ def _find_root(folder: Path) -> tuple[Path, str]:
 
 def _yolo_names(data_yaml: Path) -> list[str]:
     try:
-        data = yaml.safe_load(data_yaml.read_text()) or {}
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
         raise DataError(f"{data_yaml} is not valid YAML") from None
     names = data.get("names")

@@ -137,7 +137,7 @@ def run_demo(
     stage("eval3d")
     summary = _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds)
     write_json_atomic(out / "summary.json", {**summary, "manifest": run_manifest("demo", opts)})
-    (out / "summary.md").write_text(_markdown(summary))
+    (out / "summary.md").write_text(_markdown(summary), encoding="utf-8")
     return summary
 
 

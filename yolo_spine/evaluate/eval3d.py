@@ -272,7 +272,7 @@ def read_centroids_json(path: str | Path, reg: AnatomyRegistry, what: str = "lan
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{what} {path} is not valid JSON ({exc})") from None
     explicit = isinstance(data, dict) and "centroids_lps_mm" in data

@@ -279,12 +279,12 @@ def write_reports(
     import json
 
     columns = CSV_COLUMNS if result.mode == "segmentation" else LANDMARK_CSV_COLUMNS
-    with atomic_output(paths["csv"], overwrite, is_dir=False) as tmp, open(tmp, "w", newline="") as f:
+    with atomic_output(paths["csv"], overwrite, is_dir=False) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
         for row in table_rows(result):
             writer.writerow([_cell(row[c]) if c != "class" else row[c] for c in columns])
     with atomic_output(paths["json"], overwrite, is_dir=False) as tmp:
-        tmp.write_text(json.dumps(result_to_json(result, manifest), indent=2, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(result_to_json(result, manifest), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     with atomic_output(paths["md"], overwrite, is_dir=False) as tmp:
-        tmp.write_text(markdown_report(result))
+        tmp.write_text(markdown_report(result), encoding="utf-8")

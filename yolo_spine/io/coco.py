@@ -114,7 +114,7 @@ def read_coco(json_path: str | Path) -> CocoFile:
     """
     json_path = Path(json_path)
     try:
-        data = json.loads(json_path.read_text())
+        data = json.loads(json_path.read_text(encoding="utf-8"))
         categories = data["categories"]
         images = data["images"]
         annotations = data.get("annotations", [])

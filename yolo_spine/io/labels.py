@@ -99,7 +99,7 @@ def read_yolo_labels(path: str | Path, with_conf: bool | None = False) -> LabelF
     if not path.exists():
         return LabelFile()
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read label file {path}: {exc}") from None
     return parse_label_text(text, with_conf=with_conf)
@@ -124,7 +124,7 @@ def write_yolo_labels(path: str | Path, instances: list[SegInstance], decimals: 
     """Write instances to a YOLO label file (an empty file for an image without instances)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(format_labels(instances, decimals))
+    path.write_text(format_labels(instances, decimals), encoding="utf-8")
     return path
 
 
@@ -150,5 +150,5 @@ def write_data_yaml(
     data.update({s: f"images/{s}" for s in splits})
     data.update({"nc": len(names), "names": dict(names), "anatomy": anatomy})
     path = Path(folder) / "data.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path

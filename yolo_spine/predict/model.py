@@ -118,7 +118,7 @@ def auto_conf(weights: str | Path, review: str | Path | None = None) -> tuple[fl
     """
     path = find_review_metrics(weights, review)
     try:
-        metrics = json.loads(path.read_text())
+        metrics = json.loads(path.read_text(encoding="utf-8"))
         conf = metrics["best_conf"]["mask"]["all"]["conf"]
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{path} is not a review metrics.json (no best_conf.mask.all.conf)") from None

@@ -292,7 +292,7 @@ def predict(
             annotated_dir.mkdir()
         if opts["save_txt"]:
             labels_dir.mkdir()
-        jsonl = stack.enter_context(open(tmp / "predictions.jsonl", "w"))
+        jsonl = stack.enter_context(open(tmp / "predictions.jsonl", "w", encoding="utf-8"))
 
         def close_writers() -> None:
             for wr in writers.values():

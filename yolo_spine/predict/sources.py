@@ -312,7 +312,7 @@ def open_source(
     suffix = path.suffix.lower()
     if suffix in STREAM_FILE_SUFFIXES:
         try:
-            lines = [ln.strip() for ln in path.read_text().splitlines()]
+            lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read the stream file {path.name}: {exc}") from None
         lines = [ln for ln in lines if ln and not ln.startswith("#")]

@@ -232,7 +232,7 @@ def review(
 
         curves = {"Box": curves_from_metric(metrics.box), "Mask": curves_from_metric(metrics.seg)}
         curve_pngs = []
-        with open(tmp / "curves.csv", "w", newline="") as f:
+        with open(tmp / "curves.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["curve", "class", "confidence", "recall", "value"])
             for prefix, cs in curves.items():
@@ -245,7 +245,7 @@ def review(
         conf = best["mask"]["all"]["conf"]
 
         pred_file = ul_dir / "predictions.json"
-        predictions = json.loads(pred_file.read_text()) if pred_file.is_file() else []
+        predictions = json.loads(pred_file.read_text(encoding="utf-8")) if pred_file.is_file() else []
         by_image: dict[str, list[dict]] = {}
         for d in predictions:
             by_image.setdefault(str(d["image_id"]), []).append(d)
@@ -262,7 +262,7 @@ def review(
             errors.update(res.errors)
             pairs = res.pairs if pairs is None else pairs + res.pairs
         _plot_confusion(matrix, names, conf, tmp / "confusion_matrix.png")
-        with open(tmp / "confusion_matrix.csv", "w", newline="") as f:
+        with open(tmp / "confusion_matrix.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["ground_truth \\ predicted", *names, "background"])
             for i, row in enumerate(matrix):

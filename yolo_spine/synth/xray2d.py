@@ -186,5 +186,5 @@ def make_xray_dataset(
         "sources": [],
         "images": images_meta,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return out / "data.yaml"

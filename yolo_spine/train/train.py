@@ -135,7 +135,7 @@ def _dataset_info(data_yaml: Path) -> tuple[dict[str, Any], Path]:
     if not data_yaml.is_file():
         raise DataError(f"data.yaml not found: {data_yaml}")
     try:
-        data = yaml.safe_load(data_yaml.read_text()) or {}
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
         raise DataError(f"{data_yaml} is not valid YAML") from None
     if "names" not in data or "train" not in data:
@@ -210,7 +210,8 @@ def train(
         out.parent.mkdir(parents=True, exist_ok=True)
         train_yaml = out.parent / f".{out.name}.data.yaml"
         train_yaml.write_text(
-            yaml.safe_dump({**data_dict, "path": str(data_root), "channels": int(opts["channels"])}, sort_keys=False)
+            yaml.safe_dump({**data_dict, "path": str(data_root), "channels": int(opts["channels"])}, sort_keys=False),
+            encoding="utf-8",
         )
 
     if resume:
