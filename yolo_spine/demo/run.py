@@ -101,7 +101,7 @@ def run_demo(
         tr.best,
         ds / "images" / "test",
         pred,
-        conf=opts["conf"] if str(opts["conf"]) == "auto" else float(opts["conf"]),
+        conf=_demo_conf(opts["conf"], metrics),
         review=out / "review",
         overrides={"save_txt": True, "imgsz": opts["imgsz"], "device": opts["device"], "anatomy": "spine"},
     )
@@ -139,6 +139,16 @@ def run_demo(
     write_json_atomic(out / "summary.json", {**summary, "manifest": run_manifest("demo", opts)})
     (out / "summary.md").write_text(_markdown(summary), encoding="utf-8")
     return summary
+
+
+def _demo_conf(conf: Any, metrics: dict[str, Any]) -> str | float:
+    """``auto`` when the review found a best-F1 confidence; a model too young for any true positive gets 0.25."""
+    if str(conf) != "auto":
+        return float(conf)
+    if metrics["best_conf"]["mask"]["all"]["conf"] is None:
+        log.warning("demo: the review found no confidence with a positive F1 (train longer); predicting at 0.25")
+        return 0.25
+    return "auto"
 
 
 def _rate(result: Any) -> float | None:
