@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,3 +53,10 @@ def add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
         default=default,
         help="cpu, a GPU index (0), several for DDP (0,1), or mps; default: GPU 0 if present, else cpu",
     )
+
+
+def say(*lines: object) -> None:
+    """Write a command's result for the user to stdout (library code logs instead; only commands call this)."""
+    for line in lines:
+        sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_workers
+from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_workers, say
 from yolo_spine.errors import UserError
 
 
@@ -57,7 +57,7 @@ def _ct2yolo(args: argparse.Namespace) -> int:
     unmapped = ", ".join(
         f"{s['study']} {len(s['unmapped_label_ids'])}" for s in manifest["studies"] if s["unmapped_label_ids"]
     )
-    print(
+    say(
         f"converted {len(manifest['studies'])} stud{'y' if len(manifest['studies']) == 1 else 'ies'} into "
         f"{Path(args.out).resolve()}: images train {n['train']}, val {n['val']}, test {n['test']}"
         + (f"; label ids mapping to no class (listed in studies/<study>.json): {unmapped}" if unmapped else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_seed, add_workers
+from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_seed, add_workers, say
 from yolo_spine.errors import UserError
 
 
@@ -31,7 +31,7 @@ def _fetch(args: argparse.Namespace) -> int:
         out_root=args.out,
         overwrite=args.overwrite,
     )
-    print(out)
+    say(out)
     return 0
 
 
@@ -54,7 +54,7 @@ def _merge(args: argparse.Namespace) -> int:
     )
     inst = summary["instances"]
     dropped = ", ".join(f"{k} {v}" for k, v in inst["dropped"].items() if v) or "none"
-    print(
+    say(
         f"merged into {summary['out']}: images train {summary['images']['train']}, val {summary['images']['val']}, "
         f"test {summary['images']['test']}; instances kept {inst['kept']} of {inst['in']} "
         f"(clipped {inst['clipped']}; dropped: {dropped}); see manifest.json"
@@ -68,11 +68,11 @@ def _check(args: argparse.Namespace) -> int:
     rep = check_dataset(args.data)
     n_img = sum(rep.images.values())
     if rep.ok:
-        print(f"ok: {n_img} images, {sum(rep.instances.values())} instances, no problems")
+        say(f"ok: {n_img} images, {sum(rep.instances.values())} instances, no problems")
         return 0
     for p in rep.problems:
-        print(p)
-    print(f"{len(rep.problems)} problem(s) in {rep.root} ({n_img} images)")
+        say(p)
+    say(f"{len(rep.problems)} problem(s) in {rep.root} ({n_img} images)")
     return 1
 
 
@@ -80,10 +80,10 @@ def _stats(args: argparse.Namespace) -> int:
     from yolo_spine.datasets.stats import dataset_stats, plot_class_histogram
 
     st = dataset_stats(args.data)
-    print(st.table())
+    say(st.table())
     png = args.out or Path(args.data).resolve().parent / "class_histogram.png"
     plot_class_histogram(st, png, title=f"{Path(args.data).resolve().parent.name}: instances per class")
-    print(f"histogram: {png}")
+    say(f"histogram: {png}")
     return 0
 
 
@@ -103,7 +103,7 @@ def _augment(args: argparse.Namespace) -> int:
     )
     inst = s["instances"]
     dropped = ", ".join(f"{k} {v}" for k, v in inst["dropped"].items() if v) or "none"
-    print(
+    say(
         f"augmented into {s['out']}: {s['copies']} copies ({s['copies_per_s']} copies/s); train now "
         f"{s['images']['train']} images; instances written {inst['out']} of {inst['in']} "
         f"(split pieces {inst['split_pieces']}; dropped: {dropped}); see manifest.json"

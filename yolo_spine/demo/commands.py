@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from yolo_spine._cli_common import add_command, add_out
+from yolo_spine._cli_common import add_command, add_out, say
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -16,7 +16,7 @@ def _demo(args: argparse.Namespace) -> int:
         return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
 
     dice = ", ".join(f"{k} {f(v)}" for k, v in s["dice_per_vertebra"].items()) or "n/a"
-    print(
+    say(
         f"mask mAP50 (test) {f(s['mask_mAP50_test'])}; mean vertebra Dice {f(s['mean_dice'])} ({dice}); "
         f"identification rate: slices {f(s['identification_rate_slices'])}, DRR {f(s['identification_rate_drr'])}\n"
         f"report: {s['report']}\nNIfTI: {s['nifti']}\nsummary: {args.out}/summary.md"

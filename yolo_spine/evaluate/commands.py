@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out
+from yolo_spine._cli_common import add_anatomy, add_command, add_out, say
 from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
 
 
@@ -60,21 +60,21 @@ def _eval3d(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if result.geometry.get("pred_resampled"):
-        print("note: the prediction was resampled (nearest neighbour) onto the ground-truth grid")
+        say("note: the prediction was resampled (nearest neighbour) onto the ground-truth grid")
     if result.mean is not None:
         m = result.mean
-        print(
+        say(
             f"{m.n_gt_classes} ground-truth classes ({m.n_gt_classes_predicted} predicted): "
             f"mean Dice {_f(m.values['dice'], 3)}, HD95 {_f(m.values['hd95_mm'], 2)} mm, "
             f"ASSD {_f(m.values['assd_mm'], 2)} mm, NSD@{args.tolerance_mm:g}mm {_f(m.values['nsd'], 3)}"
         )
     if result.landmarks is not None:
         lm = result.landmarks
-        print(
+        say(
             f"identification rate {lm.n_identified}/{lm.n_gt} ({_f(100 * lm.rate, 1)} %), "
             f"mean centroid error {_f(lm.mean_error_mm, 1)} mm"
         )
-    print(f"wrote {paths['csv']}, {paths['json'].name}, {paths['md'].name} ({result.seconds:.1f} s)")
+    say(f"wrote {paths['csv']}, {paths['json'].name}, {paths['md'].name} ({result.seconds:.1f} s)")
     return 0
 
 

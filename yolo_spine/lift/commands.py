@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, add_out
+from yolo_spine._cli_common import add_command, add_out, say
 
 _PLANES = ("axial", "coronal", "sagittal")
 
@@ -69,13 +69,13 @@ def _lift(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     c = result.counts
-    print(
+    say(
         f"lifted {c.get('sidecars', 0)} images ({c.get('sidecars_without_labels', 0)} without instances); "
         f"{len(result.classes_found)} classes found: {', '.join(result.classes_found) or 'none'}"
     )
     if c.get("labels_without_sidecar"):
-        print(f"warning: {c['labels_without_sidecar']} label files had no sidecar and were not lifted")
+        say(f"warning: {c['labels_without_sidecar']} label files had no sidecar and were not lifted")
     for path in (result.labels, result.centroids, result.manifest):
         if path is not None:
-            print(f"wrote {path}")
+            say(f"wrote {path}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, add_device, add_out
+from yolo_spine._cli_common import add_command, add_device, add_out, say
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -42,7 +42,7 @@ def _predict(args: argparse.Namespace) -> int:
         parts.append(f"{c['order_changed']} label(s) changed by the order fix")
     if dropped:
         parts.append(f"{dropped} input(s) unreadable (see run.json)")
-    print(f"{', '.join(parts)}; {m['fps'] or 0:.1f} FPS; outputs: {args.out}")
+    say(f"{', '.join(parts)}; {m['fps'] or 0:.1f} FPS; outputs: {args.out}")
     return 0
 
 
@@ -59,7 +59,7 @@ def _export(args: argparse.Namespace) -> int:
         dynamic=args.dynamic,
         overwrite=args.overwrite,
     )
-    print(f"exported: {path}")
+    say(f"exported: {path}")
     return 0
 
 

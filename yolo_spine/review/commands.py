@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, add_device, add_out
+from yolo_spine._cli_common import add_command, add_device, add_out, say
 
 
 def _val(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def _val(args: argparse.Namespace) -> int:
     )
     conf = m["best_conf"]["mask"]["all"]["conf"]
     cc = m["pycocotools"]
-    print(
+    say(
         f"{m['split']}: {m['images']} images; mask mAP50 {m['mask']['mAP50']:.3f}, mAP50-95 {m['mask']['mAP50-95']:.3f}"
         f" (pycocotools {cc['mask_mAP50-95']:.3f}, {'agree' if cc['agree'] else 'DISAGREE'}); "
         f"best-F1 confidence {conf if conf is not None else 'n/a'}; report: {Path(args.out) / 'report.html'}"

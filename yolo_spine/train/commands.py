@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command
+from yolo_spine._cli_common import add_command, say
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -38,7 +38,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     m = res.manifest
     ips = m.get("train_images_per_second")
-    print(
+    say(
         f"trained {m['epochs_completed']} epoch(s) on {m['device']} ({m['torch_threads']} threads"
         f"{f', {ips:.1f} images/s' if ips else ''}); model started from {m['model']['source']}; "
         f"best weights: {res.best}"
