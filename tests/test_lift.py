@@ -484,9 +484,24 @@ def test_real_ct_drr_triangulation(tmp_path: Path, cropped_ct: tuple[Path, Path]
     names = {i + 1: n for i, n in enumerate(load_registry("spine").names)}
     truth = label_centroids_lps_mm(gt, names)
     errors = {n: float(np.linalg.norm(np.subtract(doc["centroids_lps_mm"][n], truth[n]))) for n in truth}
-    # Silhouette centroids are biased by the thin, steeply sloping thoracic spinous processes: measured up to
-    # ~7 mm on T5-T8 (the issue's 3 mm target is NOT met yet; see the lift report). Guard the current level.
-    assert max(errors.values()) < 8.0, errors
+    # Plain silhouette centroids are pulled off by the thin thoracic spinous processes (up to ~7 mm here);
+    # thickness-weighted centroids (distance to the mask edge, squared) meet the 3 mm the issue asks for.
+    assert max(errors.values()) < 3.0, errors
     hull = _read(res.labels)[0]
     gt_arr = _gt_classes(lab_path)
     assert 0.4 < _mean_dice(hull, gt_arr) < 0.85  # two views give localisation, not shape
+
+
+def test_thickness_weighted_centroid_discounts_thin_processes() -> None:
+    from yolo_spine.lift.drr import thickness_weighted_centroid
+
+    mask = np.zeros((60, 100), bool)
+    mask[20:40, 10:40] = True  # a thick body centred at u = 24.5
+    mask[29:31, 40:90] = True  # a thin process to the right
+    plain = thickness_weighted_centroid(mask, 0.0)
+    weighted = thickness_weighted_centroid(mask, 2.0)
+    assert plain[0] > 30.0  # the process drags the plain centroid far off the body
+    assert abs(weighted[0] - 24.5) < 2.0 and abs(weighted[1] - 29.5) < 0.5
+    square = np.zeros((40, 40), bool)
+    square[10:30, 10:30] = True
+    np.testing.assert_allclose(thickness_weighted_centroid(square, 2.0), [19.5, 19.5], atol=1e-6)

@@ -212,7 +212,7 @@ def lift(
     if inputs.drrs:
         from yolo_spine.lift.drr import centroids_json, triangulate_classes, visual_hull
 
-        tris = triangulate_classes(inputs.drrs, registry.names)
+        tris = triangulate_classes(inputs.drrs, registry.names, float(opts["centroid_weight_power"]))
         centroids_path = write_json_atomic(paths["centroids"], centroids_json(tris, inputs.study, registry.name))
         info["drr"] = {
             "views": sorted({str(it.sidecar.get("view", it.stem)) for it in inputs.drrs}),
