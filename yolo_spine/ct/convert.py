@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from yolo_spine import __version__
-from yolo_spine.config import load_options, preset_path
+from yolo_spine.config import load_options, preset_path, read_yaml
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.io.labels import SegInstance, write_data_yaml
@@ -108,8 +108,6 @@ def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
     Raises:
         UserError: Unreadable file, non-integer ids, or no name that is a class of this anatomy.
     """
-    import yaml
-
     if not path.is_file():
         raise UserError(f"label map file {path} does not exist")
     raw: dict[Any, Any]
@@ -121,12 +119,7 @@ def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
             raise UserError(f"label map {path} needs an 'id' column and a 'name' or 'structure' column")
         raw = {r["id"]: r[col] for r in rows}
     else:
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"label map {path} is not valid YAML/JSON: {exc}") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"label map {path} must map label ids to class names")
+        raw = read_yaml(path)  # YAML or JSON mapping; one-sentence errors for bad syntax or shape
     out: dict[int, str] = {}
     unknown: list[str] = []
     for key, name in raw.items():
@@ -280,7 +273,9 @@ def convert_study(
             f"study {spec.name}: none of the label ids in {spec.labels.name} maps to a {reg.name} class; "
             "check --anatomy, the preset's label_scheme or pass --label-map"
         )
-    voxels = {reg.names[c]: int(counts[lut == c].sum()) for c in range(reg.nc) if counts[lut == c].sum() > 0}
+    mapped = lut >= 0
+    per_class = np.bincount(lut[mapped], weights=counts[mapped], minlength=reg.nc)
+    voxels = {reg.names[c]: int(v) for c, v in enumerate(per_class) if v > 0}
     base = {"study": spec.name, "anatomy": reg.name, "volume": geom.to_json()}
     structures = {
         n: {"voxels": v, "slice_instances": 0, "drr_instances": 0, "dropped_small": 0} for n, v in voxels.items()
