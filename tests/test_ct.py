@@ -336,6 +336,10 @@ def test_bad_inputs(tmp_path, run_cli):
     # missing file, unknown plane, an unreadable transform
     assert "does not exist" in _bad(run_cli, tmp_path, "--volume", str(tmp_path / "nope.nii"), "--labels", str(lab))
     assert "unknown plane" in _bad(run_cli, tmp_path, "--volume", str(vol), "--labels", str(lab), "--planes", "oblique")
+    args = ("--volume", str(vol), "--labels", str(lab))
+    assert "runs on the CPU" in _bad(run_cli, tmp_path, *args, "--drr-device", "cuda:0")
+    assert "not a torch device" in _bad(run_cli, tmp_path, *args, "--drr-backend", "nanodrr", "--drr-device", "gpu0")
+    assert "not available" in _bad(run_cli, tmp_path, *args, "--drr-backend", "nanodrr", "--drr-device", "cuda:99")
     junk = tmp_path / "junk.tfm"
     junk.write_text("not a transform\n")
     assert "transform" in _bad(run_cli, tmp_path, "--volume", str(vol), "--labels", str(lab), "--transform", str(junk))

@@ -28,7 +28,17 @@ def _window(text: str | None) -> dict[str, float] | None:
 def _ct2yolo(args: argparse.Namespace) -> int:
     from yolo_spine.ct.convert import ct2yolo
 
-    drr = {k: v for k, v in {"size": args.size, "sdd_mm": args.sdd, "orthographic": args.orthographic}.items() if v}
+    drr = {
+        k: v
+        for k, v in {
+            "size": args.size,
+            "sdd_mm": args.sdd,
+            "orthographic": args.orthographic,
+            "backend": args.drr_backend,
+            "device": args.drr_device,
+        }.items()
+        if v
+    }
     split = {"mode": args.split_mode} if args.split_mode else {}
     manifest = ct2yolo(
         args.out,
@@ -92,6 +102,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, help="DRR detector size in pixels")
     p.add_argument("--sdd", type=float, help="DRR source-to-detector distance in mm")
     p.add_argument("--orthographic", action="store_true", default=None, help="parallel-beam DRRs")
+    p.add_argument(
+        "--drr-backend",
+        choices=("planes", "nanodrr"),
+        help="DRR renderer: planes (shear-warp, fast on CPUs; default) or nanodrr (ray marching, fast on GPUs)",
+    )
+    p.add_argument("--drr-device", help="torch device for --drr-backend nanodrr (e.g. cuda:0; default cpu)")
     p.add_argument("--split-mode", choices=("study", "slab"), help="split whole studies, or slabs/poses of one")
     p.add_argument("--transform", type=Path, help="ITK transform file: label frame → image frame")
     p.add_argument("--resample-labels", action="store_true", help="resample labels onto the volume grid if needed")

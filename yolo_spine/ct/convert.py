@@ -167,7 +167,31 @@ def resolve_options(anatomy: str, preset: str | Path | None, overrides: Mapping[
         raise UserError(f"split mode must be 'study' or 'slab', not {opts['split']['mode']!r}")
     if float(opts["window"]["width"]) < 1:
         raise UserError("the window width must be at least 1 HU")
+    from yolo_spine.ct.drr import BACKENDS
+
+    if opts["drr"]["backend"] not in BACKENDS:
+        raise UserError(f"unknown DRR backend {opts['drr']['backend']!r}; choose from {', '.join(BACKENDS)}")
+    if opts["drr"]["backend"] == "planes" and str(opts["drr"]["device"]) != "cpu":
+        raise UserError("the planes DRR backend runs on the CPU; use --drr-backend nanodrr to render on a GPU")
+    if str(opts["drr"]["device"]) != "cpu":
+        _check_torch_device(str(opts["drr"]["device"]))
     return opts
+
+
+def _check_torch_device(device: str) -> None:
+    """One clear sentence when a torch device string is malformed or not on this machine."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--drr-device {device!r} is not a torch device (e.g. cpu, cuda:0, mps)") from None
+    usable = {
+        "cuda": lambda: torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count(),
+        "mps": lambda: torch.backends.mps.is_available(),
+    }.get(dev.type, lambda: dev.type == "cpu")
+    if not usable():
+        raise UserError(f"--drr-device {device!r} is not available on this machine")
 
 
 def _unit_hash(*parts: object) -> float:
@@ -402,7 +426,14 @@ def _convert_drrs(
         margin=float(d["margin"]),
     )
     renderer = drr_mod.Renderer(
-        image, classes_kji, geom, n_samples=int(d["n_samples"]), bone_hu=float(d["bone_hu"]), threads=int(d["threads"])
+        image,
+        classes_kji,
+        geom,
+        n_samples=int(d["n_samples"]),
+        bone_hu=float(d["bone_hu"]),
+        threads=int(d["threads"]),
+        backend=str(d["backend"]),
+        device=str(d["device"]),
     )
     center_ijk = (np.asarray(geom.size_xyz, float) - 1.0) / 2.0
     iso = (geom.ijk_to_world() @ np.r_[center_ijk, 1.0])[:3]
@@ -462,9 +493,11 @@ def _convert_drrs(
 def _convert_one(args: tuple) -> dict[str, Any]:
     """Process-pool entry: convert one study with this worker's share of the cores."""
     spec, root, options, anatomy, class_of_id, resample_labels, threads = args
+    import cv2
     import torch
 
     torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
     return convert_study(spec, root, options, anatomy, class_of_id, resample_labels, progress=False)
 
 

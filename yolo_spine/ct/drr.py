@@ -1,6 +1,14 @@
 """DRR projections (simulated radiographs) of a CT with each structure's label projected through the same camera.
 
-Rendering is nanodrr's ray marcher (``nanodrr.drr.render``); this module owns the geometry and the label path:
+This module owns the geometry and the label path; two backends render (``Renderer``):
+
+* ``planes`` (default) — shear-warp on the CPU (``shearwarp``): the attenuation volume as slabs warped onto the
+  detector with OpenCV, tens of milliseconds per 512² view on two cores.
+* ``nanodrr`` — nanodrr's ray marcher (``nanodrr.drr.render``): fused kernels on CUDA and Apple GPUs; on CPUs
+  it is PyTorch's 3D ``grid_sample`` (scalar code), so the detector is cut into horizontal tiles rendered as
+  one batch to use every core (``grid_sample`` parallelises over the batch).
+
+Geometry, shared by both:
 
 * Frames: world = SimpleITK physical LPS mm; camera = +x along image columns ``u``, +y along rows ``v``, looking
   along +z; the source sits at the camera origin (perspective) and the detector at ``z = sdd_mm``.
@@ -9,11 +17,9 @@ Rendering is nanodrr's ray marcher (``nanodrr.drr.render``); this module owns th
   Random poses rotate the source-detector rig about the isocentre and shift it (ranges in the preset).
 * Intrinsics: square detector pixels sized so the whole volume fits with a margin; ``K`` is written in this
   project's pixel-centre convention (nanodrr's pixel centres sit at ``u + 0.5``, so ``c`` differs by 0.5).
-* Labels: the structures are rendered a second time on their own bounding box, cropped from the label map, over
-  the detector window their box projects to; a pixel belongs to a structure when its ray meets it
-  (nanodrr's per-label channels). Projections of structures may overlap.
-* Speed: the detector is cut into horizontal tiles rendered as one batch, which lets PyTorch's CPU
-  ``grid_sample`` use every core (it parallelises over the batch).
+* Labels: the structures are projected on their own bounding box, cropped from the label map, over the
+  detector window their box projects to; a pixel belongs to a structure when its ray meets it. Projections
+  of structures may overlap.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolo_spine.ct import shearwarp
 from yolo_spine.ct.sidecar import Camera, VolumeGeometry
 
 #: view → camera axes (columns x, y, z of camera-to-world rotation) in LPS.
@@ -114,17 +121,48 @@ def make_camera(
     return Camera(K=k, world_to_camera=w2c, orthographic=det.orthographic, sdd_mm=det.sdd_mm)
 
 
+#: nanodrr's attenuation of water and cortical bone at about 70 keV (1/mm), ``nanodrr.data.preprocess``.
+MU_WATER, MU_BONE = 0.0192, 0.0573
+
+
+def hu_to_mu(image_hu: np.ndarray, bone_hu: float = 1000.0) -> np.ndarray:
+    """HU → linear attenuation (1/mm) as nanodrr converts it, in float32.
+
+    Piecewise linear: ``μ = μ_w (1 + HU/1000)`` for HU ≤ 0 and ``μ_w + (μ_b − μ_w) HU / HU_bone`` above, HU
+    clamped at −1000 (so μ ≥ 0).
+    """
+    hu = np.asarray(image_hu, dtype=np.float32)
+    low = np.clip(hu, -1000.0, 0.0)
+    low *= np.float32(MU_WATER / 1000.0)
+    high = np.maximum(hu, 0.0)
+    high *= np.float32((MU_BONE - MU_WATER) / bone_hu)
+    high += low
+    high += np.float32(MU_WATER)
+    return high
+
+
+#: Rendering backends: ``planes`` — shear-warp with OpenCV (``shearwarp``), the fast one on CPUs;
+#: ``nanodrr`` — nanodrr's ray marcher (fused kernels on CUDA and Apple GPUs, ``grid_sample`` on CPUs).
+BACKENDS = ("planes", "nanodrr")
+
+
 class Renderer:
-    """Render DRRs and projected label masks of one study with nanodrr on the CPU (or a torch device).
+    """Render DRRs and projected label masks of one study.
+
+    Both backends integrate the same attenuation volume through the same ``Camera``; on the example CT they
+    agree to a median 0.2 % per pixel (``tests/test_ct_drr.py``).
 
     Args:
         image_kji: CT in HU, ``(k, j, i)`` float32.
         class_kji: Class map, ``(k, j, i)``, −1 for background (already mapped through the registry).
         geom: Volume geometry.
-        n_samples: Samples along each ray.
+        n_samples: Samples along each ray (``nanodrr``); most planes across the volume (``planes``: slices are
+            summed in slabs of ``ceil(slices / n_samples)``).
         bone_hu: HU of cortical bone for the HU → attenuation conversion.
-        threads: Tiles rendered as one batch (0: ``torch.get_num_threads()``).
-        device: Torch device.
+        threads: CPU threads (0: every core): OpenCV's for ``planes``, tiles rendered as one batch for
+            ``nanodrr`` (PyTorch's CPU ``grid_sample`` parallelises over the batch).
+        device: Torch device (``nanodrr``).
+        backend: ``planes`` or ``nanodrr``.
     """
 
     def __init__(
@@ -136,15 +174,45 @@ class Renderer:
         bone_hu: float = 1000.0,
         threads: int = 0,
         device: str = "cpu",
+        backend: str = "planes",
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown DRR backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        self.geom = geom
+        self.n_samples = int(n_samples)
+        self.threads = int(threads)
+        # Labels: crop to the structures' bounding box and renumber compactly (1..n) for the label pass.
+        present = np.unique(class_kji)
+        self.classes = [int(c) for c in present if c >= 0]
+        crop = None
+        if self.classes:
+            nz = np.nonzero(class_kji >= 0)
+            lo_kji = np.array([a.min() for a in nz])
+            hi_kji = np.array([a.max() for a in nz])
+            crop = class_kji[lo_kji[0] : hi_kji[0] + 1, lo_kji[1] : hi_kji[1] + 1, lo_kji[2] : hi_kji[2] + 1]
+            lut = np.zeros(max(self.classes) + 2, dtype=np.uint8 if len(self.classes) < 255 else np.int32)
+            for n, c in enumerate(self.classes, start=1):
+                lut[c + 1] = n
+            crop = lut[crop.astype(np.int64) + 1]
+            self.box_lo_ijk, self.box_hi_ijk = lo_kji[::-1].astype(float), hi_kji[::-1].astype(float)
+            offset = np.eye(4)
+            offset[:3, 3] = self.box_lo_ijk
+            self.box_ijk_to_world = geom.ijk_to_world() @ offset
+        if backend == "planes":
+            self.mu_kji = hu_to_mu(image_kji, bone_hu)
+            self._stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            self.label_bits = None if crop is None else shearwarp.pack_label_bits(crop, len(self.classes))
+        else:
+            self._init_nanodrr(image_kji, crop, bone_hu, device)
+
+    def _init_nanodrr(self, image_kji: np.ndarray, crop: np.ndarray | None, bone_hu: float, device: str) -> None:
         import torch
         from nanodrr.data import Subject
 
-        self.geom = geom
-        self.n_samples = int(n_samples)
         self.device = torch.device(device)
-        self.tiles = int(threads) or max(1, torch.get_num_threads())
-        ijk_to_world = torch.from_numpy(geom.ijk_to_world())
+        self.tiles = self.threads or max(1, torch.get_num_threads())
+        ijk_to_world = torch.from_numpy(self.geom.ijk_to_world())
         img = torch.from_numpy(np.ascontiguousarray(image_kji, dtype=np.float32))[None, None]
         self.subject = Subject(
             img,
@@ -156,23 +224,10 @@ class Renderer:
             max_label=0,
             hu_bone=bone_hu,
         ).to(self.device)
-        # Labels: crop to the structures' bounding box and renumber compactly (1..n) for the label pass.
-        present = np.unique(class_kji)
-        self.classes = [int(c) for c in present if c >= 0]
         self.label_subject = None
-        if self.classes:
-            nz = np.nonzero(class_kji >= 0)
-            lo_kji = np.array([a.min() for a in nz])
-            hi_kji = np.array([a.max() for a in nz])
-            crop = class_kji[lo_kji[0] : hi_kji[0] + 1, lo_kji[1] : hi_kji[1] + 1, lo_kji[2] : hi_kji[2] + 1]
-            lut = np.zeros(max(self.classes) + 2, dtype=np.float32)
-            for n, c in enumerate(self.classes, start=1):
-                lut[c + 1] = n
-            lab = torch.from_numpy(lut[crop.astype(np.int64) + 1])[None, None]
-            self.box_lo_ijk, self.box_hi_ijk = lo_kji[::-1].astype(float), hi_kji[::-1].astype(float)
-            offset = np.eye(4)
-            offset[:3, 3] = self.box_lo_ijk
-            v2w = torch.from_numpy(geom.ijk_to_world() @ offset)
+        if crop is not None:
+            lab = torch.from_numpy(crop.astype(np.float32))[None, None]
+            v2w = torch.from_numpy(self.box_ijk_to_world)
             self.label_subject = Subject(
                 torch.ones_like(lab),
                 lab,
@@ -184,8 +239,12 @@ class Renderer:
                 convert_to_mu=False,
             ).to(self.device)
 
+    def _axis(self, camera: Camera) -> int:
+        central_ray = np.linalg.inv(camera.world_to_camera)[:3, 2]
+        return shearwarp.stacking_axis(self.geom.ijk_to_world(), central_ray)
+
     def _render(self, subject, camera: Camera, window: tuple[int, int, int, int]) -> np.ndarray:
-        """Render ``subject`` over the detector window ``(u0, v0, width, height)``; returns ``(C, h, w)``."""
+        """nanodrr: render ``subject`` over the detector window ``(u0, v0, width, height)``; ``(C, h, w)``."""
         import torch
         from nanodrr.drr import render
 
@@ -214,7 +273,7 @@ class Renderer:
             w,
             n_samples=self.n_samples,
             orthographic=camera.orthographic,
-            backend="torch",
+            backend="auto",
         )
         out = out.cpu().numpy()  # (tiles, C, rows, w)
         parts = [out[t, :, : edges[t + 1] - edges[t]] for t in range(tiles)]
@@ -222,6 +281,15 @@ class Renderer:
 
     def render_image(self, camera: Camera, size: int) -> np.ndarray:
         """Line integral of attenuation (``(size, size)`` float32, mm·mm⁻¹ = unitless) for the full detector."""
+        if self.backend == "planes":
+            axis = self._axis(camera)
+            if axis not in self._stacks:
+                n = self.mu_kji.shape[2 - axis]
+                self._stacks[axis] = shearwarp.plane_stack(self.mu_kji, axis, -(-n // self.n_samples))
+            with _cv2_threads(self.threads):
+                return shearwarp.project_stack(
+                    *self._stacks[axis], axis, camera, self.geom.ijk_to_world(), (0, 0, size, size)
+                )
         import torch
 
         with torch.inference_mode():
@@ -229,9 +297,7 @@ class Renderer:
 
     def render_masks(self, camera: Camera, size: int) -> dict[int, np.ndarray]:
         """Binary ``(size, size)`` masks of each class whose projection reaches the detector."""
-        import torch
-
-        if self.label_subject is None:
+        if not self.classes:
             return {}
         uv = camera.project(volume_corners_lps(self.geom, self.box_lo_ijk, self.box_hi_ijk))
         u0, v0 = np.floor(uv.min(0)).astype(int) - 1
@@ -239,16 +305,45 @@ class Renderer:
         u0, v0, u1, v1 = max(u0, 0), max(v0, 0), min(u1, size), min(v1, size)
         if u1 <= u0 or v1 <= v0:
             return {}
-        with torch.inference_mode():
-            chans = self._render(self.label_subject, camera, (u0, v0, u1 - u0, v1 - v0))
+        window = (u0, v0, u1 - u0, v1 - v0)
+        if self.backend == "planes":
+            with _cv2_threads(self.threads):
+                bits = shearwarp.project_label_bits(
+                    self.label_bits, self._axis(camera), camera, self.box_ijk_to_world, window
+                )
+            hits = [(bits[..., (n - 1) // 8] >> ((n - 1) % 8)) & 1 for n in range(1, len(self.classes) + 1)]
+        else:
+            import torch
+
+            with torch.inference_mode():
+                chans = self._render(self.label_subject, camera, window)
+            hits = [chans[n] > 0 for n in range(1, len(self.classes) + 1)]
         masks: dict[int, np.ndarray] = {}
-        for n, cls in enumerate(self.classes, start=1):
-            hit = chans[n] > 0
+        for cls, hit in zip(self.classes, hits, strict=True):
             if hit.any():
                 full = np.zeros((size, size), dtype=bool)
-                full[v0:v1, u0:u1] = hit
+                full[v0:v1, u0:u1] = hit.astype(bool)
                 masks[cls] = full
         return masks
+
+
+class _cv2_threads:
+    """Context manager: OpenCV's thread count for a block (0: leave OpenCV's default, every core)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = int(threads)
+
+    def __enter__(self) -> None:
+        import cv2
+
+        self.before = cv2.getNumThreads()
+        if self.threads > 0:
+            cv2.setNumThreads(self.threads)
+
+    def __exit__(self, *exc) -> None:
+        import cv2
+
+        cv2.setNumThreads(self.before)
 
 
 def display_radiograph(line_integral: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:

@@ -1,0 +1,141 @@
+"""Shear-warp DRRs on the CPU: the volume as a stack of planes, each warped onto the detector by its homography.
+
+nanodrr marches rays through the volume with PyTorch's 3D ``grid_sample``, whose CPU kernel is scalar; this
+module computes the same line integrals plane by plane with OpenCV's vectorised, multi-threaded 2D warps,
+through the same camera (``Camera.projection_matrix``) and the same HU → attenuation conversion:
+
+* The voxel axis ``a`` most parallel to the central ray is the stacking axis; the volume is cut into slabs of
+  ``group`` consecutive slices across it, each slab summed (a box filter along the axis, so no slice is skipped).
+* A plane ``a = t`` (voxel index, continuous) maps to the detector by a 3×3 homography ``H = P · T(t)``, with
+  ``T(t)`` taking the plane's in-plane voxel indices ``(col, row, 1)`` to world ``(x, y, z, 1)`` (LPS mm).
+  Warping each slab sum bilinearly onto the detector and adding them gives ``Σ μ`` across the slices a ray
+  meets; times ``spacing_a / |d · n_a|`` (the ray's path length per slice, ``d`` the ray's unit direction and
+  ``n_a`` the axis's, both in world) it is the line integral, as nanodrr's.
+* Labels: each voxel holds its structures as bits (``uint8`` channels, 8 classes per byte); every slice of
+  the labels' bounding box is warped nearest-neighbour and OR-ed in, so a pixel carries a structure when its
+  ray meets it in any slice.
+
+Pixel convention: integer pixel coordinates are pixel centres, in both the project's ``K`` and OpenCV.
+Volumes are ``(k, j, i)`` arrays (SimpleITK order); voxel indices below are ``(i, j, k)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yolo_spine.ct.sidecar import Camera
+
+#: For each stacking axis (i, j, k → 0, 1, 2): the in-plane axes (column, row) in ijk order.
+_IN_PLANE = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
+#: Voxel axis (ijk) → axis of the (k, j, i) array.
+_ARRAY_AXIS = {0: 2, 1: 1, 2: 0}
+
+
+def stacking_axis(ijk_to_world: np.ndarray, ray_dir_world: np.ndarray) -> int:
+    """The voxel axis (0 = i, 1 = j, 2 = k) whose world direction is most parallel to ``ray_dir_world``."""
+    dirs = ijk_to_world[:3, :3] / np.linalg.norm(ijk_to_world[:3, :3], axis=0)
+    return int(np.argmax(np.abs(dirs.T @ np.asarray(ray_dir_world, float))))
+
+
+def plane_stack(volume_kji: np.ndarray, axis: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``group`` consecutive slices across voxel axis ``axis``.
+
+    Returns:
+        ``(slabs, centres)``: ``(n, rows, cols)`` float32 slab sums, rows and columns being the in-plane voxel
+        axes of ``_IN_PLANE[axis]``; and each slab's centre as a continuous voxel index along ``axis``.
+    """
+    arr = np.moveaxis(volume_kji, _ARRAY_AXIS[axis], 0)  # (n, ...) with the remaining array axes in order
+    n = arr.shape[0]
+    group = max(1, int(group))
+    starts = np.arange(0, n, group)
+    slabs = np.add.reduceat(arr, starts, axis=0, dtype=np.float32)
+    centres = (starts + np.minimum(starts + group, n) - 1) / 2.0
+    return np.ascontiguousarray(slabs), centres
+
+
+def plane_homography(projection: np.ndarray, ijk_to_world: np.ndarray, axis: int, t: float) -> np.ndarray:
+    """3×3 homography from a plane's in-plane voxel indices ``(col, row, 1)`` at ``axis = t`` to detector pixels."""
+    col, row = _IN_PLANE[axis]
+    basis = np.zeros((4, 3))
+    basis[col, 0] = 1.0
+    basis[row, 1] = 1.0
+    basis[axis, 2] = t
+    basis[3, 2] = 1.0
+    return projection @ ijk_to_world @ basis
+
+
+def path_length_per_slice(camera: Camera, ijk_to_world: np.ndarray, axis: int, size_wh: tuple[int, int]):
+    """Ray path length (mm) between consecutive slices across ``axis`` for every detector pixel, ``(h, w)``."""
+    w, h = size_wh
+    step = ijk_to_world[:3, axis]
+    spacing = float(np.linalg.norm(step))
+    normal = step / spacing
+    c2w = np.linalg.inv(camera.world_to_camera)[:3, :3]
+    if camera.orthographic:
+        cos = abs(float(c2w[:, 2] @ normal))
+        return np.full((h, w), spacing / max(cos, 1e-6), dtype=np.float32)
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(camera.K).T  # camera frame, z = 1
+    cos = np.abs(rays @ (c2w.T @ normal)) / np.linalg.norm(rays, axis=-1)
+    return (spacing / np.maximum(cos, 1e-6)).astype(np.float32)
+
+
+def project_stack(
+    slabs: np.ndarray,
+    centres: np.ndarray,
+    axis: int,
+    camera: Camera,
+    ijk_to_world: np.ndarray,
+    window: tuple[int, int, int, int],
+) -> np.ndarray:
+    """Line integral of a slab stack over the detector window ``(u0, v0, w, h)``; ``(h, w)`` float32."""
+    import cv2
+
+    u0, v0, w, h = window
+    shift = np.array([[1.0, 0.0, -u0], [0.0, 1.0, -v0], [0.0, 0.0, 1.0]])
+    proj = shift @ camera.projection_matrix()
+    acc = np.zeros((h, w), np.float32)
+    for slab, t in zip(slabs, centres, strict=True):
+        hom = plane_homography(proj, ijk_to_world, axis, float(t))
+        warped = cv2.warpPerspective(slab, hom, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        cv2.add(acc, warped, dst=acc)
+    full = path_length_per_slice(camera, ijk_to_world, axis, (u0 + w, v0 + h))[v0:, u0:]
+    return acc * full
+
+
+def pack_label_bits(class_kji: np.ndarray, n_classes: int) -> np.ndarray:
+    """Structures 1..n of a compact label map as bits: ``(k, j, i, ceil(n/8))`` uint8, structure ``m`` in bit m-1."""
+    n_bytes = max(1, -(-n_classes // 8))
+    bits = np.zeros((*class_kji.shape, n_bytes), np.uint8)
+    for m in range(1, n_classes + 1):
+        byte, bit = divmod(m - 1, 8)
+        bits[..., byte] |= (class_kji == m).astype(np.uint8) << bit
+    return bits
+
+
+def project_label_bits(
+    bits_kji: np.ndarray,
+    axis: int,
+    camera: Camera,
+    ijk_to_world: np.ndarray,
+    window: tuple[int, int, int, int],
+) -> np.ndarray:
+    """OR of every slice's structure bits warped (nearest) onto the detector window; ``(h, w, n_bytes)`` uint8."""
+    import cv2
+
+    u0, v0, w, h = window
+    shift = np.array([[1.0, 0.0, -u0], [0.0, 1.0, -v0], [0.0, 0.0, 1.0]])
+    proj = shift @ camera.projection_matrix()
+    stack = np.moveaxis(bits_kji, _ARRAY_AXIS[axis], 0)
+    n_bytes = stack.shape[-1]
+    acc = np.zeros((h, w, n_bytes), np.uint8)
+    for s in range(stack.shape[0]):
+        plane = stack[s]
+        if not plane.any():
+            continue
+        hom = plane_homography(proj, ijk_to_world, axis, float(s))
+        for b0 in range(0, n_bytes, 4):  # OpenCV warps at most 4 channels at once
+            part = np.ascontiguousarray(plane[..., b0 : b0 + 4])
+            warped = cv2.warpPerspective(part, hom, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+            acc[..., b0 : b0 + 4] |= warped.reshape(h, w, -1)
+    return acc
