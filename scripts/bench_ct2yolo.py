@@ -6,7 +6,10 @@ installed with ``--no-deps`` (plus fastcore and pandas, which it imports) into a
 user cache and run in a subprocess with that folder on ``PYTHONPATH``; torch and torchio come from this
 environment. Figures are medians of ``--repeat`` runs; the machine is noisy, so compare the ratio.
 
-    python scripts/bench_ct2yolo.py [--size 512] [--repeat 3] [--no-diffdrr]
+Both of this project's DRR backends are timed: ``planes`` (shear-warp with OpenCV, the default) and ``nanodrr``
+(ray marching; on a CPU PyTorch's 3D ``grid_sample``).
+
+    python scripts/bench_ct2yolo.py [--size 512] [--repeat 3] [--no-diffdrr] [--no-write]
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--n-samples", type=int, default=128)
     ap.add_argument("--no-diffdrr", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = ap.parse_args()
 
     import SimpleITK as sitk
@@ -93,24 +97,42 @@ def main() -> None:
     lut = sl.class_lut({k: reg.index(v) for k, v in ids.items()}, int(labels.max()))
     classes = lut[labels]
     geom = VolumeGeometry.from_image(study.image)
-    t = time.perf_counter()
-    renderer = drr_mod.Renderer(image, classes, geom, n_samples=args.n_samples)
-    t_setup = time.perf_counter() - t
     det = drr_mod.DrrGeometry(size=args.size, sdd_mm=1800.0, sod_mm=1440.0, orthographic=False, margin=0.05)
     iso = (geom.ijk_to_world() @ np.r_[(np.asarray(geom.size_xyz) - 1) / 2.0, 1.0])[:3]
     cams = [drr_mod.make_camera(geom, det, v, iso) for v in ("ap", "lat")]
-    n_polys = []
+    ours: dict[str, dict] = {}
+    for backend in drr_mod.BACKENDS:
+        t = time.perf_counter()
+        renderer = drr_mod.Renderer(image, classes, geom, n_samples=args.n_samples, backend=backend)
+        t_setup = time.perf_counter() - t
+        n_polys = []
 
-    def pair() -> None:
-        n = 0
-        for cam in cams:
-            drr_mod.display_radiograph(renderer.render_image(cam, args.size), (0.5, 99.5))
-            for mask in renderer.render_masks(cam, args.size).values():
-                n += len(mask_to_polygons(mask, min_area_px=20)[0])
-        n_polys.append(n)
+        def pair(renderer=renderer, n_polys=n_polys) -> None:
+            n = 0
+            for cam in cams:
+                drr_mod.display_radiograph(renderer.render_image(cam, args.size), (0.5, 99.5))
+                for mask in renderer.render_masks(cam, args.size).values():
+                    n += len(mask_to_polygons(mask, min_area_px=20)[0])
+            n_polys.append(n)
 
-    pair()  # warm-up
-    t_pair, pair_runs = median_seconds(pair, args.repeat)
+        t = time.perf_counter()
+        pair()  # warm-up (the planes backend stacks its slabs here, once per axis per study)
+        t_first = time.perf_counter() - t
+        t_pair, pair_runs = median_seconds(pair, args.repeat)
+        ours[backend] = {"pair": t_pair, "runs": pair_runs, "setup": t_setup, "first": t_first}
+        ours[backend]["polygons"] = n_polys[-1]
+        print(f"{backend}: pair {t_pair:.2f} s, set-up {t_setup:.2f} s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        ct2yolo(
+            Path(tmp) / "ds",
+            volume=ex.volume,
+            labels=ex.labels,
+            overrides={"planes": [], "views": ["ap", "lat"], "poses": 12},
+            progress=False,
+        )
+        t_drr_io = time.perf_counter() - t
 
     layout = sl.plane_layout(geom, "axial")
 
@@ -145,13 +167,18 @@ def main() -> None:
         dd = json.loads(proc.stdout.strip().splitlines()[-1])
         dd["median"] = float(np.median(dd["times"]))
 
+    planes = ours["planes"]
     rows = [
         "| what | seconds (median) | notes |",
         "|---|---|---|",
-        f"| AP+lateral DRR pair, {args.size}², image + vertebra masks + polygons (yolo_spine, nanodrr) | "
-        f"{t_pair:.2f} | {n_polys[-1]} polygons, {args.n_samples} samples/ray, "
-        f"runs {[round(x, 2) for x in pair_runs]} |",
     ]
+    for backend, r in ours.items():
+        default = " (default)" if backend == "planes" else ""
+        rows.append(
+            f"| AP+lateral DRR pair, {args.size}², image + vertebra masks + polygons, yolo_spine `{backend}`"
+            f"{default} | {r['pair']:.2f} | {r['polygons']} polygons, runs {[round(x, 2) for x in r['runs']]}; "
+            f"set-up {r['setup']:.2f} s once per study; first pair {r['first']:.2f} s |"
+        )
     if dd:
         rows.append(
             f"| same pair, diffdrr 0.6.1 trilinear, `mask_to_channels` ({dd['channels']} channels, no polygons) | "
@@ -160,12 +187,15 @@ def main() -> None:
     rows += [
         f"| all {layout.n_slices} axial slices: window + polygons (no I/O) | {t_axial:.2f} | |",
         f"| `ct2yolo` axial slices only, whole run incl. reading, PNG/labels/sidecars | {t_axial_io:.2f} | |",
-        f"| renderer set-up (volume to tensors, label crop) | {t_setup:.2f} | once per study |",
+        f"| `ct2yolo` 26 DRRs (AP + lateral, 12 poses each) at 512², whole run incl. reading and writing | "
+        f"{t_drr_io:.2f} | default backend |",
     ]
     ratio = (
-        f"\n**diffdrr / yolo_spine for the pair: {dd['median'] / t_pair:.1f}×** (target ≥ 5×; pair target < 2 s)\n"
+        f"\n**For the pair: diffdrr / yolo_spine `planes` {dd['median'] / planes['pair']:.1f}×, "
+        f"diffdrr / yolo_spine `nanodrr` {dd['median'] / ours['nanodrr']['pair']:.1f}×, "
+        f"`nanodrr` / `planes` {ours['nanodrr']['pair'] / planes['pair']:.1f}×** (targets: ≥ 5× diffdrr, < 2 s)\n"
         if dd
-        else ""
+        else f"\n**`nanodrr` / `planes` for the pair: {ours['nanodrr']['pair'] / planes['pair']:.1f}×**\n"
     )
     body = (
         f"Machine: {machine()}; torch threads {threads}.\n\nCommand: `{command_line()}`\n\n"
@@ -174,7 +204,8 @@ def main() -> None:
         + ratio
     )
     print(body)
-    write_section("ct2yolo", body)
+    if not args.no_write:
+        write_section("ct2yolo", body)
 
 
 if __name__ == "__main__":
