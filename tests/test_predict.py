@@ -108,6 +108,7 @@ def test_video_and_stream_file(weights: Path, video: Path, tmp_path: Path) -> No
     cap.release()
     assert ok and first.shape[:2] == (128, 96) and n == 6
     assert sorted(p.name for p in (out / "labels").iterdir()) == [f"clip_{k:06d}.txt" for k in range(6)]
+    assert json.loads((out / "run.json").read_text())["fps_steady"] is None  # 6 frames are all warm-up
 
     streams = tmp_path / "cams.streams"
     streams.write_text(f"# one source per line\n{video}\n{video.name}\n")
@@ -117,6 +118,23 @@ def test_video_and_stream_file(weights: Path, video: Path, tmp_path: Path) -> No
     records = read_jsonl(out2)
     assert len(records) == 12 and m["source"]["kind"] == "streams"
     assert sorted(p.name for p in (out2 / "annotated").iterdir()) == ["clip.mp4", "clip_1.mp4"]
+
+
+def test_long_stream_reports_steady_fps(weights: Path, video: Path, tmp_path: Path) -> None:
+    """After the warm-up frames the run reports the rate a long stream settles at, beside the overall rate."""
+    from yolo_spine.predict.run import WARMUP_FRAMES
+
+    cap = cv2.VideoCapture(str(video))
+    frames = [cap.read()[1] for _ in range(6)]
+    cap.release()
+    long_clip = tmp_path / "long.avi"
+    wr = cv2.VideoWriter(str(long_clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 128))
+    for k in range(3 * WARMUP_FRAMES):
+        wr.write(frames[k % 6])
+    wr.release()
+    m = run_predict(weights, long_clip, tmp_path / "out", save_annotated=False)
+    assert m["counts"]["frames"] == 3 * WARMUP_FRAMES
+    assert m["fps_steady"] > 0 and m["fps"] > 0
 
 
 class FakeCapture:

@@ -40,6 +40,8 @@ log = logging.getLogger("yolo_spine")
 
 #: Smoothing of the FPS drawn on frames (exponential moving average weight of the newest frame).
 FPS_SMOOTHING = 0.1
+#: Frames counted as warm-up (first inference, allocator and cache warm-up) and left out of ``fps_steady``.
+WARMUP_FRAMES = 10
 
 
 def class_colors(n: int) -> list[tuple[int, int, int]]:
@@ -286,6 +288,7 @@ def predict(
     writers: dict[str, Any] = {}
     fps_ema: float | None = None
     t_start = time.perf_counter()
+    t_warm: float | None = None
     with atomic_output(out, overwrite=overwrite) as tmp, ExitStack() as stack:
         annotated_dir, labels_dir = tmp / "annotated", tmp / "labels"
         if opts["save_annotated"]:
@@ -370,6 +373,8 @@ def predict(
             inst_fps = 1.0 / max(now - t_prev, 1e-6)
             fps_ema = inst_fps if fps_ema is None else (1 - FPS_SMOOTHING) * fps_ema + FPS_SMOOTHING * inst_fps
             t_prev = now
+            if counts["frames"] == WARMUP_FRAMES:
+                t_warm = now
             if state["interrupted"]:
                 break
         close_writers()
@@ -389,6 +394,12 @@ def predict(
                 "interrupted": state["interrupted"],
                 "wall_seconds": round(wall, 3),
                 "fps": round(counts["frames"] / wall, 2) if wall > 0 else None,
+                # after the warm-up frames: the rate a long stream settles at (None for short runs)
+                "fps_steady": (
+                    round((counts["frames"] - WARMUP_FRAMES) / (t_prev - t_warm), 2)
+                    if t_warm is not None and counts["frames"] >= 2 * WARMUP_FRAMES and t_prev > t_warm
+                    else None
+                ),
                 "mean_ms": {k: round(v / n, 2) for k, v in ms_sum.items()},
                 "outputs": {
                     "predictions": "predictions.jsonl",
