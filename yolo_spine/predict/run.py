@@ -2,7 +2,9 @@
 
 Frames come one at a time from :mod:`yolo_spine.predict.sources` and leave one at a time: each frame's
 results are written (a line of ``predictions.jsonl``, an annotated image or video frame, optionally a label
-file) before the next frame is read, so a webcam or stream runs for hours in constant memory.
+file) before the next frame is predicted, so a webcam or stream runs for hours in constant memory. A reader
+thread decodes up to two frames ahead and a writer thread encodes annotated video behind
+(:mod:`yolo_spine.predict.overlap`), so decoding and encoding overlap inference.
 
 Outputs in ``OUT`` (written under a temporary name and moved into place when the run ends; Ctrl-C ends a live
 run cleanly and keeps what was predicted):
@@ -35,11 +37,14 @@ from typing import Any
 import numpy as np
 
 from yolo_spine.errors import UserError
+from yolo_spine.predict.overlap import BackgroundWriter, ReadAhead
 
 log = logging.getLogger("yolo_spine")
 
 #: Smoothing of the FPS drawn on frames (exponential moving average weight of the newest frame).
 FPS_SMOOTHING = 0.1
+#: Frames decoded ahead of the one being predicted (a background thread).
+READ_AHEAD = 2
 #: Frames counted as warm-up (first inference, allocator and cache warm-up) and left out of ``fps_steady``.
 WARMUP_FRAMES = 10
 
@@ -282,6 +287,10 @@ def predict(
     if opts["device"] is not None:
         pred_args["device"] = str(opts["device"])
 
+    # Load (OpenVINO compiles here) and run once on a blank frame before the clock starts, as a live viewer does
+    # before it opens the camera: the FPS then measures frames, not start-up.
+    blank = int(opts["imgsz"] or 640)
+    model.predict(np.zeros((blank, blank, 3), np.uint8), **pred_args)
     counts = {"frames": 0, "instances": 0, "order_changed": 0, "annotated": 0, "label_files": 0}
     ms_sum = {"pre": 0.0, "infer": 0.0, "post": 0.0, "draw": 0.0}
     state: dict[str, Any] = {"interrupted": False}
@@ -305,8 +314,10 @@ def predict(
         stack.callback(close_writers)
         if show:
             stack.callback(cv2.destroyAllWindows)
+        reader = ReadAhead(src.frames(), depth=READ_AHEAD)
+        stack.callback(reader.close)
         t_prev = time.perf_counter()
-        for fr in _frames_with_interrupt(src.frames(), state):
+        for fr in _frames_with_interrupt(iter(reader), state):
             result = model.predict(fr.image_bgr, **pred_args)[0]
             h, w = fr.image_bgr.shape[:2]
             t_draw = time.perf_counter()
@@ -331,7 +342,7 @@ def predict(
                             wr = cv2.VideoWriter(str(annotated_dir / f"{fr.stem}.mp4"), fourcc, fps_out, (w, h))
                             if not wr.isOpened():
                                 raise UserError(f"cannot write a video with codec {opts['video_codec']!r}")
-                            writers[fr.stem] = wr
+                            writers[fr.stem] = BackgroundWriter(wr)
                         wr.write(img)
                     else:
                         from yolo_spine.io.xray import write_png

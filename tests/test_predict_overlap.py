@@ -1,0 +1,82 @@
+"""Reader and writer threads of predict: order kept, errors handed over, early stops close the source."""
+
+from __future__ import annotations
+
+import pytest
+
+from yolo_spine.predict.overlap import BackgroundWriter, ReadAhead
+
+
+def test_read_ahead_keeps_order_and_ends():
+    reader = ReadAhead(iter(range(50)), depth=2)
+    assert list(reader) == list(range(50))
+    reader.close()
+
+
+def test_read_ahead_hands_the_sources_error_to_the_consumer():
+    def frames():
+        yield 1
+        raise ValueError("unreadable frame")
+
+    reader = ReadAhead(frames())
+    it = iter(reader)
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="unreadable frame"):
+        next(it)
+    reader.close()
+
+
+def test_read_ahead_close_stops_an_endless_source_and_closes_it():
+    closed = []
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.append(True)
+
+    reader = ReadAhead(endless(), depth=2)
+    it = iter(reader)
+    assert [next(it) for _ in range(5)] == [0, 1, 2, 3, 4]
+    reader.close()
+    assert closed == [True] and not reader._thread.is_alive()
+
+
+class _Writer:
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.frames: list[int] = []
+        self.released = False
+        self.fail_at = fail_at
+
+    def write(self, img: int) -> None:
+        if img == self.fail_at:
+            raise OSError("disk full")
+        self.frames.append(img)
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_background_writer_writes_everything_in_order_before_release():
+    raw = _Writer()
+    wr = BackgroundWriter(raw, depth=3)
+    for k in range(40):
+        wr.write(k)
+    wr.release()
+    assert raw.frames == list(range(40)) and raw.released
+
+
+def test_background_writer_raises_a_write_error_in_the_callers_thread():
+    raw = _Writer(fail_at=3)
+    wr = BackgroundWriter(raw)
+    for k in range(6):
+        try:
+            wr.write(k)
+        except OSError:
+            break
+    with pytest.raises(OSError, match="disk full"):
+        wr.release()
+    assert raw.released and raw.frames == [0, 1, 2]
