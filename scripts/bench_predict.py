@@ -159,7 +159,7 @@ def main() -> None:
     )
     print(body)
     if not args.no_write:
-        write_section("predict", body)
+        write_section("predict" if args.imgsz == 640 else f"predict-{args.imgsz}", body)
 
 
 if __name__ == "__main__":
