@@ -131,14 +131,20 @@ def hu_to_mu(image_hu: np.ndarray, bone_hu: float = 1000.0) -> np.ndarray:
     Piecewise linear: ``μ = μ_w (1 + HU/1000)`` for HU ≤ 0 and ``μ_w + (μ_b − μ_w) HU / HU_bone`` above, HU
     clamped at −1000 (so μ ≥ 0).
     """
-    hu = np.asarray(image_hu, dtype=np.float32)
-    low = np.clip(hu, -1000.0, 0.0)
-    low *= np.float32(MU_WATER / 1000.0)
-    high = np.maximum(hu, 0.0)
-    high *= np.float32((MU_BONE - MU_WATER) / bone_hu)
-    high += low
-    high += np.float32(MU_WATER)
-    return high
+    hu = np.asarray(image_hu)
+    mu = np.empty(hu.shape, np.float32)
+    flat_in, flat_out = hu.reshape(-1), mu.reshape(-1)
+    chunk = 1 << 22  # a few MB of temporaries at a time, whatever the volume's size
+    for a in range(0, flat_in.size, chunk):
+        x = flat_in[a : a + chunk].astype(np.float32)
+        low = np.clip(x, -1000.0, 0.0)
+        low *= np.float32(MU_WATER / 1000.0)
+        np.maximum(x, 0.0, out=x)
+        x *= np.float32((MU_BONE - MU_WATER) / bone_hu)
+        x += low
+        x += np.float32(MU_WATER)
+        flat_out[a : a + chunk] = x
+    return mu
 
 
 #: Rendering backends: ``planes`` — shear-warp with OpenCV (``shearwarp``), the fast one on CPUs;
