@@ -123,16 +123,14 @@ def main() -> None:
         ours[backend]["polygons"] = n_polys[-1]
         print(f"{backend}: pair {t_pair:.2f} s, set-up {t_setup:.2f} s")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        ct2yolo(
-            Path(tmp) / "ds",
-            volume=ex.volume,
-            labels=ex.labels,
-            overrides={"planes": [], "views": ["ap", "lat"], "poses": 12},
-            progress=False,
-        )
-        t_drr_io = time.perf_counter() - t
+    def whole_run(overrides: dict) -> float:
+        """Seconds of one ct2yolo run on the example CT, reading and writing included."""
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            ct2yolo(Path(tmp) / "ds", volume=ex.volume, labels=ex.labels, overrides=overrides, progress=False)
+            return time.perf_counter() - t
+
+    t_drr_io = whole_run({"planes": [], "views": ["ap", "lat"], "poses": 12})
 
     layout = sl.plane_layout(geom, "axial")
 
@@ -141,16 +139,7 @@ def main() -> None:
             pass
 
     t_axial, _ = median_seconds(axial, args.repeat)
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        ct2yolo(
-            Path(tmp) / "ds",
-            volume=ex.volume,
-            labels=ex.labels,
-            overrides={"planes": ["axial"], "views": []},
-            progress=False,
-        )
-        t_axial_io = time.perf_counter() - t
+    t_axial_io = whole_run({"planes": ["axial"], "views": []})
 
     # diffdrr: same CT, same pair, one channel per vertebra, in its own install
     dd = None

@@ -80,6 +80,13 @@ def path_length_per_slice(camera: Camera, ijk_to_world: np.ndarray, axis: int, s
     return (spacing / np.maximum(cos, 1e-6)).astype(np.float32)
 
 
+def _window_projection(camera: Camera, window: tuple[int, int, int, int]) -> np.ndarray:
+    """The camera's 3×4 projection with pixel ``(u0, v0)`` of the window as the origin."""
+    u0, v0 = window[:2]
+    shift = np.array([[1.0, 0.0, -u0], [0.0, 1.0, -v0], [0.0, 0.0, 1.0]])
+    return shift @ camera.projection_matrix()
+
+
 def project_stack(
     slabs: np.ndarray,
     centres: np.ndarray,
@@ -92,8 +99,7 @@ def project_stack(
     import cv2
 
     u0, v0, w, h = window
-    shift = np.array([[1.0, 0.0, -u0], [0.0, 1.0, -v0], [0.0, 0.0, 1.0]])
-    proj = shift @ camera.projection_matrix()
+    proj = _window_projection(camera, window)
     acc = np.zeros((h, w), np.float32)
     for slab, t in zip(slabs, centres, strict=True):
         hom = plane_homography(proj, ijk_to_world, axis, float(t))
@@ -123,9 +129,8 @@ def project_label_bits(
     """OR of every slice's structure bits warped (nearest) onto the detector window; ``(h, w, n_bytes)`` uint8."""
     import cv2
 
-    u0, v0, w, h = window
-    shift = np.array([[1.0, 0.0, -u0], [0.0, 1.0, -v0], [0.0, 0.0, 1.0]])
-    proj = shift @ camera.projection_matrix()
+    _, _, w, h = window
+    proj = _window_projection(camera, window)
     stack = np.moveaxis(bits_kji, _ARRAY_AXIS[axis], 0)
     n_bytes = stack.shape[-1]
     acc = np.zeros((h, w, n_bytes), np.uint8)
