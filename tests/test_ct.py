@@ -368,14 +368,15 @@ def test_label_map_file_resolves_aliases(tmp_path, example_ct):
         ct2yolo(tmp_path / "o2", volume=vol, labels=lab, label_map=bad, progress=False)
 
 
-def test_orthographic_drr_projects_like_its_camera(tmp_path):
+@pytest.mark.parametrize("backend", ["planes", "nanodrr"])
+def test_orthographic_drr_projects_like_its_camera(tmp_path, backend):
     """A parallel-beam DRR: each vertebra's projected centroid falls inside its polygon (camera and labels agree)."""
     from yolo_spine.ct.sidecar import Camera, VolumeGeometry
 
     ph = spine_phantom(direction=OBLIQUE)
     vol, lab = write_phantom(ph, tmp_path, "o")
     out = tmp_path / "ds"
-    drr = {**FAST_DRR, "orthographic": True}
+    drr = {**FAST_DRR, "orthographic": True, "backend": backend}
     ct2yolo(out, volume=vol, labels=lab, overrides={"planes": [], "views": ["ap", "lat"], "drr": drr}, progress=False)
     reg = load_registry("spine")
     ids = reg.source_id_map(ph.label_scheme)
