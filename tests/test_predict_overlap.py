@@ -80,3 +80,22 @@ def test_background_writer_raises_a_write_error_in_the_callers_thread():
     with pytest.raises(OSError, match="disk full"):
         wr.release()
     assert raw.released and raw.frames == [0, 1, 2]
+
+
+def test_closing_the_reader_ends_an_endless_folder_watch_promptly(tmp_path):
+    """Ctrl-C during a watch without timeout: the reader wakes the waiting source instead of hanging."""
+    import time
+
+    import cv2
+    import numpy as np
+
+    from yolo_spine.predict.sources import open_source
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((16, 16), 128, np.uint8))
+    src = open_source(tmp_path, watch=True, watch_timeout=None, poll_s=30.0)
+    reader = ReadAhead(src.frames(), stop_source=src.stop)
+    first = next(iter(reader))
+    assert first.source == "a.png"
+    t = time.monotonic()
+    reader.close()
+    assert time.monotonic() - t < 5.0 and not reader._thread.is_alive()

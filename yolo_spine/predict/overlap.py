@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 #: Seconds between checks of the stop flag while a queue is full or empty.
@@ -23,9 +23,11 @@ class ReadAhead:
     Args:
         frames: Any iterator (a source's frame generator); closed by the reader thread when it stops.
         depth: Items read ahead.
+        stop_source: Called by :meth:`close` to wake a source that waits for input (a folder watch).
     """
 
-    def __init__(self, frames: Iterator[Any], depth: int = 2) -> None:
+    def __init__(self, frames: Iterator[Any], depth: int = 2, stop_source: Callable[[], None] | None = None) -> None:
+        self._stop_source = stop_source
         self._q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(frames,), name="yolo_spine-reader", daemon=True)
@@ -67,6 +69,8 @@ class ReadAhead:
     def close(self) -> None:
         """Stop the reader (it closes ``frames``) and wait for it."""
         self._stop.set()
+        if self._stop_source is not None:
+            self._stop_source()
         self._thread.join(timeout=10.0)
 
 

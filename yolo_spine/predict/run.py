@@ -314,7 +314,7 @@ def predict(
         stack.callback(close_writers)
         if show:
             stack.callback(cv2.destroyAllWindows)
-        reader = ReadAhead(src.frames(), depth=READ_AHEAD)
+        reader = ReadAhead(src.frames(), depth=READ_AHEAD, stop_source=src.stop)
         stack.callback(reader.close)
         t_prev = time.perf_counter()
         for fr in _frames_with_interrupt(iter(reader), state):

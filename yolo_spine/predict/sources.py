@@ -20,6 +20,7 @@ is reduced to host and path (no user, password or query string), a webcam to ``w
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,6 +146,11 @@ class Source:
         self._watch_timeout = watch_timeout
         self._poll_s = poll_s
         self._stems: dict[str, int] = {}
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Ask a folder watch to end at its next poll (callable from any thread)."""
+        self._stopping.set()
 
     def __repr__(self) -> str:
         return f"Source({self.kind}: {self.description})"
@@ -186,7 +192,7 @@ class Source:
         sizes: dict[Path, tuple[int, float]] = {}
         last_new = time.monotonic()
         log.info("watching %s for new images (Ctrl-C to stop)", self._folder.name or str(self._folder))
-        while True:
+        while not self._stopping.is_set():
             ready = []
             for p in sorted(self._folder.iterdir()):
                 if p in seen or not p.is_file() or p.name.startswith(".") or not _is_image_file(p):
@@ -209,7 +215,7 @@ class Source:
             elif self._watch_timeout is not None and time.monotonic() - last_new >= self._watch_timeout:
                 log.info("no new image for %.0f s; watch ends", self._watch_timeout)
                 return
-            time.sleep(self._poll_s)
+            self._stopping.wait(self._poll_s)
 
     def _capture_frames(self) -> Iterator[Frame]:
         cv2 = _cv2()
