@@ -207,7 +207,8 @@ class Renderer:
             self.box_ijk_to_world = geom.ijk_to_world() @ offset
         if backend == "planes":
             self.mu_kji = hu_to_mu(image_kji, bone_hu)
-            self._stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            self._stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # axis → slabs, centres
+            self._label_stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # axis → slices, non-empty ones
             self.label_bits = None if crop is None else shearwarp.pack_label_bits(crop, len(self.classes))
         else:
             self._init_nanodrr(image_kji, crop, bone_hu, device)
@@ -313,9 +314,12 @@ class Renderer:
             return {}
         window = (u0, v0, u1 - u0, v1 - v0)
         if self.backend == "planes":
+            axis = self._axis(camera)
+            if axis not in self._label_stacks:
+                self._label_stacks[axis] = shearwarp.label_stack(self.label_bits, axis)
             with _cv2_threads(self.threads):
                 bits = shearwarp.project_label_bits(
-                    self.label_bits, self._axis(camera), camera, self.box_ijk_to_world, window
+                    *self._label_stacks[axis], axis, camera, self.box_ijk_to_world, window
                 )
             hits = [(bits[..., (n - 1) // 8] >> ((n - 1) % 8)) & 1 for n in range(1, len(self.classes) + 1)]
         else:

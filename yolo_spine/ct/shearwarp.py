@@ -119,28 +119,41 @@ def pack_label_bits(class_kji: np.ndarray, n_classes: int) -> np.ndarray:
     return bits
 
 
+def label_stack(bits_kji: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slices of packed label bits across voxel axis ``axis``.
+
+    Returns:
+        ``(stack, nonempty)``: ``(n, rows, cols, n_bytes)`` uint8, contiguous, and the indices of the slices
+        that hold any structure.
+    """
+    stack = np.ascontiguousarray(np.moveaxis(bits_kji, _ARRAY_AXIS[axis], 0))
+    nonempty = np.flatnonzero(stack.reshape(len(stack), -1).any(axis=1))
+    return stack, nonempty
+
+
 def project_label_bits(
-    bits_kji: np.ndarray,
+    stack: np.ndarray,
+    nonempty: np.ndarray,
     axis: int,
     camera: Camera,
     ijk_to_world: np.ndarray,
     window: tuple[int, int, int, int],
 ) -> np.ndarray:
-    """OR of every slice's structure bits warped (nearest) onto the detector window; ``(h, w, n_bytes)`` uint8."""
+    """OR of every slice's structure bits warped (nearest) onto the detector window; ``(h, w, n_bytes)`` uint8.
+
+    ``stack`` and ``nonempty`` come from :func:`label_stack`; empty slices are skipped.
+    """
     import cv2
 
     _, _, w, h = window
     proj = _window_projection(camera, window)
-    stack = np.moveaxis(bits_kji, _ARRAY_AXIS[axis], 0)
     n_bytes = stack.shape[-1]
     acc = np.zeros((h, w, n_bytes), np.uint8)
-    for s in range(stack.shape[0]):
+    for s in nonempty:
         plane = stack[s]
-        if not plane.any():
-            continue
         hom = plane_homography(proj, ijk_to_world, axis, float(s))
         for b0 in range(0, n_bytes, 4):  # OpenCV warps at most 4 channels at once
-            part = np.ascontiguousarray(plane[..., b0 : b0 + 4])
+            part = plane if n_bytes <= 4 else np.ascontiguousarray(plane[..., b0 : b0 + 4])
             warped = cv2.warpPerspective(part, hom, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
             acc[..., b0 : b0 + 4] |= warped.reshape(h, w, -1)
     return acc
