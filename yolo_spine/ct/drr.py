@@ -24,6 +24,8 @@ Geometry, shared by both:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -337,23 +339,18 @@ class Renderer:
         return masks
 
 
-class _cv2_threads:
-    """Context manager: OpenCV's thread count for a block (0: leave OpenCV's default, every core)."""
+@contextmanager
+def _cv2_threads(threads: int) -> Iterator[None]:
+    """OpenCV's thread count for a block (0: leave OpenCV's default, every core)."""
+    import cv2
 
-    def __init__(self, threads: int) -> None:
-        self.threads = int(threads)
-
-    def __enter__(self) -> None:
-        import cv2
-
-        self.before = cv2.getNumThreads()
-        if self.threads > 0:
-            cv2.setNumThreads(self.threads)
-
-    def __exit__(self, *exc) -> None:
-        import cv2
-
-        cv2.setNumThreads(self.before)
+    before = cv2.getNumThreads()
+    if threads > 0:
+        cv2.setNumThreads(int(threads))
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def display_radiograph(line_integral: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
