@@ -138,16 +138,18 @@ def test_long_stream_reports_steady_fps(weights: Path, video: Path, tmp_path: Pa
 
 
 class FakeCapture:
-    """Stands in for ``cv2.VideoCapture(0)``: a camera that gives four frames and then stops."""
+    """Stands in for ``cv2.VideoCapture(0)``: a camera that gives its frames (one per ``period_s``) and stops."""
 
-    def __init__(self, frames: list[np.ndarray]) -> None:
+    def __init__(self, frames: list[np.ndarray], period_s: float = 0.0) -> None:
         self.frames = list(frames)
+        self.period_s = period_s
         self.released = False
 
     def isOpened(self) -> bool:
         return True
 
     def read(self) -> tuple[bool, np.ndarray | None]:
+        time.sleep(self.period_s)
         return (True, self.frames.pop(0)) if self.frames else (False, None)
 
     def get(self, prop: int) -> float:
@@ -161,18 +163,27 @@ def test_fake_webcam(weights: Path, val_images: list[Path], tmp_path: Path, monk
     from yolo_spine.predict import sources
 
     cams: dict[object, FakeCapture] = {}
+    camera = {"frames": 4, "period_s": 0.0}
 
     def fake_open(target: object) -> FakeCapture:
         assert target == 0
-        cams[target] = FakeCapture([cv2.imread(str(val_images[0]))] * 4)
+        cams[target] = FakeCapture([cv2.imread(str(val_images[0]))] * camera["frames"], camera["period_s"])
         return cams[target]
 
     monkeypatch.setattr(sources, "open_capture", fake_open)
     out = tmp_path / "cam"
-    m = run_predict(weights, "0", out)
+    m = run_predict(weights, "0", out, live_latest=False)  # every frame
     records = read_jsonl(out)
     assert [r["source"] for r in records] == ["webcam0"] * 4 and cams[0].released
     assert m["source"]["kind"] == "webcam" and (out / "annotated" / "webcam0.mp4").stat().st_size > 0
+    assert m["counts"]["skipped_live"] == 0
+
+    # a camera at 500 FPS, faster than the model: the newest frame is predicted, the skipped ones are counted
+    camera.update(frames=40, period_s=0.002)
+    m = run_predict(weights, "0", tmp_path / "cam-live")
+    frames = [r["frame"] for r in read_jsonl(tmp_path / "cam-live")]
+    assert m["counts"]["skipped_live"] > 0 and len(frames) + m["counts"]["skipped_live"] == 40
+    assert frames == sorted(set(frames)) and frames[-1] == 39
 
 
 def test_watch_folder_picks_up_new_images(weights: Path, val_images: list[Path], tmp_path: Path) -> None:

@@ -99,3 +99,22 @@ def test_closing_the_reader_ends_an_endless_folder_watch_promptly(tmp_path):
     t = time.monotonic()
     reader.close()
     assert time.monotonic() - t < 5.0 and not reader._thread.is_alive()
+
+
+def test_latest_only_hands_over_the_newest_item_and_counts_the_rest():
+    """A live source faster than its consumer: items arrive in order, the last one always, skips are counted."""
+    import time
+
+    def camera():
+        for k in range(200):
+            time.sleep(0.0005)
+            yield k
+
+    reader = ReadAhead(camera(), depth=1, latest_only=True)
+    got = []
+    for item in reader:
+        got.append(item)
+        time.sleep(0.01)  # a model slower than the camera
+    reader.close()
+    assert got == sorted(got) and got[-1] == 199
+    assert reader.skipped > 0 and len(got) + reader.skipped == 200

@@ -42,6 +42,8 @@ def _predict(args: argparse.Namespace) -> int:
         parts.append(f"{c['order_changed']} label(s) changed by the order fix")
     if dropped:
         parts.append(f"{dropped} input(s) unreadable (see run.json)")
+    if c.get("skipped_live"):
+        parts.append(f"{c['skipped_live']} live frame(s) skipped while the model was busy")
     say(f"{', '.join(parts)}; {m['fps'] or 0:.1f} FPS; outputs: {args.out}")
     return 0
 

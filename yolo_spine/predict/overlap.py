@@ -24,10 +24,21 @@ class ReadAhead:
         frames: Any iterator (a source's frame generator); closed by the reader thread when it stops.
         depth: Items read ahead.
         stop_source: Called by :meth:`close` to wake a source that waits for input (a folder watch).
+        latest_only: For live sources (a camera keeps producing whether or not anyone reads): when the
+            consumer falls behind, the oldest waiting item is discarded so it always gets the newest; the
+            number discarded is :attr:`skipped`. Otherwise the reader waits and nothing is skipped.
     """
 
-    def __init__(self, frames: Iterator[Any], depth: int = 2, stop_source: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        frames: Iterator[Any],
+        depth: int = 2,
+        stop_source: Callable[[], None] | None = None,
+        latest_only: bool = False,
+    ) -> None:
         self._stop_source = stop_source
+        self._latest_only = latest_only
+        self.skipped = 0
         self._q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(frames,), name="yolo_spine-reader", daemon=True)
@@ -42,10 +53,26 @@ class ReadAhead:
                 continue
         return False
 
+    def _put_latest(self, item: tuple[str, Any]) -> None:
+        while True:
+            try:
+                self._q.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._q.get_nowait()
+                    self.skipped += 1
+                except queue.Empty:  # the consumer took one meanwhile
+                    pass
+
     def _run(self, frames: Iterator[Any]) -> None:
         try:
             for item in frames:
-                if not self._put(("item", item)):
+                if self._stop.is_set():
+                    break
+                if self._latest_only:
+                    self._put_latest(("item", item))
+                elif not self._put(("item", item)):
                     break
             else:
                 self._put(("end", None))

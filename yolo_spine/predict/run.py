@@ -4,7 +4,9 @@ Frames come one at a time from :mod:`yolo_spine.predict.sources` and leave one a
 results are written (a line of ``predictions.jsonl``, an annotated image or video frame, optionally a label
 file) before the next frame is predicted, so a webcam or stream runs for hours in constant memory. A reader
 thread decodes up to two frames ahead and a writer thread encodes annotated video behind
-(:mod:`yolo_spine.predict.overlap`), so decoding and encoding overlap inference.
+(:mod:`yolo_spine.predict.overlap`), so decoding and encoding overlap inference. Webcams and stream URLs keep
+producing while the model works: with ``live_latest`` (the default) the model always gets the newest frame and
+the frames skipped meanwhile are counted (``run.json`` → ``counts.skipped_live``), so the view never lags.
 
 Outputs in ``OUT`` (written under a temporary name and moved into place when the run ends; Ctrl-C ends a live
 run cleanly and keeps what was predicted):
@@ -19,7 +21,8 @@ run cleanly and keeps what was predicted):
 * with ``save_txt``: ``labels/<stem>.txt`` (videos: ``<stem>_<frame:06d>.txt``), YOLO-seg rows with the
   confidence appended, the format ``lift`` reads;
 * ``run.json`` — the run manifest: options, the confidence and where it came from, counts (frames, instances,
-  labels changed by the order fix, inputs dropped and why), measured FPS. No patient identifiers anywhere.
+  labels changed by the order fix, live frames skipped, inputs dropped and why), measured FPS (``fps`` over the
+  run, ``fps_steady`` after the warm-up frames). No patient identifiers anywhere.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ log = logging.getLogger("yolo_spine")
 FPS_SMOOTHING = 0.1
 #: Frames decoded ahead of the one being predicted (a background thread).
 READ_AHEAD = 2
+#: Sources that keep producing frames whether or not they are read (``live_latest`` applies to them).
+LIVE_KINDS = frozenset({"webcam", "stream"})
 #: Frames counted as warm-up (first inference, allocator and cache warm-up) and left out of ``fps_steady``.
 WARMUP_FRAMES = 10
 
@@ -291,7 +296,7 @@ def predict(
     # before it opens the camera: the FPS then measures frames, not start-up.
     blank = int(opts["imgsz"] or 640)
     model.predict(np.zeros((blank, blank, 3), np.uint8), **pred_args)
-    counts = {"frames": 0, "instances": 0, "order_changed": 0, "annotated": 0, "label_files": 0}
+    counts = {"frames": 0, "instances": 0, "order_changed": 0, "annotated": 0, "label_files": 0, "skipped_live": 0}
     ms_sum = {"pre": 0.0, "infer": 0.0, "post": 0.0, "draw": 0.0}
     state: dict[str, Any] = {"interrupted": False}
     writers: dict[str, Any] = {}
@@ -314,7 +319,8 @@ def predict(
         stack.callback(close_writers)
         if show:
             stack.callback(cv2.destroyAllWindows)
-        reader = ReadAhead(src.frames(), depth=READ_AHEAD, stop_source=src.stop)
+        live = src.kind in LIVE_KINDS and bool(opts["live_latest"])
+        reader = ReadAhead(src.frames(), depth=1 if live else READ_AHEAD, stop_source=src.stop, latest_only=live)
         stack.callback(reader.close)
         t_prev = time.perf_counter()
         for fr in _frames_with_interrupt(iter(reader), state):
@@ -390,6 +396,7 @@ def predict(
                 break
         close_writers()
         jsonl.flush()
+        counts["skipped_live"] = reader.skipped
         wall = time.perf_counter() - t_start
         n = max(counts["frames"], 1)
         manifest = run_manifest(
