@@ -293,8 +293,7 @@ class Renderer:
         if self.backend == "planes":
             axis = self._axis(camera)
             if axis not in self._stacks:
-                n = self.mu_kji.shape[2 - axis]
-                self._stacks[axis] = shearwarp.plane_stack(self.mu_kji, axis, -(-n // self.n_samples))
+                self._stacks[axis] = shearwarp.slab_sums(self.mu_kji, axis, self.n_samples)
             with _cv2_threads(self.threads):
                 return shearwarp.project_stack(
                     *self._stacks[axis], axis, camera, self.geom.ijk_to_world(), (0, 0, size, size)

@@ -5,7 +5,7 @@ module computes the same line integrals plane by plane with OpenCV's vectorised,
 through the same camera (``Camera.projection_matrix``) and the same HU → attenuation conversion:
 
 * The voxel axis ``a`` most parallel to the central ray is the stacking axis; the volume is cut into slabs of
-  ``group`` consecutive slices across it, each slab summed (a box filter along the axis, so no slice is skipped).
+  consecutive slices across it, each summed (``slab_sums``: a box filter along the axis, no slice skipped).
 * A plane ``a = t`` (voxel index, continuous) maps to the detector by a 3×3 homography ``H = P · T(t)``, with
   ``T(t)`` taking the plane's in-plane voxel indices ``(col, row, 1)`` to world ``(x, y, z, 1)`` (LPS mm).
   Warping each slab sum bilinearly onto the detector and adding them gives ``Σ μ`` across the slices a ray
@@ -37,8 +37,10 @@ def stacking_axis(ijk_to_world: np.ndarray, ray_dir_world: np.ndarray) -> int:
     return int(np.argmax(np.abs(dirs.T @ np.asarray(ray_dir_world, float))))
 
 
-def plane_stack(volume_kji: np.ndarray, axis: int, group: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum ``group`` consecutive slices across voxel axis ``axis``.
+def slab_sums(volume_kji: np.ndarray, axis: int, max_planes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum consecutive slices across voxel axis ``axis`` into at most ``max_planes`` slabs.
+
+    Slabs hold ``ceil(slices / max_planes)`` slices each (the last may hold fewer).
 
     Returns:
         ``(slabs, centres)``: ``(n, rows, cols)`` float32 slab sums, rows and columns being the in-plane voxel
@@ -46,7 +48,7 @@ def plane_stack(volume_kji: np.ndarray, axis: int, group: int) -> tuple[np.ndarr
     """
     arr = np.moveaxis(volume_kji, _ARRAY_AXIS[axis], 0)  # (n, ...) with the remaining array axes in order
     n = arr.shape[0]
-    group = max(1, int(group))
+    group = max(1, -(-n // max(1, int(max_planes))))
     starts = np.arange(0, n, group)
     slabs = np.add.reduceat(arr, starts, axis=0, dtype=np.float32)
     centres = (starts + np.minimum(starts + group, n) - 1) / 2.0
