@@ -141,6 +141,7 @@ def test_real_ct_ap_drr_has_every_vertebra(tmp_path, example_ct):
         out,
         volume=example_ct.volume,
         labels=example_ct.labels,
+        study="cxr",
         anatomy="spine",
         overrides={"planes": [], "views": ["ap", "lat"], "drr": FAST_DRR},
         progress=False,
@@ -276,7 +277,7 @@ def test_unmapped_ids_are_reported(tmp_path):
     out = tmp_path / "ds"
     m = ct2yolo(out, volume=vol, labels=lab, overrides={"views": []}, progress=False)
     assert m["studies"][0]["unmapped_label_ids"] == {"200": 8}
-    report = json.loads((out / "studies" / "u_ct.json").read_text())
+    report = json.loads((out / "studies" / f"{m['studies'][0]['study']}.json").read_text())
     assert report["unmapped_label_ids"] == {"200": 8}
 
 
@@ -377,15 +378,18 @@ def test_orthographic_drr_projects_like_its_camera(tmp_path, backend):
     vol, lab = write_phantom(ph, tmp_path, "o")
     out = tmp_path / "ds"
     drr = {**FAST_DRR, "orthographic": True, "backend": backend}
-    ct2yolo(out, volume=vol, labels=lab, overrides={"planes": [], "views": ["ap", "lat"], "drr": drr}, progress=False)
+    m = ct2yolo(
+        out, volume=vol, labels=lab, overrides={"planes": [], "views": ["ap", "lat"], "drr": drr}, progress=False
+    )
+    study = m["studies"][0]["study"]  # a pseudonym: the file name is not the study's name
     reg = load_registry("spine")
     ids = reg.source_id_map(ph.label_scheme)
     arr = sitk.GetArrayFromImage(ph.labels)
     for view in ("ap", "lat"):
-        sc = read_sidecar(find_sidecars([out / "sidecars"])[f"o_ct_drr_{view}_p000"])
+        sc = read_sidecar(find_sidecars([out / "sidecars"])[f"{study}_drr_{view}_p000"])
         cam, geom = Camera.from_json(sc["camera"]), VolumeGeometry.from_json(sc["volume"])
         assert cam.orthographic
-        rows = read_yolo_labels(out / "labels" / sc["split"] / f"o_ct_drr_{view}_p000.txt").instances
+        rows = read_yolo_labels(out / "labels" / sc["split"] / f"{study}_drr_{view}_p000.txt").instances
         assert {reg.names[r.cls] for r in rows} == {ids[i] for i in np.unique(arr) if i in ids}
         for sid in np.unique(arr[arr > 0]):
             k, j, i = np.nonzero(arr == sid)

@@ -50,7 +50,8 @@ def test_run_manifest_hashes_inputs(tmp_path: Path):
     f.write_text("hello")
     m = run_manifest("merge", {"out": tmp_path, "seed": 0}, inputs={"src": f})
     assert m["inputs"]["src"]["sha256"] == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-    assert m["versions"]["yolo_spine"] and m["options"]["out"] == str(tmp_path)
+    assert m["inputs"]["src"]["name"] == "in.txt" and "path" not in m["inputs"]["src"]
+    assert m["versions"]["yolo_spine"] and m["options"]["out"] == "<folder>"  # folders are not recorded by name
     write_json_atomic(tmp_path / "run.json", m)
     assert json.loads((tmp_path / "run.json").read_text())["command"] == "merge"
 

@@ -29,6 +29,16 @@ def add_out(p: argparse.ArgumentParser, help: str = "output folder", required: b
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
+def add_record_paths(p: argparse.ArgumentParser) -> None:
+    """Add ``--record-paths`` to a command that writes a run record (``cli.main`` applies it to the whole command)."""
+    p.add_argument(
+        "--record-paths",
+        action="store_true",
+        help="keep full input/output paths in run records and manifests (default: base file names only, folders "
+        "as <folder>, since folder names often carry patient names); credentials and secrets stay masked",
+    )
+
+
 def add_anatomy(p: argparse.ArgumentParser, default: str | None = "spine") -> None:
     """Add ``--anatomy`` (a registry name from configs/anatomy or a YAML path)."""
     p.add_argument(

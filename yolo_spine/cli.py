@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from yolo_spine import __version__
 from yolo_spine.errors import UserError
+from yolo_spine.identifiers import recording_paths
 
 # Data-flow order: datasets → train → review → predict → CT conversion → lifting → evaluation → demo.
 STAGE_COMMAND_MODULES: tuple[str, ...] = (
@@ -78,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose, args.quiet)
     debug = args.debug or os.environ.get("YOLO_SPINE_DEBUG", "") not in ("", "0")
     try:
-        result = args.func(args)
+        with recording_paths(bool(getattr(args, "record_paths", False))):
+            result = args.func(args)
     except UserError as exc:
         print(f"yolo_spine {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

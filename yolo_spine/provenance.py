@@ -1,6 +1,7 @@
 """Run manifests and atomic outputs: every command's output says how it was made, and never half exists.
 
-* :func:`run_manifest` describes a run: command, options, package versions, machine, inputs' hashes.
+* :func:`run_manifest` describes a run: command, options, package versions, machine, inputs' names and hashes
+  (no folders, credentials or secrets: :mod:`yolo_spine.identifiers`).
 * :func:`atomic_output` gives a temporary folder next to the destination and moves it into place only
   when the work succeeded, so an interrupted command leaves no half-written dataset, and an existing
   output is replaced only with ``overwrite=True``.
@@ -19,12 +20,13 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from yolo_spine import __version__
 from yolo_spine.errors import OutputExistsError
+from yolo_spine.identifiers import HIDDEN, input_record, records_paths, sanitize, sanitize_argv
 
 _VERSIONED = ("numpy", "opencv-python", "albumentations", "SimpleITK", "pydicom", "torch", "ultralytics", "nanodrr")
 
@@ -69,36 +71,50 @@ def run_manifest(
     options: Mapping[str, Any],
     inputs: Mapping[str, str | Path] | None = None,
     extra: Mapping[str, Any] | None = None,
+    *,
+    record_paths: bool | None = None,
+    hidden_names: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Describe one run so that its output can be traced and repeated.
+    """Describe one run so that its output can be traced and repeated, without identifiers or secrets.
+
+    ``argv``, ``options`` and ``inputs`` go through :func:`yolo_spine.identifiers.sanitize`: paths are reduced
+    to base file names (folders to ``<folder>``), URL credentials and secret-named options are masked. In
+    ``extra``, ``Path`` objects and absolute path strings are reduced the same way (relative strings there are
+    paths inside the output and stay).
 
     Args:
         command: The subcommand (``merge``, ``train`` …).
-        options: Resolved options (paths are stringified).
-        inputs: Named input files to fingerprint with SHA-256 (folders are recorded by path only).
+        options: Resolved options.
+        inputs: Named input files to fingerprint with SHA-256 (folders are recorded as ``<folder>``).
         extra: Further command-specific fields.
+        record_paths: Keep full paths (``None``: as the CLI's ``--record-paths`` set it for this command).
+        hidden_names: Base names recorded as ``<hidden>`` wherever a path would show them (``ct2yolo``: the
+            files of a study whose id is a pseudonym).
 
     Returns:
         A JSON-serialisable mapping with ``schema``, ``created_by``, ``created_utc``, ``command``,
-        ``argv``, ``options``, ``versions``, ``machine`` and ``inputs``.
+        ``argv``, ``options``, ``record_paths``, ``versions``, ``machine`` and ``inputs`` (``{name, sha256}``
+        per input, and ``path`` when full paths are recorded).
     """
-    hashed: dict[str, Any] = {}
-    for key, value in (inputs or {}).items():
-        p = Path(value)
-        hashed[key] = {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None}
+    keep = records_paths() if record_paths is None else bool(record_paths)
+    hide = {"record_paths": keep, "hidden_names": hidden_names}
     manifest: dict[str, Any] = {
         "schema": 1,
         "created_by": f"yolo_spine {command} {__version__}",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command,
-        "argv": [Path(sys.argv[0]).name, *sys.argv[1:]],
-        "options": to_jsonable(dict(options)),
+        "argv": sanitize_argv([Path(sys.argv[0]).name, *sys.argv[1:]], **hide),
+        "options": to_jsonable(sanitize(dict(options), **hide)),
+        "record_paths": keep,
         "versions": package_versions(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
-        "inputs": hashed,
+        "inputs": {key: input_record(value, record_paths=keep) for key, value in (inputs or {}).items()},
     }
+    for rec in manifest["inputs"].values():
+        if rec["name"] in hidden_names:
+            rec["name"] = HIDDEN
     if extra:
-        manifest.update(to_jsonable(dict(extra)))
+        manifest.update(to_jsonable(sanitize(dict(extra), relative_paths=False, **hide)))
     return manifest
 
 

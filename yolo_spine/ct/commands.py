@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_workers, say
+from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_record_paths, add_workers, say
 from yolo_spine.errors import UserError
 
 
@@ -56,10 +56,12 @@ def _ct2yolo(args: argparse.Namespace) -> int:
             "window": _window(args.window),
             "drr": drr or None,
             "split": split or None,
+            "study_id_salt": args.study_salt,
         },
         transform=args.transform,
         resample_labels=args.resample_labels,
         label_map=args.label_map,
+        study_map=args.study_map,
         workers=args.workers,
         overwrite=args.overwrite,
     )
@@ -90,7 +92,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--volume", type=Path, help="CT: NIfTI, MHA/MHD, NRRD or a DICOM series folder (HU)")
     p.add_argument("--labels", type=Path, help="label map on the volume's grid (or see --transform)")
     p.add_argument("--csv", type=Path, help="list of studies: columns volume,labels[,transform][,study]")
-    p.add_argument("--study", help="study name for --volume (default: from its file name)")
+    p.add_argument(
+        "--study",
+        help="study name for --volume, used as given (default: a pseudonym s-<hex> from the volume's content, "
+        "never its file or folder name)",
+    )
+    p.add_argument(
+        "--study-map",
+        type=Path,
+        metavar="FILE",
+        help="write pseudonym -> original name (CSV) for the studies named by pseudonym; keep it apart from the "
+        "dataset (refused inside --out; replaced only with --overwrite)",
+    )
+    p.add_argument("--study-salt", help="salt of the pseudonymous study ids (default: study_id_salt of the preset)")
     add_anatomy(p)
     add_out(p, "output dataset folder")
     p.add_argument("--preset", help="CT preset name or YAML (default: the anatomy's preset in configs/ct)")
@@ -113,3 +127,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resample-labels", action="store_true", help="resample labels onto the volume grid if needed")
     p.add_argument("--label-map", type=Path, help="YAML/JSON {id: name} or CSV (id, name|structure)")
     add_workers(p)
+    add_record_paths(p)

@@ -7,6 +7,13 @@ the options), so a long study list can be cut into pieces and run anywhere. Outp
     OUT/images|labels|sidecars/<split>/   <study>_<plane>_<index:04d> and <study>_drr_<view>_p<pose:03d>
     OUT/studies/<study>.json              per-study report: structures, unmapped label ids, drops, notes
     OUT/manifest.json                     run manifest and per-study accounting
+
+**Study ids.** A name given with ``--study`` or in the CSV's ``study`` column is used as given. Otherwise the
+study is *not* named after its file or DICOM folder (often the patient's name): its id is a pseudonym,
+``s-<10 hex>``, hashed from the volume's content identity (:func:`yolo_spine.io.volume.volume_identity`) and the
+``study_id_salt`` option, so every node, shard and re-run derives the same id, split and pose seeds wherever the
+data is mounted. ``--study-map FILE`` writes the pseudonym → original name table (the re-identification key;
+kept outside the dataset). Reports and the manifest record such a study's inputs by SHA-256 only.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import os
 import re
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,8 @@ import numpy as np
 from yolo_spine import __version__
 from yolo_spine.config import load_options, preset_path, read_yaml
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
-from yolo_spine.errors import DataError, UserError
+from yolo_spine.errors import DataError, OutputExistsError, UserError
+from yolo_spine.identifiers import FOLDER, input_record, path_name, pseudonym, records_paths
 from yolo_spine.io.labels import SegInstance, write_data_yaml
 from yolo_spine.provenance import atomic_output, run_manifest, sha256_file, write_json_atomic
 from yolo_spine.registry import AnatomyRegistry, load_registry
@@ -42,12 +50,23 @@ VIEW_NAMES = ("ap", "lat")
 
 @dataclass(frozen=True)
 class StudySpec:
-    """One study to convert: CT, label map, optional transform file, and its name."""
+    """One study to convert: CT, label map, optional transform file, and its name.
+
+    Attributes:
+        volume: CT file or DICOM series folder.
+        labels: Label map file.
+        name: Study id used in file names, sidecars and reports (``""``: not named yet, see :func:`name_studies`).
+        transform: ITK transform file (label frame → image frame), if any.
+        original: For a pseudonymous id, the name the study's path would have given (for ``--study-map`` only).
+        inputs: How the study's report records its input files (see :func:`study_inputs`).
+    """
 
     volume: Path
     labels: Path
     name: str
     transform: Path | None = None
+    original: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 def study_name_from(path: Path) -> str:
@@ -67,8 +86,10 @@ def _safe(name: str) -> str:
 def read_study_list(csv_path: Path) -> list[StudySpec]:
     """Read a CSV with columns ``volume,labels[,transform][,study]`` (paths relative to the CSV's folder).
 
+    A row without a ``study`` gets the name ``""``; :func:`name_studies` gives it a pseudonymous id.
+
     Raises:
-        UserError: Missing columns, no rows, or duplicate study names.
+        UserError: Missing columns or no rows.
     """
     if not csv_path.is_file():
         raise UserError(f"study list {csv_path} does not exist")
@@ -88,15 +109,72 @@ def read_study_list(csv_path: Path) -> list[StudySpec]:
             StudySpec(
                 volume=vol,
                 labels=base / row["labels"].strip(),
-                name=_safe((row.get("study") or "").strip() or study_name_from(vol)),
+                name=_safe(given) if (given := (row.get("study") or "").strip()) else "",
                 transform=base / tx if tx else None,
             )
         )
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise UserError(f"study list {csv_path} names these studies more than once: {', '.join(dupes)}")
     return specs
+
+
+def name_studies(specs: list[StudySpec], salt: str, record_paths: bool | None = None) -> list[StudySpec]:
+    """Give each unnamed study its pseudonymous id and each study the records of its inputs; check uniqueness.
+
+    Args:
+        specs: Studies; ``name == ""`` marks one whose id comes from its input (see the module docstring).
+        salt: The ``study_id_salt`` option.
+        record_paths: Keep full input paths in the reports (``None``: as ``--record-paths`` says).
+
+    Returns:
+        The studies with names and input records.
+
+    Raises:
+        UserError: A missing input, or two studies with one id (the same volume listed twice, or a clash).
+    """
+    from yolo_spine.io.volume import volume_identity
+
+    out = []
+    for k, s in enumerate(specs, 1):
+        for p, what in ((s.volume, "volume"), (s.labels, "label map")):
+            if not p.exists():
+                raise UserError(f"{what} {p} of study {s.name or k} does not exist")
+        vol_sha = sha256_file(s.volume) if s.volume.is_file() else None
+        if s.name:
+            out.append(replace(s, inputs=study_inputs(s, False, record_paths, vol_sha)))
+            continue
+        named = replace(s, name=pseudonym(volume_identity(s.volume, vol_sha), salt), original=study_name_from(s.volume))
+        out.append(replace(named, inputs=study_inputs(named, True, record_paths, vol_sha)))
+    seen: dict[str, int] = {}
+    for k, s in enumerate(out, 1):
+        if s.name in seen:
+            same = "hold the same volume" if s.original and out[seen[s.name] - 1].original else "have one name"
+            raise UserError(
+                f"studies {seen[s.name]} and {k} of the list {same} (study id {s.name}); list each study once, "
+                "or name them in a 'study' column"
+            )
+        seen[s.name] = k
+    return out
+
+
+def study_inputs(
+    spec: StudySpec, pseudonymous: bool, record_paths: bool | None = None, volume_sha256: str | None = None
+) -> dict[str, Any]:
+    """The input files of a study as its report and the manifest record them (``{name, sha256[, path]}`` each).
+
+    A study with a pseudonymous id records no file or folder names (they are what the pseudonym hides), only
+    SHA-256s, unless full paths are recorded (``--record-paths``).
+    """
+    keep = records_paths() if record_paths is None else bool(record_paths)
+    files = {"volume": spec.volume, "labels": spec.labels, "transform": spec.transform}
+    out: dict[str, Any] = {}
+    for key, path in files.items():
+        if path is None:
+            out[key] = None
+            continue
+        rec = input_record(path, record_paths=keep, sha256=volume_sha256 if key == "volume" else None)
+        if pseudonymous and not keep:
+            rec["name"] = None
+        out[key] = rec
+    return out
 
 
 def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
@@ -165,6 +243,8 @@ def resolve_options(anatomy: str, preset: str | Path | None, overrides: Mapping[
         raise UserError("nothing to do: no planes and no DRR views requested")
     if opts["split"]["mode"] not in ("study", "slab"):
         raise UserError(f"split mode must be 'study' or 'slab', not {opts['split']['mode']!r}")
+    if not isinstance(opts["study_id_salt"], (str, int)) or isinstance(opts["study_id_salt"], bool):
+        raise UserError(f"study_id_salt must be a text, not {opts['study_id_salt']!r}")
     if float(opts["window"]["width"]) < 1:
         raise UserError("the window width must be at least 1 HU")
     from yolo_spine.ct.drr import BACKENDS
@@ -307,9 +387,8 @@ def convert_study(
     per_split = dict.fromkeys(SPLITS, 0)
     report: dict[str, Any] = {
         "study": spec.name,
-        "volume": str(spec.volume),
-        "labels": str(spec.labels),
-        "transform": str(spec.transform) if spec.transform else None,
+        "study_id": "pseudonym" if spec.original is not None else "given",
+        "inputs": spec.inputs or study_inputs(spec, spec.original is not None),
         "notes": study.notes,
         "geometry": geom.to_json(),
         "unmapped_label_ids": unmapped,
@@ -514,6 +593,7 @@ def ct2yolo(
     transform: str | Path | None = None,
     resample_labels: bool = False,
     label_map: str | Path | None = None,
+    study_map: str | Path | None = None,
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
@@ -525,22 +605,29 @@ def ct2yolo(
         volume: CT file or DICOM folder (with ``labels``).
         labels: Label map for ``volume``.
         study_list: CSV with ``volume,labels[,transform][,study]`` instead of one study.
-        study: Name of the single study (default: from the volume's file name).
+        study: Name of the single study (default: a pseudonym from the volume's content; see the module docstring).
         anatomy: Registry (``spine``, ``teeth``, ``brain`` or a YAML path).
         preset: CT preset name/YAML (default: ``configs/ct/<anatomy>.yaml`` when it exists).
         overrides: Option overrides (``planes``, ``step``, ``views``, ``poses``, ``window`` …).
         transform: ITK transform file for the single study.
         resample_labels: Resample labels onto the volume grid when the geometry disagrees.
         label_map: File mapping label ids to class names (overrides the registry's scheme).
+        study_map: CSV to write the pseudonymous ids with the names they replace (``study,original_name,volume,
+            labels``); refused if it exists (without ``overwrite``) or lies inside ``out``.
         workers: Studies converted in parallel (processes).
         overwrite: Replace an existing ``out``.
         progress: Progress bars.
 
     Returns:
         The manifest written to ``out/manifest.json``.
+
+    Raises:
+        UserError: Bad options or inputs, two studies with one id, an existing output or study map.
     """
     reg = load_registry(anatomy)
     options = resolve_options(anatomy, preset, overrides)
+    final = Path(out).resolve()
+    map_path = _check_study_map(study_map, final, overwrite) if study_map is not None else None
     if study_list is not None:
         if volume is not None or labels is not None:
             raise UserError("give either --volume/--labels or --csv, not both")
@@ -548,12 +635,11 @@ def ct2yolo(
     else:
         if volume is None or labels is None:
             raise UserError("give --volume and --labels (or --csv with a list of studies)")
-        vol = Path(volume)
         specs = [
             StudySpec(
-                volume=vol,
+                volume=Path(volume),
                 labels=Path(labels),
-                name=_safe(study) if study else study_name_from(vol),
+                name=_safe(study) if study else "",
                 transform=Path(transform) if transform else None,
             )
         ]
@@ -565,11 +651,7 @@ def ct2yolo(
         if scheme is None:
             raise UserError(f"anatomy {reg.name} defines no label-id scheme; pass --label-map")
         class_of_id = reg.source_id_map(scheme)
-    for s in specs:
-        for p, what in ((s.volume, "volume"), (s.labels, "label map")):
-            if not p.exists():
-                raise UserError(f"{what} {p} of study {s.name} does not exist")
-    final = Path(out).resolve()
+    specs = name_studies(specs, str(options["study_id_salt"]))
     workers = max(1, min(int(workers), len(specs)))
     with atomic_output(final, overwrite) as tmp:
         if workers == 1:
@@ -594,7 +676,8 @@ def ct2yolo(
                 totals[s] += r["images_per_split"][s]
         manifest = run_manifest(
             "ct2yolo",
-            {**options, "anatomy": reg.name, "label_scheme": scheme, "workers": workers},
+            {**options, "anatomy": reg.name, "label_scheme": scheme, "workers": workers, "study_map": map_path},
+            hidden_names=_hidden_names(specs),
             extra={
                 "anatomy": reg.name,
                 "created_by": f"yolo_spine ct2yolo {__version__}",
@@ -602,10 +685,8 @@ def ct2yolo(
                 "studies": [
                     {
                         "study": r["study"],
-                        "volume": r["volume"],
-                        "volume_sha256": sha256_file(r["volume"]) if Path(r["volume"]).is_file() else None,
-                        "labels": r["labels"],
-                        "labels_sha256": sha256_file(r["labels"]) if Path(r["labels"]).is_file() else None,
+                        "study_id": r["study_id"],
+                        "inputs": r["inputs"],
                         "split": r["split"],
                         "images_per_split": r["images_per_split"],
                         "unmapped_label_ids": r["unmapped_label_ids"],
@@ -617,4 +698,35 @@ def ct2yolo(
             },
         )
         write_json_atomic(tmp / "manifest.json", manifest)
+        if map_path is not None:  # inside the block: no key file for a dataset that was never written
+            _write_study_map(map_path, specs, overwrite)
     return manifest
+
+
+def _hidden_names(specs: list[StudySpec]) -> set[str]:
+    """Base names of the inputs of pseudonymous studies: the manifest's command line must not show them."""
+    paths = [p for s in specs if s.original is not None for p in (s.volume, s.labels, s.transform) if p is not None]
+    return {path_name(p) for p in paths} - {FOLDER}
+
+
+def _check_study_map(study_map: str | Path, out: Path, overwrite: bool) -> Path:
+    """Refuse a study map that exists (without ``overwrite``) or would land inside the dataset."""
+    path = Path(study_map).resolve()
+    if path == out or out in path.parents:
+        raise UserError("--study-map must lie outside --out: it is the key that re-identifies the studies")
+    if path.is_dir():
+        raise UserError(f"--study-map {path} is a folder; give a file name such as study_map.csv")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+    return path
+
+
+def _write_study_map(path: Path, specs: list[StudySpec], overwrite: bool) -> None:
+    """Write ``study,original_name,volume,labels`` for each pseudonymous study, atomically."""
+    rows = [[s.name, s.original, str(s.volume), str(s.labels)] for s in specs if s.original is not None]
+    with (
+        atomic_output(path, overwrite=overwrite, is_dir=False) as tmp,
+        open(tmp, "w", newline="", encoding="utf-8") as f,
+    ):
+        csv.writer(f).writerows([["study", "original_name", "volume", "labels"], *rows])
+    log.info("study map: %d pseudonymous stud%s listed in %s", len(rows), "y" if len(rows) == 1 else "ies", path.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_seed, add_workers, say
+from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_record_paths, add_seed, add_workers, say
 from yolo_spine.errors import UserError
 
 
@@ -121,6 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", default=None, help="Roboflow API key (default: $ROBOFLOW_API_KEY)")
     p.add_argument("--out", type=Path, default=Path("datasets/raw"), help="receives <project>-<version>/")
     p.add_argument("--overwrite", action="store_true", help="replace an existing download")
+    add_record_paths(p)
 
     p = add_command(sub, "merge", "merge Roboflow exports into one leakage-free YOLO-seg dataset", _merge)
     p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="export folders or .zip files")
@@ -155,6 +156,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_seed(p)
     p.add_argument("--workers", type=int, default=0, help="processes hashing and verifying images (0: every core)")
+    add_record_paths(p)
 
     p = add_command(sub, "check", "validate a dataset as training will read it (non-zero exit on problems)", _check)
     p.add_argument("data", type=Path, metavar="DATA_YAML")
@@ -185,3 +187,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_anatomy(p, default=None)
     add_seed(p)
     add_workers(p)
+    add_record_paths(p)

@@ -37,9 +37,10 @@ from yolo_spine import __version__
 from yolo_spine.datasets.roboflow import SPLITS, Export, SourceImage, read_export, roboflow_group
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import clip_polygon_to_rect, polygon_area
+from yolo_spine.identifiers import input_record
 from yolo_spine.io.labels import SegInstance, format_labels, write_data_yaml
 from yolo_spine.io.xray import DICOM_SUFFIXES, read_xray, write_png
-from yolo_spine.provenance import atomic_output, ensure_can_write, run_manifest, sha256_file, write_json_atomic
+from yolo_spine.provenance import atomic_output, ensure_can_write, run_manifest, write_json_atomic
 from yolo_spine.registry import AnatomyRegistry, load_registry, normalize_name
 
 log = logging.getLogger("yolo_spine")
@@ -392,7 +393,7 @@ def merge_exports(options: MergeOptions) -> dict:
         tags = _unique_tags(options.sources)
         exports = []
         for src, tag in zip(options.sources, tags, strict=True):
-            log.info("reading %s", src)
+            log.info("reading source %s", tag)  # the tag, not the path: folders may carry identifiers
             exports.append(read_export(Path(src), tag, Path(scratch)))
         resolved = _resolve_names(exports, reg, options.maps, options.drops)
         return _write_dataset(exports, resolved, reg, options, out)
@@ -552,16 +553,15 @@ def _write_dataset(
         write_data_yaml(tmp, out, reg.names_dict, reg.name)
         sources = [
             {
-                "path": str(ex.path),
+                **input_record(ex.path),  # name and sha256 (a folder: <folder>); the path with --record-paths
                 "tag": ex.tag,
                 "format": ex.format,
                 "names": ex.names,
-                "sha256": sha256_file(ex.path) if Path(ex.path).is_file() else None,
                 "images": len(ex.images),
             }
             for ex in exports
         ]
-        options_dict = {**vars(options), "sources": [str(s) for s in options.sources]}
+        options_dict = {**vars(options), "sources": [Path(s) for s in options.sources]}
         manifest = run_manifest(
             "merge",
             options_dict,

@@ -20,6 +20,7 @@ from typing import Any
 
 from yolo_spine.config import load_options
 from yolo_spine.errors import OutputExistsError
+from yolo_spine.identifiers import records_paths, sanitize
 from yolo_spine.provenance import run_manifest, write_json_atomic
 
 log = logging.getLogger("yolo_spine")
@@ -136,8 +137,9 @@ def run_demo(
     )
     stage("eval3d")
     summary = _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds)
-    write_json_atomic(out / "summary.json", {**summary, "manifest": run_manifest("demo", opts)})
-    (out / "summary.md").write_text(_markdown(summary), encoding="utf-8")
+    shown = sanitize(_relative(summary, out, records_paths()), relative_paths=False)
+    write_json_atomic(out / "summary.json", {**shown, "manifest": run_manifest("demo", opts)})
+    (out / "summary.md").write_text(_markdown(shown), encoding="utf-8")
     return summary
 
 
@@ -174,6 +176,18 @@ def _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted,
         "metrics_csv": [str(p) for p in (*seg_files.values(), *drr_files.values()) if str(p).endswith(".csv")],
         "seconds": seconds,
     }
+
+
+def _relative(summary: dict[str, Any], out: Path, record_paths: bool) -> dict[str, Any]:
+    """The summary as its files show it: output paths relative to the demo folder (full with --record-paths)."""
+    if record_paths:
+        return summary
+
+    def rel(p: str | None) -> str | None:
+        return None if p is None else Path(p).resolve().relative_to(out).as_posix()
+
+    keys = ("report", "nifti", "centroids")
+    return {**summary, **{k: rel(summary[k]) for k in keys}, "metrics_csv": [rel(p) for p in summary["metrics_csv"]]}
 
 
 def _fmt(x: Any) -> str:

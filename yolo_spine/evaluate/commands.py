@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, say
+from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_record_paths, say
 from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
 
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt", type=Path, required=True, help="ground-truth label map (NIfTI/MHA/NRRD) or centroid .json")
     add_anatomy(p)
     add_out(p, help="metrics CSV path (metrics.json and metrics.md are written beside it)")
+    add_record_paths(p)
     p.add_argument(
         "--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM, help="tolerance of the normalised surface Dice"
     )

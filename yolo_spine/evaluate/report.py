@@ -26,6 +26,7 @@ from typing import Any
 from yolo_spine.errors import UserError
 from yolo_spine.evaluate.eval3d import Eval3dResult
 from yolo_spine.evaluate.metrics import METRIC_FIELDS
+from yolo_spine.identifiers import sanitize
 from yolo_spine.provenance import atomic_output, ensure_can_write, to_jsonable
 
 CSV_COLUMNS: tuple[str, ...] = ("class", *METRIC_FIELDS, "gt_present", "pred_present")
@@ -168,7 +169,7 @@ def result_to_json(result: Eval3dResult, manifest: Mapping[str, Any] | None = No
         "kind": "eval3d",
         "mode": result.mode,
         "anatomy": result.anatomy,
-        "inputs": result.inputs,
+        "inputs": sanitize(result.inputs),  # base names (or full paths with --record-paths)
         "options": result.options,
         "columns": list(CSV_COLUMNS if result.mode == "segmentation" else LANDMARK_CSV_COLUMNS),
         "classes": classes,

@@ -7,6 +7,7 @@ coordinates are SimpleITK physical points (LPS millimetres). Every failure a use
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -48,13 +49,12 @@ def read_image(path: str | Path, what: str = "volume") -> sitk.Image:
         raise DataError(f"{what} {p} does not exist")
     try:
         if p.is_dir():
+            files, n_series = dicom_series_files(p, what)
+            if n_series > 1:  # no folder name in the log: it is often the patient's name
+                log.warning(
+                    "the %s's DICOM folder holds %d series; reading the largest (%d files)", what, n_series, len(files)
+                )
             reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(p)) or ()
-            if not series:
-                raise DataError(f"{what} folder {p} holds no DICOM series")
-            files = max((reader.GetGDCMSeriesFileNames(str(p), s) for s in series), key=len)
-            if len(series) > 1:
-                log.warning("%s folder %s holds %d DICOM series; reading the largest", what, p, len(series))
             reader.SetFileNames(files)
             image = reader.Execute()
         else:
@@ -70,6 +70,74 @@ def read_image(path: str | Path, what: str = "volume") -> sitk.Image:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(f"{what} {p} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1")
     return image
+
+
+def dicom_series_files(folder: str | Path, what: str = "volume") -> tuple[list[str], int]:
+    """Return the files of the largest DICOM series in ``folder`` (in GDCM's slice order) and the series count.
+
+    Raises:
+        DataError: The folder holds no DICOM series.
+    """
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder)) or ()
+    if not series:
+        raise DataError(f"{what} folder {folder} holds no DICOM series")
+    files = max((list(reader.GetGDCMSeriesFileNames(str(folder), s)) for s in series), key=len)
+    return files, len(series)
+
+
+def volume_identity(path: str | Path, file_sha256: str | None = None) -> str:
+    """A content identity of a volume, the same wherever it is mounted: what pseudonymous study ids hash.
+
+    A file: the SHA-256 of its bytes (a detached ``.mhd``/``.nhdr`` header together with its data file); a DICOM
+    series folder: the SHA-256 of the sorted SOP Instance UIDs of the series :func:`read_image` reads (a file
+    without one counts by its bytes). Only the UIDs are read from the headers, never a patient field.
+
+    Args:
+        path: Volume file or DICOM series folder.
+        file_sha256: The file's SHA-256 when the caller has it already (saves reading a large file twice).
+
+    Raises:
+        DataError: A missing path or a folder without a DICOM series.
+    """
+    from yolo_spine.provenance import sha256_file
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"volume {p} does not exist")
+    if p.is_dir():
+        import pydicom
+
+        uids = []
+        for f in dicom_series_files(p)[0]:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"], force=True)
+            uid = str(getattr(ds, "SOPInstanceUID", "") or "").strip()
+            uids.append(f"uid:{uid}" if uid else f"sha256:{sha256_file(f)}")
+        return "dicom-series:" + hashlib.sha256("\n".join(sorted(uids)).encode()).hexdigest()
+    digest = file_sha256 or sha256_file(p)
+    data = _detached_data_file(p)
+    if data is not None:
+        digest = hashlib.sha256(f"{digest}:{sha256_file(data)}".encode()).hexdigest()
+    return f"file:{digest}"
+
+
+def _detached_data_file(header: Path) -> Path | None:
+    """The data file a ``.mhd``/``.nhdr`` header names (``ElementDataFile`` / ``data file``), if it exists."""
+    if header.suffix.lower() not in (".mhd", ".nhdr"):
+        return None
+    try:
+        text = header.read_text(encoding="latin-1", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=" if header.suffix.lower() == ".mhd" else ":")
+        if sep and key.strip().lower() in ("elementdatafile", "data file", "datafile"):
+            value = value.strip()
+            data = header.parent / value
+            return data if value.upper() != "LOCAL" and data.is_file() else None
+    return None
 
 
 def geometry_difference(a: sitk.Image, b: sitk.Image) -> str | None:
@@ -193,7 +261,7 @@ def load_study(
     if transform is not None:
         tx = read_transform(transform)
         image = sitk.Resample(image, lab, tx, sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
-        notes.append(f"image resampled into the label frame through {Path(transform).name}")
+        notes.append("image resampled into the label frame through the study's transform file")
     else:
         diff = geometry_difference(image, lab)
         if diff is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, add_out, say
+from yolo_spine._cli_common import add_command, add_out, add_record_paths, say
 
 _PLANES = ("axial", "coronal", "sagittal")
 
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--sidecars", type=Path, default=None, help="ct2yolo output root holding sidecars/ (if not LABELS_DIR)"
     )
     add_out(p, help="label map to write (.nii.gz, .nii, .mha or .nrrd)")
+    add_record_paths(p)
     p.add_argument(
         "--planes", type=_planes, default=None, help="slice planes to use, e.g. axial,coronal (default: all)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, add_device, add_out, say
+from yolo_spine._cli_common import add_command, add_device, add_out, add_record_paths, say
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -107,6 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show", action="store_true", help="show the annotated frames in a window (when a display exists)")
     p.add_argument("--watch", action="store_true", help="keep processing new images as they appear in the folder")
     p.add_argument("--watch-timeout", type=float, default=None, help="stop watching after this many idle seconds")
+    add_record_paths(p)
 
     e = add_command(
         sub,
@@ -123,3 +124,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--int8", action="store_true", help="OpenVINO INT8 quantisation (needs --data)")
     e.add_argument("--data", type=Path, default=None, metavar="DATA_YAML", help="calibration images for --int8")
     e.add_argument("--dynamic", action="store_true", help="dynamic input shapes (rectangular frames)")
+    add_record_paths(e)

@@ -135,7 +135,7 @@ def resolve_conf(conf: str | float, weights: str | Path, review: str | Path | No
     """
     if isinstance(conf, str) and conf.strip().lower() == "auto":
         value, path = auto_conf(weights, review)
-        log.info("confidence %.3f: best F1 of the review %s", value, path)
+        log.info("confidence %.3f: best F1 of the review %s/%s", value, path.parent.name, path.name)
         return value, f"auto ({path.parent.name}/{path.name})"
     try:
         value = float(conf)

@@ -401,7 +401,7 @@ def predict(
         n = max(counts["frames"], 1)
         manifest = run_manifest(
             "predict",
-            {**opts, "conf": conf_value, "source": src.description, "weights": str(weights), "out": str(out)},
+            {**opts, "conf": conf_value, "source": str(source), "weights": Path(weights), "out": out},
             inputs={"weights": weights},
             extra={
                 "model": {"format": fmt, "names": names, "anatomy": reg.name if reg is not None else None},

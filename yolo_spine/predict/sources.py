@@ -178,8 +178,9 @@ class Source:
             except DataError as exc:
                 if self.kind == "image":
                     raise
-                log.warning("skipping %s: %s", path.name, exc)
-                self.dropped[path.name] = str(exc).replace(str(path), path.name)
+                reason = str(exc).replace(str(path), path.name)  # the file name only: folders carry identifiers
+                log.warning("skipping %s: %s", path.name, reason)
+                self.dropped[path.name] = reason
                 continue
             stem = self._unique_stem(path.stem)
             yield Frame(x.bgr(), path.name, 0, stem)
@@ -191,7 +192,7 @@ class Source:
             return
         sizes: dict[Path, tuple[int, float]] = {}
         last_new = time.monotonic()
-        log.info("watching %s for new images (Ctrl-C to stop)", self._folder.name or str(self._folder))
+        log.info("watching the source folder for new images (Ctrl-C to stop)")  # its name may be a patient's
         while not self._stopping.is_set():
             ready = []
             for p in sorted(self._folder.iterdir()):

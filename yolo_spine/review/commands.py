@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, add_device, add_out, say
+from yolo_spine._cli_common import add_command, add_device, add_out, add_record_paths, say
 
 
 def _val(args: argparse.Namespace) -> int:
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, required=True, help="model (.pt, .onnx or OpenVINO folder)")
     p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML")
     add_out(p, "review folder (REVIEW_DIR)")
+    add_record_paths(p)
     p.add_argument("--split", default="val", choices=["val", "test"])
     p.add_argument("--imgsz", type=int, default=None, help="inference size (default: the training size)")
     p.add_argument("--batch", type=int, default=16)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from yolo_spine.errors import DataError, UserError
+from yolo_spine.identifiers import sanitize
 from yolo_spine.provenance import atomic_output, run_manifest, write_json_atomic
 from yolo_spine.review.cocoeval import TOLERANCE, coco_mask_map, ground_truth_coco
 from yolo_spine.review.curves import best_f1, curve_rows, curves_from_metric, plot_curve
@@ -281,8 +282,9 @@ def review(
             )
         result = {
             "schema": 1,
-            "weights": str(Path(weights).resolve()),
-            "dataset": str(data),
+            # base names only (folders may carry identifiers); --record-paths keeps full paths
+            "weights": sanitize(Path(weights).resolve()),
+            "dataset": sanitize(data),
             "anatomy": lay.anatomy,
             "split": split,
             "imgsz": imgsz,
@@ -319,8 +321,8 @@ def review(
         manifest = run_manifest(
             "val",
             {
-                "weights": str(weights),
-                "data": str(data),
+                "weights": Path(weights),
+                "data": data,
                 "split": split,
                 "imgsz": imgsz,
                 "batch": batch,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, say
+from yolo_spine._cli_common import add_command, add_record_paths, say
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -74,3 +74,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    add_record_paths(p)

@@ -220,7 +220,7 @@ def train(
         model_arg, source = resolve_model(str(opts["model"]), opts["weights"], Path(weights_dir))
     log.info(
         "model: %s (%s)",
-        model_arg,
+        Path(model_arg).name,
         {
             "checkpoint": "starting from a local checkpoint",
             "scratch": "from scratch: no checkpoint in --weights or weights/",
@@ -280,17 +280,23 @@ def train(
     metrics = {k: float(v) for k, v in (getattr(trainer, "metrics", None) or {}).items()}
     manifest = run_manifest(
         "train",
-        {**opts, "data": str(data), "out": str(out), "preset": str(preset) if preset else None, "resume": resume},
+        {**opts, "data": data, "out": out, "preset": preset, "resume": resume},
+        inputs={"data_yaml": data},
         extra={
             "dataset": {
-                "data_yaml": str(data),
-                "root": str(data_root),
+                "data_yaml": data,
+                "root": data_root,
                 "anatomy": data_dict.get("anatomy"),
                 "names": data_dict.get("names"),
                 "label_files": len(label_files),
                 "labels_sha256": sha256_files(label_files, data_root) if label_files else None,
             },
-            "model": {"start": model_arg, "source": source, "task": "segment", "channels": int(opts["channels"])},
+            "model": {
+                "start": Path(model_arg) if Path(model_arg).is_file() else model_arg,
+                "source": source,
+                "task": "segment",
+                "channels": int(opts["channels"]),
+            },
             "device": device,
             "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
             "torch_threads": stats["threads"],  # None under DDP: the callbacks run in the worker processes
