@@ -369,6 +369,21 @@ def test_label_map_file_resolves_aliases(tmp_path, example_ct):
         ct2yolo(tmp_path / "o2", volume=vol, labels=lab, label_map=bad, progress=False)
 
 
+def test_unconfigured_label_scheme_is_recognised_as_eval3d_does(tmp_path):
+    """No label_scheme in the preset: the scheme comes from registry.detect_label_scheme, or the study is refused."""
+    preset = tmp_path / "no-scheme.yaml"
+    preset.write_text("label_scheme: null\nplanes: [axial]\nviews: []\n")
+    vol, lab = write_phantom(brain_phantom(), tmp_path, "b")
+    m = ct2yolo(tmp_path / "b", volume=vol, labels=lab, anatomy="brain", preset=preset, progress=False)
+    assert m["studies"][0]["label_scheme"] == "class_id+1"  # ASPECTS ids 1–20 are class id + 1: one reading
+    assert len(m["studies"][0]["structures"]) == 20
+    # TotalSegmentator v2 ids of T11–L3 (29–33) are T6–T2 in v1: two readings, no guess
+    vol, lab = write_phantom(spine_phantom(size_xyz=(20, 20, 24)), tmp_path, "s")
+    with pytest.raises(DataError, match=r"fit the schemes totalsegmentator_v2, totalsegmentator_v1 alike .*label_sch"):
+        ct2yolo(tmp_path / "s", volume=vol, labels=lab, anatomy="spine", preset=preset, progress=False)
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize("backend", ["planes", "nanodrr"])
 def test_orthographic_drr_projects_like_its_camera(tmp_path, backend):
     """A parallel-beam DRR: each vertebra's projected centroid falls inside its polygon (camera and labels agree)."""

@@ -1,4 +1,5 @@
-"""eval3d end to end: label-id conventions, resampling, outputs (CSV/JSON/MD), the CLI, the real example CT."""
+"""eval3d end to end: label-id schemes and anatomy (given, from lift's record, recognised), resampling, outputs
+(CSV/JSON/MD), the CLI, the real example CT."""
 
 import csv
 import json
@@ -14,9 +15,10 @@ from yolo_spine.errors import DataError, OutputExistsError, UserError
 from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
 from yolo_spine.evaluate.eval3d import evaluate_volumes, run_eval3d
 from yolo_spine.evaluate.report import CSV_COLUMNS
-from yolo_spine.registry import load_registry
+from yolo_spine.registry import CLASS_ID_SCHEME, load_registry
 
 REG = load_registry("spine")
+OURS = {"gt_scheme": CLASS_ID_SCHEME, "pred_scheme": CLASS_ID_SCHEME}  # both maps written as class id + 1
 SPACING_XYZ = (0.8, 0.6, 2.0)
 ORIGIN_XYZ = (-20.0, 15.0, -100.0)
 
@@ -55,13 +57,14 @@ def test_defaults_are_shared_with_the_cli():
     from yolo_spine.cli import build_parser
 
     args = build_parser().parse_args(["eval3d", "--pred", "p.nii", "--gt", "g.nii", "--out", "m.csv"])
-    assert (args.tolerance_mm, args.max_dist_mm, args.anatomy) == (2.0, 20.0, "spine")
+    # no anatomy by default: the one lift recorded (a spine default would score a brain map as vertebrae)
+    assert (args.tolerance_mm, args.max_dist_mm, args.anatomy, args.gt_scheme) == (2.0, 20.0, None, None)
 
 
 def test_outputs_rows_registry_order_and_empty_rules(maps, tmp_path: Path):
     pred, gt = maps
     out = tmp_path / "res" / "metrics.csv"
-    result, paths = run_eval3d(pred, gt, "spine", out, landmarks=True)
+    result, paths = run_eval3d(pred, gt, "spine", out, landmarks=True, **OURS)
     assert result.classes == ["C5", "T1", "T12", "L1"]  # registry order, not label or alphabetical order
 
     with open(out, newline="") as f:
@@ -102,8 +105,8 @@ def test_outputs_rows_registry_order_and_empty_rules(maps, tmp_path: Path):
     assert "Identification rate" in md and "2/3" in md
 
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        run_eval3d(pred, gt, "spine", out)
-    run_eval3d(pred, gt, "spine", out, overwrite=True)
+        run_eval3d(pred, gt, "spine", out, **OURS)
+    run_eval3d(pred, gt, "spine", out, overwrite=True, **OURS)
     assert sorted(p.name for p in out.parent.iterdir()) == ["metrics.csv", "metrics.json", "metrics.md"]
 
 
@@ -145,8 +148,11 @@ def test_grids_that_do_not_overlap_are_a_clear_error(tmp_path: Path, run_cli):
     gt_path = write_map(tmp_path / "gt.nii.gz", gt)
     pred_path = write_map(tmp_path / "pred.nrrd", gt, origin_xyz=(500.0, 0.0, 0.0))
     with pytest.raises(DataError, match="do not overlap"):
-        evaluate_volumes(pred_path, gt_path, "spine")
-    proc = run_cli("eval3d", "--pred", pred_path, "--gt", gt_path, "--out", tmp_path / "m.csv", offline=True)
+        evaluate_volumes(pred_path, gt_path, "spine", **OURS)
+    proc = run_cli(
+        "eval3d", "--pred", pred_path, "--gt", gt_path, "--out", tmp_path / "m.csv", "--anatomy", "spine",
+        "--gt-scheme", CLASS_ID_SCHEME, "--pred-scheme", CLASS_ID_SCHEME, offline=True,
+    )  # fmt: skip
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]  # after the info line about resampling
     assert last.startswith("yolo_spine eval3d: error: the prediction and the ground truth do not overlap")
@@ -158,8 +164,9 @@ def test_label_id_conventions_and_bad_inputs(tmp_path: Path):
     gt[1:4, 1:4, 1:4] = cls("S1")
     gt[5:7, 5:7, 5:7] = 99  # past the last class: background, but reported
     gt_path = write_map(tmp_path / "gt.nii.gz", gt)
-    res = evaluate_volumes(gt_path, gt_path, "spine")
+    res = evaluate_volumes(gt_path, gt_path, "spine", **OURS)
     assert res.classes == ["S1"] and res.unmapped_labels["gt"] == {99: 8}
+    assert res.options["decided_by"] == {"anatomy": "option", "gt_scheme": "option", "pred_scheme": "option"}
 
     # The same anatomy in TotalSegmentator v2 ids (L5 = 27), read with --gt-scheme.
     ts = np.zeros((8, 8, 8), np.uint8)
@@ -168,7 +175,7 @@ def test_label_id_conventions_and_bad_inputs(tmp_path: Path):
     ts_path = write_map(tmp_path / "ts.nii.gz", ts)
     ours = np.where(ts == 27, cls("L5"), 0).astype(np.uint8)
     ours_path = write_map(tmp_path / "ours.nii.gz", ours)
-    res = evaluate_volumes(ours_path, ts_path, "spine", gt_scheme="totalsegmentator_v2")
+    res = evaluate_volumes(ours_path, ts_path, "spine", gt_scheme="totalsegmentator_v2", pred_scheme=CLASS_ID_SCHEME)
     assert res.classes == ["L5"] and res.per_class["L5"].dice == 1.0 and res.unmapped_labels["gt"] == {5: 8}
     res = evaluate_volumes(
         ts_path, ts_path, "spine", gt_scheme="totalsegmentator_v2", pred_scheme="totalsegmentator_v2"
@@ -176,20 +183,22 @@ def test_label_id_conventions_and_bad_inputs(tmp_path: Path):
     assert res.per_class["L5"].dice == 1.0
 
     floats = write_map(tmp_path / "float.nii.gz", ours.astype(np.float32))  # whole-number floats are fine
-    assert evaluate_volumes(floats, ours_path, "spine").per_class["L5"].dice == 1.0
+    assert evaluate_volumes(floats, ours_path, "spine", **OURS).per_class["L5"].dice == 1.0
     halves = write_map(tmp_path / "halves.nii.gz", ours.astype(np.float32) + 0.5)
     with pytest.raises(DataError, match="non-integer"):
-        evaluate_volumes(halves, ours_path, "spine")
+        evaluate_volumes(halves, ours_path, "spine", gt_scheme=CLASS_ID_SCHEME)
     only_organs = write_map(tmp_path / "organs.nii.gz", np.where(ts == 5, 200, 0).astype(np.uint8))
-    with pytest.raises(DataError, match=r"no class of anatomy 'spine'.*--gt-scheme"):
-        evaluate_volumes(ours_path, only_organs, "spine")
+    with pytest.raises(DataError, match=r"label ids fit no label-id scheme of anatomy 'spine'.*pass --gt-scheme"):
+        evaluate_volumes(ours_path, only_organs, "spine", pred_scheme=CLASS_ID_SCHEME)
+    with pytest.raises(DataError, match=r"no class of anatomy 'spine' \(all ids unmapped under verse; pass --gt-"):
+        evaluate_volumes(ours_path, only_organs, "spine", gt_scheme="verse", pred_scheme=CLASS_ID_SCHEME)
     with pytest.raises(UserError, match="no label-id scheme 'totalseg'"):
         evaluate_volumes(ours_path, ts_path, "spine", gt_scheme="totalseg")
     with pytest.raises(DataError, match="not found"):
-        evaluate_volumes(tmp_path / "missing.nii.gz", ours_path, "spine")
+        evaluate_volumes(tmp_path / "missing.nii.gz", ours_path, "spine", **OURS)
     (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
     with pytest.raises(DataError, match="cannot read"):
-        evaluate_volumes(tmp_path / "junk.nii.gz", ours_path, "spine")
+        evaluate_volumes(tmp_path / "junk.nii.gz", ours_path, "spine", **OURS)
     with pytest.raises(UserError, match=r"\.csv"):
         run_eval3d(ours_path, ours_path, "spine", tmp_path / "metrics.txt")
 
@@ -201,7 +210,7 @@ def test_landmark_files(tmp_path: Path):
     (tmp_path / "pred.json").write_text(json.dumps(pred))
     out = tmp_path / "lm.csv"
     assert main(["eval3d", "--pred", str(tmp_path / "pred.json"), "--gt", str(tmp_path / "gt.json"),
-                 "--out", str(out)]) == 0  # fmt: skip
+                 "--out", str(out), "--anatomy", "spine"]) == 0  # fmt: skip
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["class"] for r in rows] == ["T11", "T12", "L1", "mean"]
@@ -220,7 +229,8 @@ def test_real_example_ct_against_itself(tmp_path: Path):
     ct = example_ct()
     out = tmp_path / "self.csv"
     argv = ["eval3d", "--pred", str(ct.labels), "--gt", str(ct.labels), "--out", str(out), "--landmarks",
-            "--gt-scheme", "totalsegmentator_v2", "--pred-scheme", "totalsegmentator_v2"]  # fmt: skip
+            "--anatomy", "spine", "--gt-scheme", "totalsegmentator_v2",
+            "--pred-scheme", "totalsegmentator_v2"]  # fmt: skip
     assert main(argv) == 0
     doc = json.loads(out.with_suffix(".json").read_text())
     vertebrae = [r["class"] for r in doc["classes"]]
@@ -230,3 +240,122 @@ def test_real_example_ct_against_itself(tmp_path: Path):
     assert doc["landmarks"]["identification_rate"] == 1.0 and doc["landmarks"]["mean_error_mm"] == 0.0
     assert len(doc["unmapped_labels"]["gt"]) > 50  # the other TotalSegmentator structures, counted not dropped
     assert not math.isnan(doc["mean"]["dice"]) and doc["mean"]["n_gt_classes"] == 18
+
+
+# ------------------------------------------------------------------ label-id schemes and anatomy that agree with lift
+
+
+def test_ambiguous_maps_are_refused_with_one_sentence(maps, tmp_path: Path, run_cli):
+    """Ids that read as vertebrae in one scheme and as something else in another are never scored on a guess."""
+    pred, gt = maps  # C5, T1, T12, L1 as class id + 1 = 5, 8, 20, 21: TotalSegmentator v1 reads 20, 21 as L3, L2
+    with pytest.raises(DataError) as err:
+        evaluate_volumes(pred, gt, "spine")
+    assert str(err.value) == (
+        f"cannot tell how to read the ground truth {gt}: its label ids fit the schemes class_id+1, "
+        "totalsegmentator_v1 and verse of anatomy 'spine' alike; pass --gt-scheme "
+        "(class_id+1, totalsegmentator_v2, totalsegmentator_v1, verse)"
+    )
+    # A TotalSegmentator organ map whose ids all lie in the class-id range (spleen 1, liver 5, lung 10, small
+    # bowel 18, colon 20): as class id + 1 it would be C1, C5, T3, T11, L1 and score Dice 0 without a word.
+    organs = np.zeros((12, 12, 12), np.uint8)
+    for n, sid in enumerate((1, 5, 10, 18, 20)):
+        organs[2 * n : 2 * n + 2, 2:9, 2:9] = sid
+    organs_path = write_map(tmp_path / "organs.nii.gz", organs)
+    with pytest.raises(DataError, match=r"^cannot tell how to read the ground truth .*pass --gt-scheme \("):
+        evaluate_volumes(pred, organs_path, "spine", pred_scheme=CLASS_ID_SCHEME)
+
+    out = tmp_path / "cli" / "m.csv"
+    proc = run_cli("eval3d", "--pred", pred, "--gt", gt, "--anatomy", "spine", "--out", out, offline=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith("yolo_spine eval3d: error: cannot tell how to read the ground")
+    assert "pass --gt-scheme" in errors[0] and not out.parent.exists()
+    proc = run_cli("eval3d", "--pred", pred, "--gt", gt, "--out", out, offline=True)  # no anatomy, no lift record
+    assert proc.returncode == 2 and "error: give --anatomy" in proc.stderr and not out.parent.exists()
+    proc = run_cli("eval3d", "--pred", pred, "--gt", gt, "--anatomy", "spine", "--out", out,
+                   "--gt-scheme", CLASS_ID_SCHEME, "--pred-scheme", CLASS_ID_SCHEME, offline=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "ground truth as class_id+1 (option); prediction as class_id+1 (option)" in proc.stdout
+
+
+def _crop_example_ct(folder: Path, levels: tuple[str, ...]) -> tuple[Path, Path]:
+    """The example CT and its TotalSegmentator-v2 map cropped around ``levels`` (whole vertebrae, 2-voxel margin)."""
+    import SimpleITK as sitk
+
+    from yolo_spine.data import example_ct
+
+    ex = example_ct()
+    vol, lab = sitk.ReadImage(str(ex.volume)), sitk.ReadImage(str(ex.labels))
+    ids = {name: sid for sid, name in REG.source_id_map("totalsegmentator_v2").items()}
+    sel = np.isin(sitk.GetArrayViewFromImage(lab), [ids[n] for n in levels])
+    lo, size = [], []
+    for axis, axes in ((0, (0, 1)), (1, (0, 2)), (2, (1, 2))):  # voxel axis i, j, k
+        idx = np.flatnonzero(sel.any(axes))
+        first, last = max(0, int(idx.min()) - 2), min(vol.GetSize()[axis] - 1, int(idx.max()) + 2)
+        lo.append(first)
+        size.append(last - first + 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "ct.nii.gz", folder / "labels.nii.gz"
+    for img, path in zip((vol, lab), paths, strict=True):
+        sitk.WriteImage(sitk.RegionOfInterest(img, size, lo), str(path))
+    return paths
+
+
+def test_real_example_mask_scores_a_lifted_prediction_without_schemes(tmp_path: Path, run_cli):
+    """The example CT's full TotalSegmentator-v2 map, as ct2yolo took it, against a lift: no --gt-scheme needed."""
+    from yolo_spine.ct.convert import ct2yolo
+    from yolo_spine.data import example_ct
+    from yolo_spine.lift.lift import lift
+
+    levels = ("T7", "T8")
+    vol, lab = _crop_example_ct(tmp_path / "crop", levels)
+    ds = tmp_path / "ds"
+    ct2yolo(ds, volume=vol, labels=lab, anatomy="spine", overrides={"planes": ["axial"], "views": []}, progress=False)
+    lifted = lift(ds, tmp_path / "lift" / "seg.nii.gz")
+    assert lifted.manifest == tmp_path / "lift" / "seg.json"
+
+    out = tmp_path / "eval" / "m.csv"
+    proc = run_cli("eval3d", "--pred", lifted.labels, "--gt", example_ct().labels, "--out", out, offline=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        "anatomy spine (lift record); label ids: ground truth as totalsegmentator_v2 (recognised from its ids); "
+        "prediction as class_id+1 (lift record)"
+    ) in proc.stdout
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["anatomy"] == "spine"
+    assert (doc["options"]["gt_scheme"], doc["options"]["pred_scheme"]) == ("totalsegmentator_v2", CLASS_ID_SCHEME)
+    rows = {r["class"]: r for r in doc["classes"]}
+    assert list(rows) == list(REG.names[REG.index("C5") : REG.index("L3") + 1])  # the map's 18 vertebrae
+    for name in levels:  # lifted ground-truth slices give the crop's whole vertebrae back
+        assert rows[name]["dice"] >= 0.97 and rows[name]["hd95_mm"] <= 2.0, rows[name]
+    predicted = [n for n, r in rows.items() if r["pred_present"]]
+    assert set(levels) < set(predicted)  # and the pieces of neighbours that reach into the crop ...
+    for name in predicted:  # ... each lands on its own vertebra of the full map: nothing is read as another class
+        assert rows[name]["precision"] >= 0.97, rows[name]
+    assert doc["mean"]["n_gt_classes"] == 18 and len(doc["unmapped_labels"]["gt"]) > 50
+
+
+def test_anatomy_is_taken_from_lifts_record(tmp_path: Path, run_cli):
+    """A brain lift is scored as the brain without --anatomy; a contradicting --anatomy is refused."""
+    from yolo_spine.ct.convert import ct2yolo
+    from yolo_spine.lift.lift import lift
+    from yolo_spine.synth import phantoms
+
+    vol, lab = phantoms.write_phantom(phantoms.brain_phantom(), tmp_path / "ph", "brain")
+    ds = tmp_path / "ds"
+    ct2yolo(ds, volume=vol, labels=lab, anatomy="brain", overrides={"planes": ["axial"]}, progress=False)
+    lifted = lift(ds, tmp_path / "lift" / "brain_seg.nii.gz")
+    assert json.loads((tmp_path / "lift" / "brain_seg.json").read_text())["anatomy"] == "brain"
+
+    out = tmp_path / "m.csv"
+    proc = run_cli("eval3d", "--pred", lifted.labels, "--gt", lab, "--out", out, offline=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.with_suffix(".json").read_text())
+    brain = load_registry("brain")
+    assert doc["anatomy"] == "brain" and doc["options"]["decided_by"]["anatomy"] == "lift record"
+    assert [r["class"] for r in doc["classes"]] == list(brain.names)  # all 20 regions, left before right
+    assert doc["mean"]["dice"] >= 0.9 and doc["mean"]["n_gt_classes"] == 20
+
+    proc = run_cli("eval3d", "--pred", lifted.labels, "--gt", lab, "--anatomy", "spine", "--out", tmp_path / "s.csv")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: brain_seg.nii.gz was lifted as anatomy 'brain', not 'spine'; fix --anatomy" in proc.stderr

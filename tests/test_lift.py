@@ -308,30 +308,26 @@ def _ortho_camera(view: str, px_per_mm: float, size: int) -> Camera:
     return Camera(k, w2c, True, 1000.0)
 
 
-def test_triangulation_of_boxes_and_points(tmp_path: Path) -> None:
-    from yolo_spine.lift.drr import box_from_views, triangulate_point
-    from yolo_spine.lift.lift import lift
+DRR_BOXES = {  # LPS mm boxes of two classes seen by the orthographic AP and lateral views below
+    "C3": (np.array([-10.0, -8, 20]), np.array([12.0, 14, 36])),
+    "C4": (np.array([-6.0, -4, -20]), np.array([8.0, 18, -4])),
+}
 
-    size = 64
+
+def write_drr_dataset(root: Path, size: int = 64) -> Path:
+    """An AP + lateral DRR dataset (labels and sidecars) whose masks are the projected boxes of DRR_BOXES."""
+    from yolo_spine.registry import load_registry
+
     cams = {v: _ortho_camera(v, 0.5, size) for v in ("ap", "lat")}
-    boxes = {
-        "C3": (np.array([-10.0, -8, 20]), np.array([12.0, 14, 36])),
-        "C4": (np.array([-6.0, -4, -20]), np.array([8.0, 18, -4])),
-    }
-    reg_names = ("C3", "C4")
-    root = tmp_path / "drr"
     geom = VolumeGeometry((40, 40, 40), (2.0, 2.0, 2.0), (-40.0, -40.0, -40.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     for view, cam in cams.items():
         instances = []
-        for name in reg_names:
-            lo, hi = boxes[name]
+        for name, (lo, hi) in DRR_BOXES.items():
             corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
             uv = cam.project(corners)
             u1, v1 = uv.min(0)
             u2, v2 = uv.max(0)
             rect = np.array([[u1, v1], [u2, v1], [u2, v2], [u1, v2]])
-            from yolo_spine.registry import load_registry
-
             instances.append(SegInstance(load_registry("spine").index(name), rect / size, None))
         stem = f"s1_{view}"
         write_yolo_labels(root / "labels" / "test" / f"{stem}.txt", instances)
@@ -347,6 +343,15 @@ def test_triangulation_of_boxes_and_points(tmp_path: Path) -> None:
         }
         (root / "sidecars" / "test").mkdir(parents=True, exist_ok=True)
         (root / "sidecars" / "test" / f"{stem}.json").write_text(json.dumps(side))
+    return root
+
+
+def test_triangulation_of_boxes_and_points(tmp_path: Path) -> None:
+    from yolo_spine.lift.drr import box_from_views, triangulate_point
+    from yolo_spine.lift.lift import lift
+
+    boxes = DRR_BOXES
+    root = write_drr_dataset(tmp_path / "drr")
     res = lift(root, tmp_path / "hull.nii.gz", hull=True)
     doc = json.loads(res.centroids.read_text())
     for name, (lo, hi) in boxes.items():
@@ -374,6 +379,39 @@ def test_triangulation_of_boxes_and_points(tmp_path: Path) -> None:
     got = triangulate_point([c1.projection_matrix(), c2.projection_matrix()], [c1.project(x)[0], c2.project(x)[0]])
     np.testing.assert_allclose(got, x, atol=1e-6)
     assert box_from_views([c1.projection_matrix()], [np.array([10.0, 10, 5, 5])]) is None  # empty constraints
+
+
+def test_lifts_with_other_output_names_share_a_folder(tmp_path: Path) -> None:
+    """Every file a lift writes is named after --out: a second lift into the folder touches none of the first's."""
+    from yolo_spine.cli import main
+    from yolo_spine.errors import OutputExistsError
+    from yolo_spine.lift.lift import lift
+
+    root = write_drr_dataset(tmp_path / "drr")
+    folder = tmp_path / "A"
+    first = lift(root, folder / "seg.nii.gz", hull=True)
+    second = lift(root, folder / "views.nii.gz")  # DRRs without a hull: centroids and manifest only
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "seg.centroids.json",
+        "seg.json",
+        "seg.nii.gz",
+        "views.centroids.json",
+        "views.json",
+    ]
+    assert (first.centroids, second.centroids) == (folder / "seg.centroids.json", folder / "views.centroids.json")
+    assert json.loads(first.manifest.read_text())["outputs"]["centroids"].endswith("seg.centroids.json")
+    assert second.labels is None and not (folder / "views.nii.gz").exists()
+    first_doc, second_doc = (json.loads(r.centroids.read_text()) for r in (first, second))
+    assert first_doc["centroids_lps_mm"] == second_doc["centroids_lps_mm"]
+    with pytest.raises(OutputExistsError, match="--overwrite"):  # the same name again: its own files are there
+        lift(root, folder / "views.nii.gz")
+
+    # eval3d reads lift's centroid files, and the anatomy they record, without --anatomy
+    out = tmp_path / "lm.csv"
+    assert main(["eval3d", "--pred", str(first.centroids), "--gt", str(second.centroids), "--out", str(out)]) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["anatomy"] == "spine" and doc["options"]["decided_by"] == {"anatomy": "lift record"}
+    assert doc["landmarks"]["identification_rate"] == 1.0 and doc["landmarks"]["n_gt"] == 2
 
 
 # ------------------------------------------------------------------------------------- real CT (ct2yolo oracle)

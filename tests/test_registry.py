@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from yolo_spine.errors import UserError
-from yolo_spine.registry import available_registries, load_registry, normalize_name
+from yolo_spine.registry import (
+    CLASS_ID_SCHEME,
+    available_registries,
+    detect_label_scheme,
+    load_registry,
+    normalize_name,
+)
 
 
 def test_shipped_registries():
@@ -84,3 +90,45 @@ def test_unknown_registry_and_bad_yaml(tmp_path: Path):
 def test_normalize_name():
     assert normalize_name("L-05") == "l5"
     assert normalize_name(" Tooth 11 ") == "tooth11"
+
+
+def test_label_scheme_detection():
+    """The rule ct2yolo and eval3d share: one reading of the ids, or no answer."""
+    spine = load_registry("spine")
+    assert spine.schemes == (CLASS_ID_SCHEME, "totalsegmentator_v2", "totalsegmentator_v1", "verse")
+    assert spine.label_id_map(CLASS_ID_SCHEME)[1] == "C1" and spine.label_id_map(CLASS_ID_SCHEME)[26] == "sacrum"
+    # TotalSegmentator v2 with organs past v1's 104 and VerSe's 28 and the class count (26): v2 only
+    assert detect_label_scheme(spine, [0, 5, 29, 30, 51, 118]).scheme == "totalsegmentator_v2"
+    # the same vertebrae without ids above 104: v1 reads 29, 30 as T6, T5, so no answer
+    found = detect_label_scheme(spine, [0, 5, 29, 30, 51])
+    assert found.scheme is None and found.candidates == ("totalsegmentator_v2", "totalsegmentator_v1")
+    # class id + 1 of C1–C3: VerSe reads them alike (one reading), v1 and v2 read nothing
+    assert detect_label_scheme(spine, [1, 2, 3]) == detect_label_scheme(spine, [0, 1, 2, 3])
+    assert detect_label_scheme(spine, [1, 2, 3]).scheme == CLASS_ID_SCHEME
+    assert detect_label_scheme(spine, [200]).candidates == ()  # nothing of the spine in any scheme
+    assert detect_label_scheme(spine, []).scheme == CLASS_ID_SCHEME  # an empty map reads alike in every scheme
+    brain = load_registry("brain")  # ASPECTS 1–20 is class id + 1
+    assert detect_label_scheme(brain, range(21)).scheme == CLASS_ID_SCHEME
+    assert detect_label_scheme(brain, [3, 21]).candidates == ()  # 21 is past both
+
+
+def test_source_id_max_is_checked(tmp_path: Path):
+    assert load_registry("spine").source_id_max == {"totalsegmentator_v1": 104, "verse": 28}
+    base = "name: x\nclasses: [{name: a}, {name: b}]\nsource_ids: {s: {7: a, 9: b}}\n"
+    for n, (extra, msg) in enumerate(
+        (
+            ("source_id_max: {s: 8}\n", "source_id_max.s must be a whole number >= the scheme's largest id"),
+            ("source_id_max: {t: 10}\n", "source_id_max names unknown scheme 't'"),
+        )
+    ):
+        path = tmp_path / f"bad{n}.yaml"
+        path.write_text(base + extra)
+        with pytest.raises(UserError, match=msg):
+            load_registry(str(path))
+    (tmp_path / "ok.yaml").write_text(base + "source_id_max: {s: 9}\n")
+    reg = load_registry(str(tmp_path / "ok.yaml"))
+    assert detect_label_scheme(reg, [7, 10]).candidates == ()  # 10 is past s's 9 and past the class count (2)
+    assert detect_label_scheme(reg, [7, 9]).scheme == "s"
+    (tmp_path / "clash.yaml").write_text("name: y\nclasses: [{name: a}]\nsource_ids: {class_id+1: {1: a}}\n")
+    with pytest.raises(UserError, match="built-in class id"):
+        load_registry(str(tmp_path / "clash.yaml"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,10 @@ import yaml
 
 from yolo_spine.errors import UserError
 
-_REGISTRY_KEYS = {"name", "description", "classes", "mirror_pairs", "order", "source_ids"}
+_REGISTRY_KEYS = {"name", "description", "classes", "mirror_pairs", "order", "source_ids", "source_id_max"}
+
+#: The project's own label-map convention (what ``lift`` writes): voxel value = class id + 1, 0 = background.
+CLASS_ID_SCHEME = "class_id+1"
 
 
 def configs_dir() -> Path:
@@ -81,6 +85,8 @@ class AnatomyRegistry:
         mirror: Class name → its left/right mirror class (both directions); empty for the spine.
         order: Anatomical order along an image axis, or ``None`` when classes have no sequence.
         source_ids: Label-map scheme (``totalsegmentator_v2`` …) → {source label id: class name}.
+        source_id_max: Scheme → the largest label id it defines (a map holding a larger id is not in that scheme);
+            schemes without an entry are open-ended.
         path: The YAML file this registry was read from.
     """
 
@@ -91,6 +97,7 @@ class AnatomyRegistry:
     mirror: dict[str, str] = field(repr=False)
     order: OrderSpec | None = field(repr=False)
     source_ids: dict[str, dict[int, str]] = field(repr=False)
+    source_id_max: dict[str, int] = field(default_factory=dict, repr=False)
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -150,9 +157,91 @@ class AnatomyRegistry:
                 f"anatomy '{self.name}' has no label-id scheme '{scheme}'; known: {', '.join(self.source_ids)}"
             ) from None
 
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        """Every label-id scheme a label map of this anatomy may be written in: ``class_id+1``, then ``source_ids``."""
+        return (CLASS_ID_SCHEME, *self.source_ids)
+
+    def label_id_map(self, scheme: str) -> dict[int, str]:
+        """Return ``{label id: class name}`` for any scheme of :attr:`schemes` (``class_id+1`` included).
+
+        Raises:
+            UserError: If the scheme is not defined for this registry (the message lists those that are).
+        """
+        if scheme == CLASS_ID_SCHEME:
+            return {i + 1: n for i, n in enumerate(self.names)}
+        if scheme not in self.source_ids:
+            raise UserError(
+                f"anatomy '{self.name}' has no label-id scheme '{scheme}'; known: {', '.join(self.schemes)}"
+            )
+        return dict(self.source_ids[scheme])
+
     @functools.cached_property
     def _index(self) -> dict[str, int]:
         return {n: i for i, n in enumerate(self.names)}
+
+
+@dataclass(frozen=True)
+class SchemeDetection:
+    """What :func:`detect_label_scheme` concluded about a label map.
+
+    Attributes:
+        scheme: The scheme the map is written in, or ``None`` when its ids do not say (see ``candidates``).
+        candidates: Every scheme consistent with the ids, registry order; several readings that disagree make the
+            map ambiguous, none makes it unrecognised.
+    """
+
+    scheme: str | None
+    candidates: tuple[str, ...]
+
+
+def detect_label_scheme(reg: AnatomyRegistry, label_ids: Iterable[int]) -> SchemeDetection:
+    """Recognise which label-id scheme of ``reg`` a label map is written in, from the ids it holds.
+
+    ``ct2yolo`` (when no ``label_scheme`` is configured) and ``eval3d`` (when no ``--gt-scheme``/``--pred-scheme``
+    is given) both decide through this function, so the two commands read the same file the same way.
+
+    A scheme is consistent with the map when
+
+    * ``class_id+1``: every non-zero id is a class id + 1 (the project's own maps hold nothing else);
+    * a source scheme: at least one id names one of its classes and no id exceeds the scheme's largest id
+      (``source_id_max``); its other ids are the scheme's other structures (a TotalSegmentator map's organs).
+
+    Consistent schemes that give every id of the map the same class are one reading (the first is returned).
+    A map is recognised only when exactly one reading remains; otherwise ``scheme`` is ``None`` and the caller
+    must ask the user. A map with no non-zero id reads the same in every scheme (``class_id+1``).
+
+    Args:
+        reg: The anatomy.
+        label_ids: The label ids present in the map (0 = background is ignored).
+
+    Returns:
+        The detection: the scheme (or ``None``) and every consistent scheme.
+
+    Example:
+        >>> reg = load_registry("spine")
+        >>> detect_label_scheme(reg, [0, 29, 30, 51, 118]).scheme  # L3, L2, the heart, costal cartilages
+        'totalsegmentator_v2'
+        >>> detect_label_scheme(reg, [1, 2, 3]).scheme  # C1–C3 as class id + 1 (VerSe reads them alike)
+        'class_id+1'
+        >>> detect_label_scheme(reg, [13, 20]).candidates  # T6/L1 as class id + 1, or TotalSegmentator v1's L3
+        ('class_id+1', 'totalsegmentator_v1', 'verse')
+    """
+    ids = sorted({int(i) for i in label_ids} - {0})
+    if not ids:
+        return SchemeDetection(CLASS_ID_SCHEME, reg.schemes)
+    readings: dict[tuple[str | None, ...], str] = {}
+    consistent: list[str] = []
+    for scheme in reg.schemes:
+        table = reg.label_id_map(scheme)
+        largest = reg.nc if scheme == CLASS_ID_SCHEME else reg.source_id_max.get(scheme)
+        reading = tuple(table.get(i) for i in ids)
+        if (largest is not None and ids[-1] > largest) or not any(reading):
+            continue
+        consistent.append(scheme)
+        readings.setdefault(reading, scheme)
+    scheme = next(iter(readings.values())) if len(readings) == 1 else None
+    return SchemeDetection(scheme, tuple(consistent))
 
 
 def available_registries() -> list[str]:
@@ -248,12 +337,22 @@ def _parse_registry(raw: object, path: Path) -> AnatomyRegistry:
 
     source_ids: dict[str, dict[int, str]] = {}
     for scheme, mapping in (raw.get("source_ids") or {}).items():
+        if scheme == CLASS_ID_SCHEME:
+            raise fail(f"source_ids: '{CLASS_ID_SCHEME}' is the built-in class id + 1 convention, not a scheme name")
         table: dict[int, str] = {}
         for sid, cname in (mapping or {}).items():
             if str(cname) not in names:
                 raise fail(f"source_ids.{scheme}: id {sid} maps to unknown class '{cname}'")
             table[int(sid)] = str(cname)
         source_ids[str(scheme)] = table
+
+    source_id_max: dict[str, int] = {}
+    for scheme, largest in (raw.get("source_id_max") or {}).items():
+        if scheme not in source_ids:
+            raise fail(f"source_id_max names unknown scheme '{scheme}'")
+        if not isinstance(largest, int) or largest < max(source_ids[scheme], default=0):
+            raise fail(f"source_id_max.{scheme} must be a whole number >= the scheme's largest id")
+        source_id_max[str(scheme)] = largest
 
     return AnatomyRegistry(
         name=str(raw["name"]),
@@ -263,5 +362,6 @@ def _parse_registry(raw: object, path: Path) -> AnatomyRegistry:
         mirror=mirror,
         order=order,
         source_ids=source_ids,
+        source_id_max=source_id_max,
         path=path,
     )

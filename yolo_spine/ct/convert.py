@@ -39,7 +39,7 @@ from yolo_spine.errors import DataError, OutputExistsError, UserError
 from yolo_spine.identifiers import FOLDER, input_record, path_name, pseudonym, records_paths
 from yolo_spine.io.labels import SegInstance, write_data_yaml
 from yolo_spine.provenance import atomic_output, run_manifest, sha256_file, write_json_atomic
-from yolo_spine.registry import AnatomyRegistry, load_registry
+from yolo_spine.registry import AnatomyRegistry, detect_label_scheme, load_registry
 
 log = logging.getLogger("yolo_spine")
 
@@ -320,7 +320,7 @@ def convert_study(
     root: Path,
     options: Mapping[str, Any],
     anatomy: str,
-    class_of_id: Mapping[int, str],
+    class_of_id: Mapping[int, str] | None,
     resample_labels: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -331,7 +331,8 @@ def convert_study(
         root: Dataset folder being written (split sub-folders are created as needed).
         options: Resolved ``ct`` options.
         anatomy: Registry name or YAML path.
-        class_of_id: Source label id → class name.
+        class_of_id: Source label id → class name; ``None``: recognise the label map's scheme from its ids
+            (:func:`yolo_spine.registry.detect_label_scheme`, as ``eval3d`` does).
         resample_labels: Resample disagreeing labels onto the volume grid.
         progress: Show a progress bar.
 
@@ -359,6 +360,10 @@ def convert_study(
     geom = VolumeGeometry.from_image(study.image)
     image = sitk.GetArrayFromImage(study.image)
     labels = sitk.GetArrayFromImage(study.labels)
+    scheme = None
+    if class_of_id is None:
+        scheme = _detect_scheme(reg, labels, spec)
+        class_of_id = reg.label_id_map(scheme)
     class_ids = {sid: reg.index(name) for sid, name in class_of_id.items()}
     lut = sl.class_lut(class_ids, int(labels.max()))
     counts = np.bincount(labels.ravel().astype(np.int64), minlength=len(lut))
@@ -392,6 +397,7 @@ def convert_study(
         "notes": study.notes,
         "geometry": geom.to_json(),
         "unmapped_label_ids": unmapped,
+        **({"label_scheme_detected": scheme} if scheme else {}),
         "planes": {},
         "views": {},
     }
@@ -569,6 +575,19 @@ def _convert_drrs(
     return views
 
 
+def _detect_scheme(reg: AnatomyRegistry, labels: np.ndarray, spec: StudySpec) -> str:
+    """The label-id scheme of a study's label map, recognised from its ids (no ``label_scheme`` configured)."""
+    found = detect_label_scheme(reg, np.flatnonzero(np.bincount(labels.ravel().astype(np.int64))))
+    if found.scheme is None:
+        fits = f"the schemes {', '.join(found.candidates)} alike" if found.candidates else "no scheme"
+        raise DataError(
+            f"study {spec.name}: the label ids of {spec.labels.name} fit {fits} of anatomy {reg.name}; set "
+            f"label_scheme in the preset (one of {', '.join(reg.schemes)}) or pass --label-map"
+        )
+    log.info("study %s: label ids recognised as the %s scheme", spec.name, found.scheme)
+    return found.scheme
+
+
 def _convert_one(args: tuple) -> dict[str, Any]:
     """Process-pool entry: convert one study with this worker's share of the cores."""
     spec, root, options, anatomy, class_of_id, resample_labels, threads = args
@@ -647,10 +666,8 @@ def ct2yolo(
         class_of_id = read_label_map(Path(label_map), reg)
         scheme = f"file:{Path(label_map).name}"
     else:
-        scheme = options["label_scheme"] or next(iter(reg.source_ids), None)
-        if scheme is None:
-            raise UserError(f"anatomy {reg.name} defines no label-id scheme; pass --label-map")
-        class_of_id = reg.source_id_map(scheme)
+        scheme = options["label_scheme"]  # None: recognised per study from its label ids
+        class_of_id = reg.label_id_map(scheme) if scheme else None
     specs = name_studies(specs, str(options["study_id_salt"]))
     workers = max(1, min(int(workers), len(specs)))
     with atomic_output(final, overwrite) as tmp:
@@ -689,6 +706,7 @@ def ct2yolo(
                         "inputs": r["inputs"],
                         "split": r["split"],
                         "images_per_split": r["images_per_split"],
+                        "label_scheme": r.get("label_scheme_detected", scheme),
                         "unmapped_label_ids": r["unmapped_label_ids"],
                         "structures": r["structures"],
                     }

@@ -2,7 +2,7 @@
 
 Stages (each writes its usual outputs under ``OUT``): ``dataset/`` (``ct2yolo``), ``train/`` (``train``),
 ``review/`` (``val`` on the test split), ``predict/`` (``predict --save-txt`` on the held-out test images),
-``lift/seg.nii.gz`` and ``lift/centroids.json`` (``lift``), ``eval/`` (``eval3d`` on slices and on the
+``lift/seg.nii.gz`` and ``lift/seg.centroids.json`` (``lift``), ``eval/`` (``eval3d`` on slices and on the
 DRR-triangulated centroids), ``summary.json`` and ``summary.md``.
 
 One study cannot be split by patient, so the split is by slab and pose (see ``configs/demo/default.yaml``):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_record_paths, say
+from yolo_spine._cli_common import add_command, add_out, add_record_paths, say
 from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
 
 
@@ -20,22 +20,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Score a predicted 3D label map against a ground-truth label map per class: Dice, IoU, "
         "precision, recall, HD95 and ASSD (mm, MONAI), normalised surface Dice at a tolerance, volume difference "
         "(prediction − ground truth, ml); optionally centroid identification rate as VerSe counts it. A prediction "
-        "on another grid is resampled (nearest neighbour) onto the ground-truth grid. Label ids are class id + 1 "
-        "(0 = background) unless --gt-scheme/--pred-scheme name a source scheme. Writes OUT (CSV) and the JSON "
-        "and Markdown files beside it.",
+        "on another grid is resampled (nearest neighbour) onto the ground-truth grid. Each label map is read in the "
+        "scheme --gt-scheme/--pred-scheme name, else class id + 1 when lift wrote it (its <name>.json beside it), "
+        "else the scheme its ids are recognised as (as ct2yolo does); a map whose ids fit several schemes is "
+        "refused. The anatomy defaults to the one lift recorded. Writes OUT (CSV) and the JSON and Markdown files "
+        "beside it.",
     )
     p.add_argument("--pred", type=Path, required=True, help="predicted label map (NIfTI/MHA/NRRD) or centroid .json")
     p.add_argument("--gt", type=Path, required=True, help="ground-truth label map (NIfTI/MHA/NRRD) or centroid .json")
-    add_anatomy(p)
+    p.add_argument(
+        "--anatomy",
+        default=None,
+        help="anatomy registry: spine, teeth, brain or a YAML file; default: the one lift recorded for --pred",
+    )
     add_out(p, help="metrics CSV path (metrics.json and metrics.md are written beside it)")
     add_record_paths(p)
     p.add_argument(
         "--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM, help="tolerance of the normalised surface Dice"
     )
     p.add_argument(
-        "--gt-scheme", default=None, help="label-id scheme of the ground truth (e.g. totalsegmentator_v2, verse)"
+        "--gt-scheme",
+        default=None,
+        help="label-id scheme of the ground truth: class_id+1 or one of the registry's (totalsegmentator_v2, "
+        "verse …); default: recognised from its ids",
     )
-    p.add_argument("--pred-scheme", default=None, help="label-id scheme of the prediction")
+    p.add_argument(
+        "--pred-scheme",
+        default=None,
+        help="label-id scheme of the prediction; default: class_id+1 when lift wrote it, else recognised",
+    )
     p.add_argument(
         "--landmarks", action="store_true", help="also score class centroids: identification rate and errors (mm)"
     )
@@ -60,6 +73,13 @@ def _eval3d(args: argparse.Namespace) -> int:
         max_dist_mm=args.max_dist_mm,
         progress=not args.quiet,
     )
+    opts = result.options
+    read = [
+        f"{what} as {opts[f'{key}_scheme']} ({opts['decided_by'][f'{key}_scheme']})"
+        for key, what in (("gt", "ground truth"), ("pred", "prediction"))
+        if opts.get(f"{key}_scheme")
+    ]
+    say(f"anatomy {result.anatomy} ({opts['decided_by']['anatomy']}); label ids: {'; '.join(read) or 'landmarks only'}")
     if result.geometry.get("pred_resampled"):
         say("note: the prediction was resampled (nearest neighbour) onto the ground-truth grid")
     if result.mean is not None:

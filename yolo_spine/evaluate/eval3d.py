@@ -1,10 +1,15 @@
 """Score a 3D prediction against ground truth: label maps or landmark files in, per-class metrics out.
 
-Label-id convention: a label map's voxel value ``k`` means registry class ``k − 1`` (0 = background) unless a
-source scheme is named (``gt_scheme`` / ``pred_scheme``, e.g. ``totalsegmentator_v2`` for the example CT),
-in which case the registry's ``source_ids[scheme]`` table decides. Ids that name no class (other organs of a
-TotalSegmentator map, an id past the last class) are background for scoring and are counted per id in the
-result (``unmapped_labels``) — nothing is dropped silently.
+Label ids: each label map is read in one of the anatomy's schemes (``class_id+1``: voxel value ``k`` is registry
+class ``k − 1``, 0 = background, what ``lift`` writes; or a ``source_ids`` scheme such as ``totalsegmentator_v2``).
+The scheme is the one given (``gt_scheme`` / ``pred_scheme``); else ``class_id+1`` for a map that ``lift`` wrote
+(its run record ``<name>.json`` sits beside it); else the one its ids are recognised as by
+:func:`yolo_spine.registry.detect_label_scheme`, the function ``ct2yolo`` uses too. A map whose ids fit several
+readings, or none, is refused: it is never scored under a guess. Ids that name no class (other organs of a
+TotalSegmentator map) are background for scoring and are counted per id in the result (``unmapped_labels``).
+
+Anatomy: the one given, else the one ``lift`` recorded for the prediction (or the ground truth); one of the two is
+needed, and a given anatomy that contradicts lift's record is refused.
 
 Geometry: the ground-truth grid is the reference. A prediction on another grid (size, spacing, origin or
 direction) is resampled onto it with nearest-neighbour interpolation, and the result says so
@@ -40,7 +45,7 @@ from yolo_spine.evaluate.metrics import (
     label_map_metrics,
     mean_metrics,
 )
-from yolo_spine.registry import AnatomyRegistry, load_registry
+from yolo_spine.registry import CLASS_ID_SCHEME, AnatomyRegistry, detect_label_scheme, load_registry
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -66,7 +71,7 @@ class Eval3dResult:
         centroids_lps_mm: ``{"gt": {name: [x, y, z]}, "pred": {...}}`` when landmarks were computed.
         geometry: Grids and whether the prediction was resampled.
         unmapped_labels: ``{"gt": {id: voxels}, "pred": {...}}`` for label ids that name no class.
-        options: The options used (tolerance, schemes, distances).
+        options: The options used (tolerance, the schemes read, what decided them (``decided_by``), distances).
         inputs: ``{"pred": path, "gt": path}``.
         seconds: Wall time of the evaluation.
     """
@@ -129,10 +134,87 @@ def read_label_map(path: str | Path, what: str = "label map") -> sitk.Image:
 
 
 def class_lookup(reg: AnatomyRegistry, scheme: str | None) -> dict[int, int]:
-    """Return ``{label id: class id}`` for a label map written in ``scheme`` (``None``: id = class id + 1)."""
-    if scheme is None:
-        return {i + 1: i for i in range(reg.nc)}
-    return {sid: reg.index(name) for sid, name in reg.source_id_map(scheme).items()}
+    """Return ``{label id: class id}`` for a label map written in ``scheme`` (``None``: ``class_id+1``)."""
+    return {sid: reg.index(name) for sid, name in reg.label_id_map(scheme or CLASS_ID_SCHEME).items()}
+
+
+def _integer_labels(image: sitk.Image, what: str) -> np.ndarray:
+    """The image's voxels as whole numbers (a view when already integer)."""
+    sitk = _import_sitk()
+    arr = sitk.GetArrayViewFromImage(image)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+            raise DataError(f"{what} holds non-integer values; a label map of whole-number ids is needed")
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def label_ids_present(image: sitk.Image, what: str = "label map") -> list[int]:
+    """Return the distinct voxel values of a label map, ascending (0 included when present).
+
+    Raises:
+        DataError: If voxel values are not whole numbers.
+    """
+    arr = _integer_labels(image, what)
+    lo, hi = int(arr.min()), int(arr.max())
+    if hi - lo <= (1 << 24):
+        counts = np.bincount((arr if lo == 0 else np.subtract(arr, lo, dtype=np.int64)).ravel())
+        return [lo + int(i) for i in np.flatnonzero(counts)]
+    return [int(i) for i in np.unique(arr)]
+
+
+def lift_record(path: str | Path) -> dict[str, Any] | None:
+    """The record ``lift`` left for a label map or centroid file it wrote, or ``None`` for any other file.
+
+    A label map's record is lift's run manifest beside it (``seg.nii.gz`` → ``seg.json``, naming the map as its
+    output); a centroid file (``seg.centroids.json``) is its own record. Both name the ``anatomy``.
+    """
+    from yolo_spine.lift.drr import CENTROIDS_SCHEMA
+    from yolo_spine.lift.lift import output_paths
+
+    path = Path(path)
+    if is_centroid_file(path):
+        doc = _read_json_or_none(path)
+        return doc if isinstance(doc, dict) and doc.get("schema") == CENTROIDS_SCHEMA else None
+    try:
+        manifest_path = output_paths(path)["manifest"]
+    except UserError:  # not a volume suffix lift writes
+        return None
+    doc = _read_json_or_none(manifest_path)
+    if not (isinstance(doc, dict) and doc.get("command") == "lift" and isinstance(doc.get("outputs"), dict)):
+        return None
+    written = doc["outputs"].get("labels")
+    return doc if written and Path(str(written)).name == path.name and doc.get("anatomy") else None
+
+
+def _read_json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def resolve_anatomy(anatomy: str | Path | None, pred: str | Path, gt: str | Path) -> tuple[AnatomyRegistry, str]:
+    """Decide the anatomy: the one given, else the one ``lift`` recorded for the prediction (or ground truth).
+
+    Returns:
+        ``(registry, source)`` with ``source`` ``"option"`` or ``"lift record"``.
+
+    Raises:
+        UserError: No anatomy given and none recorded, or a given anatomy that contradicts lift's record.
+    """
+    recorded = [(p, r["anatomy"]) for p in (pred, gt) if (r := lift_record(p)) is not None]
+    if anatomy is None:
+        if not recorded:
+            raise UserError(
+                "give --anatomy (spine, teeth, brain or a registry YAML): neither input has a lift record naming it"
+            )
+        return load_registry(recorded[0][1]), "lift record"
+    reg = load_registry(anatomy)
+    for path, name in recorded:
+        if name != reg.name:
+            raise UserError(f"{Path(path).name} was lifted as anatomy '{name}', not '{reg.name}'; fix --anatomy")
+    return reg, "option"
 
 
 def to_class_labels(
@@ -152,12 +234,7 @@ def to_class_labels(
     Raises:
         DataError: If voxel values are not whole numbers.
     """
-    sitk = _import_sitk()
-    arr = sitk.GetArrayViewFromImage(image)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
-            raise DataError(f"{what} holds non-integer values; a label map of whole-number ids is needed")
-        arr = arr.astype(np.int64)
+    arr = _integer_labels(image, what)
     lo, hi = int(arr.min()), int(arr.max())
     if hi - lo <= (1 << 24):  # dense lookup table: one pass, no sort
         shifted = arr if lo == 0 else np.subtract(arr, lo, dtype=np.int64)
@@ -310,11 +387,56 @@ def _check_options(tolerance_mm: float, max_dist_mm: float) -> None:
         raise UserError(f"--max-dist-mm must be a positive number, not {max_dist_mm}")
 
 
+def label_scheme_of(
+    path: str | Path, image: sitk.Image, reg: AnatomyRegistry, scheme: str | None, what: str, flag: str
+) -> tuple[str, str]:
+    """Decide the label-id scheme a map is read in (see the module docstring).
+
+    Args:
+        path: The map's file (its lift record, if any, sits beside it).
+        image: The map.
+        reg: The anatomy.
+        scheme: The scheme the user gave, or ``None``.
+        what: ``"ground truth"`` or ``"prediction"``, for messages.
+        flag: The option that names the scheme (``--gt-scheme``), for messages.
+
+    Returns:
+        ``(scheme, source)`` with ``source`` ``"option"``, ``"lift record"`` or ``"recognised from its ids"``.
+
+    Raises:
+        UserError: An unknown scheme name.
+        DataError: Ids that fit several schemes' readings, or none (one sentence naming ``flag``).
+    """
+    if scheme is not None:
+        reg.label_id_map(scheme)  # an unknown name is an error before any work
+        return scheme, "option"
+    if lift_record(path) is not None:
+        return CLASS_ID_SCHEME, "lift record"
+    found = detect_label_scheme(reg, label_ids_present(image, what))
+    if found.scheme is not None:
+        log.info("%s %s: label ids recognised as %s", what, Path(path).name, found.scheme)
+        return found.scheme, "recognised from its ids"
+    fits = (
+        f"fit the schemes {_and(found.candidates)} of anatomy '{reg.name}' alike"
+        if found.candidates
+        else f"fit no label-id scheme of anatomy '{reg.name}' (check --anatomy)"
+    )
+    raise DataError(
+        f"cannot tell how to read the {what} {path}: its label ids {fits}; pass {flag} ({', '.join(reg.schemes)})"
+    )
+
+
+def _and(words: tuple[str, ...]) -> str:
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
+
+
 def _load_classes(
-    path: str | Path, reg: AnatomyRegistry, scheme: str | None, what: str
-) -> tuple[sitk.Image, np.ndarray, dict[int, int]]:
+    path: str | Path, reg: AnatomyRegistry, scheme: str | None, what: str, flag: str
+) -> tuple[sitk.Image, np.ndarray, dict[int, int], str, str]:
+    """Read a label map as class id + 1 in the scheme :func:`label_scheme_of` decides; also return it and why."""
     sitk = _import_sitk()
     image = read_label_map(path, what)
+    scheme, source = label_scheme_of(path, image, reg, scheme, what, flag)
     labels_zyx, unmapped = to_class_labels(image, class_lookup(reg, scheme), what)
     if unmapped:
         shown = ", ".join(f"{k}" for k in list(unmapped)[:12]) + (" …" if len(unmapped) > 12 else "")
@@ -323,18 +445,18 @@ def _load_classes(
             what,
             len(unmapped),
             reg.name,
-            scheme or "class-id+1",
+            scheme,
             shown,
         )
     class_image = sitk.GetImageFromArray(labels_zyx)
     class_image.CopyInformation(image)
-    return class_image, labels_zyx, unmapped
+    return class_image, labels_zyx, unmapped, scheme, source
 
 
 def evaluate_volumes(
     pred_path: str | Path,
     gt_path: str | Path,
-    anatomy: str | Path,
+    anatomy: str | Path | None,
     tolerance_mm: float = DEFAULT_TOLERANCE_MM,
     *,
     gt_scheme: str | None = None,
@@ -348,10 +470,10 @@ def evaluate_volumes(
     Args:
         pred_path: Predicted label map (NIfTI, MHA/MHD, NRRD).
         gt_path: Ground-truth label map; its grid is the reference.
-        anatomy: Registry name or YAML path; rows follow its class order.
+        anatomy: Registry name or YAML path (rows follow its class order); ``None``: the one lift recorded.
         tolerance_mm: Normalised surface Dice tolerance, mm.
-        gt_scheme: Source label scheme of the ground truth (``None``: id = class id + 1).
-        pred_scheme: Source label scheme of the prediction (``None``: id = class id + 1).
+        gt_scheme: Label-id scheme of the ground truth (``None``: lift's record, else recognised from its ids).
+        pred_scheme: Label-id scheme of the prediction (``None``: lift's record, else recognised from its ids).
         landmarks: Also compute class centroids (world LPS mm), identification rate and centroid errors.
         max_dist_mm: Identification distance limit (VerSe: 20 mm).
         progress: Show a progress bar over classes.
@@ -360,19 +482,24 @@ def evaluate_volumes(
         The result; rows are the registry classes present in either map.
 
     Raises:
-        DataError: Unreadable maps, no class of the anatomy in the ground truth, or grids that do not overlap.
-        UserError: Unknown anatomy or scheme, bad tolerance.
+        DataError: Unreadable maps, label ids whose scheme is unclear, no class of the anatomy in the ground
+            truth, or grids that do not overlap.
+        UserError: No or a contradicted anatomy, an unknown scheme, bad tolerance.
     """
     t0 = time.perf_counter()
     _check_options(tolerance_mm, max_dist_mm)
-    reg = load_registry(anatomy)
-    gt_img, gt_zyx, gt_unmapped = _load_classes(gt_path, reg, gt_scheme, "ground truth")
+    reg, anatomy_source = resolve_anatomy(anatomy, pred_path, gt_path)
+    gt_img, gt_zyx, gt_unmapped, gt_scheme, gt_source = _load_classes(
+        gt_path, reg, gt_scheme, "ground truth", "--gt-scheme"
+    )
     if not gt_zyx.any():
         raise DataError(
             f"the ground truth {gt_path} holds no class of anatomy '{reg.name}'"
-            + (" (all ids unmapped; pass --gt-scheme, e.g. totalsegmentator_v2)" if gt_unmapped else "")
+            + (f" (all ids unmapped under {gt_scheme}; pass --gt-scheme)" if gt_unmapped else "")
         )
-    pred_img, pred_zyx, pred_unmapped = _load_classes(pred_path, reg, pred_scheme, "prediction")
+    pred_img, pred_zyx, pred_unmapped, pred_scheme, pred_source = _load_classes(
+        pred_path, reg, pred_scheme, "prediction", "--pred-scheme"
+    )
     if pred_unmapped and not pred_zyx.any():
         log.warning("no prediction label id names a class of '%s'; is --pred-scheme right?", reg.name)
 
@@ -410,7 +537,14 @@ def evaluate_volumes(
         mean=mean_metrics(per_class.values()),
         geometry=geometry,
         unmapped_labels={"gt": gt_unmapped, "pred": pred_unmapped},
-        options=_options(tolerance_mm, gt_scheme, pred_scheme, landmarks, max_dist_mm),
+        options=_options(
+            tolerance_mm,
+            {"anatomy": anatomy_source, "gt_scheme": gt_source, "pred_scheme": pred_source},
+            gt_scheme,
+            pred_scheme,
+            landmarks,
+            max_dist_mm,
+        ),
         inputs={"pred": str(pred_path), "gt": str(gt_path)},
     )
     if landmarks:
@@ -426,7 +560,7 @@ def evaluate_volumes(
 def evaluate_landmarks(
     pred_path: str | Path,
     gt_path: str | Path,
-    anatomy: str | Path,
+    anatomy: str | Path | None,
     *,
     gt_scheme: str | None = None,
     pred_scheme: str | None = None,
@@ -437,9 +571,9 @@ def evaluate_landmarks(
     Args:
         pred_path: Predicted centroids (``.json``) or label map.
         gt_path: Ground-truth centroids (``.json``) or label map.
-        anatomy: Registry name or YAML path.
-        gt_scheme: Label scheme of a ground-truth label map.
-        pred_scheme: Label scheme of a predicted label map.
+        anatomy: Registry name or YAML path; ``None``: the one lift recorded.
+        gt_scheme: Label-id scheme of a ground-truth label map (``None``: lift's record, else recognised).
+        pred_scheme: Label-id scheme of a predicted label map (``None``: lift's record, else recognised).
         max_dist_mm: Identification distance limit (VerSe: 20 mm).
 
     Returns:
@@ -447,14 +581,18 @@ def evaluate_landmarks(
     """
     t0 = time.perf_counter()
     _check_options(DEFAULT_TOLERANCE_MM, max_dist_mm)
-    reg = load_registry(anatomy)
+    reg, anatomy_source = resolve_anatomy(anatomy, pred_path, gt_path)
     names = {c + 1: n for c, n in enumerate(reg.names)}
     unmapped: dict[str, dict[int, int]] = {}
+    schemes: dict[str, str | None] = {"gt": None, "pred": None}
+    sources: dict[str, str] = {"anatomy": anatomy_source}
 
     def centroids(path: str | Path, scheme: str | None, what: str, key: str) -> dict[str, list[float]]:
         if is_centroid_file(path):
             return read_centroids_json(path, reg, what)
-        image, _, unmapped[key] = _load_classes(path, reg, scheme, what)
+        image, _, unmapped[key], schemes[key], sources[f"{key}_scheme"] = _load_classes(
+            path, reg, scheme, what, f"--{key}-scheme"
+        )
         return label_centroids_lps_mm(image, names)
 
     gt_ctd = centroids(gt_path, gt_scheme, "ground truth", "gt")
@@ -469,20 +607,27 @@ def evaluate_landmarks(
         landmarks=identification_rate(pred_ctd, gt_ctd, max_dist_mm),
         centroids_lps_mm={"gt": gt_ctd, "pred": pred_ctd},
         unmapped_labels=unmapped,
-        options=_options(None, gt_scheme, pred_scheme, True, max_dist_mm),
+        options=_options(None, sources, schemes["gt"], schemes["pred"], True, max_dist_mm),
         inputs={"pred": str(pred_path), "gt": str(gt_path)},
         seconds=time.perf_counter() - t0,
     )
 
 
 def _options(
-    tolerance_mm: float | None, gt_scheme: str | None, pred_scheme: str | None, landmarks: bool, max_dist_mm: float
+    tolerance_mm: float | None,
+    sources: Mapping[str, str],
+    gt_scheme: str | None,
+    pred_scheme: str | None,
+    landmarks: bool,
+    max_dist_mm: float,
 ) -> dict[str, Any]:
+    """The options a result was computed with; ``sources`` says where anatomy and schemes came from."""
     return {
         "tolerance_mm": tolerance_mm,
         "hd_percentile": HD_PERCENTILE,
         "gt_scheme": gt_scheme,
         "pred_scheme": pred_scheme,
+        "decided_by": dict(sources),
         "landmarks": landmarks,
         "max_dist_mm": max_dist_mm,
     }
@@ -491,7 +636,7 @@ def _options(
 def run_eval3d(
     pred: str | Path,
     gt: str | Path,
-    anatomy: str | Path,
+    anatomy: str | Path | None,
     out: str | Path,
     *,
     overwrite: bool = False,
@@ -509,12 +654,12 @@ def run_eval3d(
     Args:
         pred: Predicted label map or centroid file.
         gt: Ground-truth label map or centroid file.
-        anatomy: Registry name or YAML path.
+        anatomy: Registry name or YAML path; ``None``: the one lift recorded beside the prediction.
         out: The CSV path; the JSON and Markdown files take the same name with their own suffix.
         overwrite: Replace existing outputs.
         tolerance_mm: NSD tolerance, mm.
-        gt_scheme: Source label scheme of the ground truth.
-        pred_scheme: Source label scheme of the prediction.
+        gt_scheme: Label-id scheme of the ground truth (``None``: lift's record, else recognised from its ids).
+        pred_scheme: Label-id scheme of the prediction (``None``: lift's record, else recognised from its ids).
         landmarks: Also score centroids of label maps.
         max_dist_mm: Identification distance limit, mm.
         progress: Progress bar over classes.
@@ -544,7 +689,7 @@ def run_eval3d(
         )
     manifest = run_manifest(
         "eval3d",
-        {"anatomy": str(anatomy), "out": str(out), "overwrite": overwrite, **result.options},
+        {"anatomy": result.anatomy, "out": str(out), "overwrite": overwrite, **result.options},
         inputs={"pred": pred, "gt": gt},
         extra={"versions_extra": _extra_versions()},
     )

@@ -33,7 +33,9 @@ CSV_COLUMNS: tuple[str, ...] = ("class", *METRIC_FIELDS, "gt_present", "pred_pre
 LANDMARK_CSV_COLUMNS: tuple[str, ...] = ("class", "identified", "centroid_error_mm", "gt_present", "pred_present")
 
 CONVENTIONS = {
-    "label_ids": "voxel value k = registry class k-1 (0 = background) unless a source scheme is named",
+    "label_ids": "each map read in options.gt_scheme / options.pred_scheme (class_id+1: voxel value k = registry "
+    "class k-1, 0 = background); options.decided_by says whether the scheme was given, taken from lift's record "
+    "or recognised from the map's ids",
     "frame": "world coordinates are SimpleITK physical points, LPS millimetres",
     "volume_diff_ml": "signed: prediction volume minus ground-truth volume, millilitres",
     "missing": "null (JSON) or an empty cell (CSV) = undefined, never 0: precision with nothing predicted, "

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "into the CT they were cut from, through the sidecars ct2yolo wrote: slices are stacked per plane (gaps "
         "left by --step are interpolated), planes are fused per voxel, and the label map (class id + 1) is written "
         "in the original size, spacing, origin and direction. DRR views are triangulated into per-class 3D "
-        "centroids and boxes (centroids.json beside --out). A run manifest <out>.json records inputs and counts.",
+        "centroids and boxes (<out>.centroids.json beside --out). A run manifest <out>.json records inputs and "
+        "counts; eval3d reads the anatomy from it.",
     )
     p.add_argument("labels_dir", type=Path, metavar="LABELS_DIR", help="ct2yolo dataset root or predict output folder")
     p.add_argument(

@@ -29,6 +29,9 @@ from yolo_spine.lift.io import LiftItem
 
 log = logging.getLogger("yolo_spine")
 
+#: Schema id of the centroid file ``lift`` writes for DRR inputs (``<out>.centroids.json``).
+CENTROIDS_SCHEMA = "yolo_spine/lift-centroids@1"
+
 
 @dataclass
 class ViewObservation:
@@ -231,9 +234,9 @@ def visual_hull(
 
 
 def centroids_json(tris: list[Triangulated], study: str, anatomy: str) -> dict[str, Any]:
-    """The ``centroids.json`` document (``centroids_lps_mm`` is what ``eval3d`` reads as landmarks)."""
+    """The ``<out>.centroids.json`` document (``centroids_lps_mm`` is what ``eval3d`` reads as landmarks)."""
     return {
-        "schema": "yolo_spine/lift-centroids@1",
+        "schema": CENTROIDS_SCHEMA,
         "study": study,
         "anatomy": anatomy,
         "frame": "LPS mm (SimpleITK physical points)",

@@ -3,8 +3,9 @@
 Slices → one label map per plane (:mod:`~yolo_spine.lift.slices`) → multi-planar fusion
 (:mod:`~yolo_spine.lift.fuse`) → optional clean-up (:mod:`~yolo_spine.lift.cleanup`) → a NIfTI label map
 (class id + 1, 0 = background) in the original volume's size, spacing, origin and direction. DRRs → per-class
-3D centroid and box (:mod:`~yolo_spine.lift.drr`) in ``centroids.json`` beside the label map, and optionally a
-visual-hull label map. A run manifest ``<out>.json`` records inputs, options, counts and classes found.
+3D centroid and box (:mod:`~yolo_spine.lift.drr`) in ``<out>.centroids.json`` beside the label map, and optionally a
+visual-hull label map. A run manifest ``<out>.json`` records inputs, options, counts and classes found. Every file
+is named after ``--out``, so several lifts can share a folder.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class LiftResult:
     Attributes:
         labels: The label map written (``None`` when there were no slices and no hull).
         manifest: The run manifest ``<out>.json``.
-        centroids: ``centroids.json`` (DRR inputs only).
+        centroids: ``<out>.centroids.json`` (DRR inputs only).
         classes_found: Class names present in the label map (or triangulated), registry order.
         counts: Input and clean-up accounting.
         seconds: Wall time.
@@ -49,14 +50,22 @@ class LiftResult:
 
 
 def output_paths(out: str | Path) -> dict[str, Path]:
-    """The label map, manifest and centroid paths for ``--out`` (which must name a volume file)."""
+    """The label map, manifest and centroid paths for ``--out`` (which must name a volume file).
+
+    ``A/seg.nii.gz`` → ``A/seg.nii.gz``, ``A/seg.json``, ``A/seg.centroids.json``: all named after the output, so
+    lifts with different output names never collide in one folder.
+    """
     out = Path(out)
     name = out.name
     suffix = next((s for s in VOLUME_SUFFIXES if name.lower().endswith(s)), None)
     if suffix is None:
         raise UserError(f"--out must name a label-map file ending in {', '.join(VOLUME_SUFFIXES)}, not {name}")
     base = name[: -len(suffix)]
-    return {"labels": out, "manifest": out.with_name(base + ".json"), "centroids": out.with_name("centroids.json")}
+    return {
+        "labels": out,
+        "manifest": out.with_name(base + ".json"),
+        "centroids": out.with_name(base + ".centroids.json"),
+    }
 
 
 def lift_slice_inputs(
@@ -146,7 +155,7 @@ def lift(
     Args:
         labels_dir: A ``ct2yolo`` dataset root, or a ``predict --save-txt`` folder (with ``labels/``).
         out: Label-map path (``.nii.gz``, ``.nii``, ``.mha``, ``.nrrd``); ``<out>.json`` and, for DRRs,
-            ``centroids.json`` are written beside it.
+            ``<out>.centroids.json`` are written beside it (``<out>`` = the name without its suffix).
         sidecars: The ``ct2yolo`` root when ``labels_dir`` holds no sidecars.
         split: Only this split.
         study: The study to lift when the sidecars hold several.
