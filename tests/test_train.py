@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,11 @@ def test_tiny_run_is_offline_and_recorded(tiny_model: Path, spine_dataset: Path)
     run = json.loads((tiny_model / "run.json").read_text())
     assert (tiny_model / "weights" / "best.pt").is_file() and (tiny_model / "weights" / "last.pt").is_file()
     assert run["model"]["source"] == "scratch" and run["model"]["start"] == "yolo11n-seg.yaml"
-    assert run["device"] == "cpu" and run["torch_threads"] == os.cpu_count()
-    assert run["epochs_completed"] == 1 and run["train_images_per_second"] > 0
+    assert run["device"] == "cpu" and run["torch_threads"] == os.cpu_count() and run["ddp"] is False
+    assert run["epochs_completed"] == run["epochs_requested"] == run["epochs_this_session"] == 1
+    assert len(run["epoch_seconds"]) == 1 and run["epoch_seconds"][0] > 0 and run["resumed_from_epoch"] is None
+    assert run["train_images_per_second"] == pytest.approx(8 / run["epoch_seconds"][0], abs=1e-3)  # 8 train images
+    assert "metrics/mAP50(M)" in run["final_metrics"] and "fitness" not in run["final_metrics"]
     assert run["dataset"]["data_yaml"] == "data.yaml" and run["inputs"]["data_yaml"]["name"] == "data.yaml"
     assert len(run["dataset"]["labels_sha256"]) == 64 and run["dataset"]["label_files"] == 12
     for key in ("versions", "options", "wall_seconds", "machine", "final_metrics"):
@@ -151,3 +155,96 @@ def test_amp_is_off_on_the_cpu():
     from yolo_spine.train.trainer import _offline_check_amp
 
     assert _offline_check_amp(torch.nn.Linear(2, 2)) is False
+
+
+def test_run_json_comes_from_the_run_folder_alone(tiny_model: Path, tmp_path: Path):
+    """run.json's epochs, timings and metrics are read from results.csv and the checkpoints, as under DDP.
+
+    Under DDP the parent's callbacks never fire; the builder must not need them. It is given nothing but the run
+    folder (a copy without run.json) and must reproduce what the finished CPU run recorded.
+    """
+    import shutil
+
+    from yolo_spine.train.train import checkpoint_meta, read_results_csv, run_results
+
+    run = json.loads((tiny_model / "run.json").read_text())
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_model, folder, ignore=shutil.ignore_patterns("run.json"))
+    got = run_results(folder, start_epoch=0, n_train=8)
+    for key, value in got.items():
+        assert run[key] == value, key  # the recorded run.json is exactly this builder's output
+    rows = read_results_csv(folder / "results.csv")
+    assert got["epochs_completed"] == len(rows) == 1 and got["epoch_seconds"] == [round(rows[0]["time"], 3)]
+    best = checkpoint_meta(folder / "weights" / "best.pt")
+    assert got["final_metrics"] == {k: v for k, v in best["train_metrics"].items() if k != "fitness"}
+    assert got["final_metrics"]["val/seg_loss"] == pytest.approx(rows[0]["val/seg_loss"], rel=1e-4)
+
+    # A resumed run's results.csv: Ultralytics' clock restarts each session, and an epoch logged but not
+    # checkpointed before the interruption (epoch 2) is run and logged again.
+    fake = tmp_path / "resumed"
+    fake.mkdir()
+    (fake / "results.csv").write_text(
+        "                  epoch,     time, metrics/mAP50(M)\n1,10.0,0.1\n2,21.5,0.2\n2,12.0,0.25\n3,25.0,0.3\n"
+    )
+    got = run_results(fake, start_epoch=1, n_train=8)
+    assert (got["epochs_completed"], got["epochs_this_session"], got["epoch_seconds"]) == (3, 2, [12.0, 13.0])
+    assert got["train_images_per_second"] == pytest.approx(8 * 2 / 25.0)
+    assert got["final_metrics"] == {} and got["epochs_requested"] is None  # no checkpoints in this folder
+    assert run_results(tmp_path / "empty")["epochs_completed"] == 0
+
+
+@pytest.mark.slow
+def test_resume_finishes_an_interrupted_run(
+    spine_dataset: Path, brain_dataset: Path, tmp_path: Path, monkeypatch, run_cli
+):
+    """Interrupted after epoch 1 of 2: --resume runs epoch 2 only and run.json describes the whole run."""
+    import yolo_spine.train.trainer as trainer_module
+    from yolo_spine.train.train import partial_dir, read_results_csv, train
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_first_epoch(trainer) -> None:  # after epoch 1's checkpoint: what Ctrl-C or a lost node leaves
+        if trainer.epoch == 0:
+            raise Interrupted
+
+    class InterruptedTrainer(trainer_module.AnatomySegmentationTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback("on_fit_epoch_end", stop_after_first_epoch)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(trainer_module, "AnatomySegmentationTrainer", InterruptedTrainer)
+    with pytest.raises(Interrupted):
+        train(spine_dataset, out, preset="cpu-smoke", overrides={"epochs": 2})
+    monkeypatch.undo()
+    work = partial_dir(out)
+    assert not out.exists() and (work / "weights" / "last.pt").is_file()
+    assert [r["epoch"] for r in read_results_csv(work / "results.csv")] == [1.0]
+
+    proc = run_cli("train", "--data", brain_dataset, "--out", out, "--resume", "--config", "cpu-smoke", offline=True)
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert re.search(r"error: .* was trained on .*spine_ds.*, not .*brain_ds.*; resume it with that --data", errors[0])
+    assert [r["epoch"] for r in read_results_csv(work / "results.csv")] == [1.0]  # the interrupted run untouched
+    # --epochs is the checkpoint's on resume (Ultralytics keeps it): run.json must say 2, not this call's 1
+    res = train(spine_dataset, out, preset="cpu-smoke", overrides={"epochs": 1}, resume=True)
+    run = json.loads((out / "run.json").read_text())
+    assert run == json.loads(json.dumps(res.manifest))
+    assert not work.exists() and (out / "weights" / "best.pt").is_file()
+    assert [r["epoch"] for r in read_results_csv(out / "results.csv")] == [1.0, 2.0]
+    assert (run["epochs_completed"], run["epochs_requested"], run["epochs_this_session"]) == (2, 2, 1)
+    assert run["resumed_from_epoch"] == 1 and run["options"]["epochs"] == 2 and run["options"]["resume"] is True
+    assert run["model"]["source"] == "resume" and len(run["epoch_seconds"]) == 1 and run["final_metrics"]
+
+    # error paths through the CLI: one sentence, exit code 2, nothing touched
+    before = sorted(p.name for p in out.iterdir())
+    for out_dir, data, expected in (
+        (out, spine_dataset, f"error: the run in {out} has finished (of 2 epochs asked); nothing to resume"),
+        (tmp_path / "none", spine_dataset, f"error: nothing to resume: no interrupted run in {tmp_path / 'none'}"),
+    ):
+        proc = run_cli("train", "--data", data, "--out", out_dir, "--resume", "--config", "cpu-smoke", offline=True)
+        errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+        assert proc.returncode == 2 and len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == before and not (tmp_path / "none").exists()

@@ -38,10 +38,12 @@ def _train(args: argparse.Namespace) -> int:
     )
     m = res.manifest
     ips = m.get("train_images_per_second")
+    threads = f"{m['torch_threads']} threads" if m["torch_threads"] else "DDP"
+    resumed = f" after epoch {m['resumed_from_epoch']}" if m.get("resumed_from_epoch") is not None else ""
     say(
-        f"trained {m['epochs_completed']} epoch(s) on {m['device']} ({m['torch_threads']} threads"
-        f"{f', {ips:.1f} images/s' if ips else ''}); model started from {m['model']['source']}; "
-        f"best weights: {res.best}"
+        f"trained {m['epochs_this_session']} epoch(s){resumed} on {m['device']} ({threads}"
+        f"{f', {ips:.1f} images/s' if ips else ''}); the run has {m['epochs_completed']} of "
+        f"{m['epochs_requested']} epochs; model started from {m['model']['source']}; best weights: {res.best}"
     )
     return 0
 

@@ -8,16 +8,21 @@
   (:mod:`yolo_spine.train.trainer`).
 * **Grayscale.** ``channels: 1`` builds a one-channel model; the dataset is read in grayscale.
 * **Several GPUs.** ``--device 0,1`` runs Ultralytics' DDP (one process per GPU on this node; the trainer class is
-  re-imported by name in each process). ``--resume`` continues an interrupted run from its ``last.pt``.
+  re-imported by name in each process).
 * **Atomic run folder.** Training writes into ``.<RUN_DIR>.partial`` next to ``RUN_DIR`` and renames it when it
-  finishes; an interrupted run stays there for ``--resume``.
+  finishes; an interrupted run stays there for ``--resume``, which continues it from its ``last.pt`` with the
+  options and dataset it started with (a finished run, no run, or another dataset is refused).
 
 ``RUN_DIR/run.json`` records versions, resolved options, the dataset and a hash of its label files, device,
-threads, the model's origin, wall time and training throughput.
+threads, the model's origin, wall time, and what the run did: epochs, per-epoch seconds, throughput and the best
+model's validation metrics. Those come from the run's own files (Ultralytics' ``results.csv`` and the checkpoints'
+metadata, :func:`run_results`), never from callbacks in this process, which do not fire under DDP: the same code
+reads a CPU run, a GPU run and a DDP run.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -146,6 +151,132 @@ def _dataset_info(data_yaml: Path) -> tuple[dict[str, Any], Path]:
     return data, root
 
 
+def read_results_csv(path: str | Path) -> list[dict[str, float]]:
+    """Read Ultralytics' ``results.csv``; ``[]`` when it does not exist yet.
+
+    One row per finished epoch: ``epoch`` (1-based), ``time`` (seconds since the session started), losses,
+    validation metrics and learning rates.
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k.strip(): float(v) for k, v in row.items() if k and v not in (None, "")} for row in csv.DictReader(f)]
+
+
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """Read an Ultralytics checkpoint's metadata (import Ultralytics first: the file pickles its classes).
+
+    Returns:
+        ``epoch`` (0-based; −1 once training finished and stripped it), ``train_args``, ``train_metrics`` and the
+        model's class ``names``.
+    """
+    import torch
+
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
+    model = ckpt.get("ema") or ckpt.get("model")
+    return {
+        "epoch": int(ckpt.get("epoch", -1)),
+        "train_args": dict(ckpt.get("train_args") or {}),
+        "train_metrics": {k: float(v) for k, v in (ckpt.get("train_metrics") or {}).items()},
+        "names": dict(getattr(model, "names", None) or {}),
+    }
+
+
+def count_images(data: dict[str, Any], root: Path, split: str = "train") -> int | None:
+    """Images of a dataset split as Ultralytics finds them (folders searched recursively, ``.txt`` lists read)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    entries = data.get(split)
+    if not entries:
+        return None
+    n = 0
+    for entry in entries if isinstance(entries, list) else [entries]:
+        p = Path(entry) if Path(entry).is_absolute() else root / entry
+        if p.is_dir():
+            n += sum(1 for f in p.rglob("*") if f.suffix[1:].lower() in IMG_FORMATS)
+        elif p.suffix == ".txt" and p.is_file():
+            n += sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+    return n or None
+
+
+def run_results(run_dir: str | Path, start_epoch: int = 0, n_train: int | None = None) -> dict[str, Any]:
+    """What a run did, read from its folder alone (``results.csv``, ``weights/last.pt``, ``weights/best.pt``).
+
+    Under DDP the training runs in other processes and this process's callbacks never fire, so nothing here
+    comes from callbacks; every device goes through this function.
+
+    Args:
+        run_dir: The run folder Ultralytics wrote.
+        start_epoch: Epochs already done before this session (0 for a fresh run; the checkpoint's for a resume).
+        n_train: Training images per epoch (for the throughput).
+
+    Returns:
+        ``epochs_completed`` (the run's last finished epoch, all sessions), ``epochs_requested``,
+        ``epochs_this_session``, ``epoch_seconds`` (this session's epochs: training plus, when ``val`` is on, that
+        epoch's validation; Ultralytics' clock), ``train_images_per_second`` over them and ``final_metrics``
+        (validation metrics of ``weights/best.pt`` at its epoch, from its checkpoint).
+    """
+    run_dir = Path(run_dir)
+    rows = read_results_csv(run_dir / "results.csv")
+    completed = int(rows[-1]["epoch"]) if rows else 0
+    # This session appended one row per epoch it ran (start_epoch + 1 … completed); earlier sessions' rows,
+    # including an epoch that was logged but not checkpointed before an interruption, come before them.
+    session = rows[len(rows) - max(0, completed - start_epoch) :] if completed > start_epoch else []
+    times = [r["time"] for r in session]
+    seconds = [round(t - prev, 3) for prev, t in itertools.pairwise([0.0, *times])]
+    total = sum(seconds)
+    weights = run_dir / "weights"
+    last = checkpoint_meta(weights / "last.pt") if (weights / "last.pt").is_file() else {}
+    best = checkpoint_meta(weights / "best.pt") if (weights / "best.pt").is_file() else {}
+    return {
+        "epochs_completed": completed,
+        "epochs_requested": last.get("train_args", {}).get("epochs"),
+        "epochs_this_session": len(session),
+        "epoch_seconds": seconds,
+        "train_images_per_second": round(n_train * len(session) / total, 3) if n_train and total > 0 else None,
+        "final_metrics": {k: v for k, v in best.get("train_metrics", {}).items() if k != "fitness"},
+    }
+
+
+def _check_resumable(
+    last: Path, out: Path, data: Path, data_dict: dict[str, Any], data_root: Path, derived_yaml: Path
+) -> tuple[Path, int, dict[str, Any]]:
+    """Check that ``last`` can be resumed with ``data``.
+
+    Returns:
+        The data.yaml to train on, the epochs already done and the checkpoint's training options.
+
+    Raises:
+        UserError: The run finished all its epochs, or it was trained on another dataset.
+    """
+    meta = checkpoint_meta(last)
+    epochs = int(meta["train_args"].get("epochs") or 0)
+    done = meta["epoch"] + 1  # the checkpoint's epoch is 0-based; −1 once the run finished
+    if done <= 0 or done >= epochs:
+        raise UserError(
+            f"the run in {out} has finished (of {epochs} epochs asked); nothing to resume (train a new run, or "
+            f"start one from --weights {out / 'weights' / 'best.pt'})"
+        )
+    trained_on = Path(str(meta["train_args"].get("data", ""))).resolve()
+    train_yaml = data
+    if trained_on == derived_yaml.resolve() and derived_yaml.is_file():  # trained on a derived copy (--channels)
+        derived, derived_root = _dataset_info(derived_yaml)
+        same = derived_root == data_root and derived.get("names") == data_dict.get("names")
+        train_yaml = derived_yaml
+    else:
+        same = trained_on == data
+    names = data_dict.get("names")
+    names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in (names or {}).items()}
+    if not same or (meta["names"] and meta["names"] != names):
+        raise UserError(
+            f"{out} was trained on {trained_on}, not {data}; resume it with that --data (a run cannot change datasets)"
+        )
+    return train_yaml, done, meta["train_args"]
+
+
 def _default_device() -> str:
     import torch
 
@@ -183,11 +314,12 @@ def train(
     opts = load_options("train", preset, overrides)
     data_dict, data_root = _dataset_info(data)
     work = partial_dir(out)
+    last = None
     if resume:
         last = next((p for p in (work / "weights" / "last.pt", out / "weights" / "last.pt") if p.is_file()), None)
         if last is None:
-            raise UserError(f"nothing to resume: no weights/last.pt in {out} or {work}")
-        if last.parent.parent == out:  # a finished run being extended: continue in place
+            raise UserError(f"nothing to resume: no interrupted run in {out} (no weights/last.pt there or in {work})")
+        if last.parent.parent == out:  # an interrupted run that is not ours (e.g. plain Ultralytics): in place
             work = out
     elif out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue it")
@@ -203,18 +335,29 @@ def train(
     from yolo_spine.train.trainer import AnatomySegmentationTrainer, mirror_map_for
 
     device = str(opts["device"]) if opts["device"] is not None else _default_device()
-    train_yaml = data
-    if int(opts["channels"]) != int(data_dict.get("channels", 3)):
-        # A derived data.yaml beside the run folder (Ultralytics' DDP launcher empties the run folder before it
-        # starts); the user's dataset stays untouched. A copy lands in the finished run folder.
-        out.parent.mkdir(parents=True, exist_ok=True)
-        train_yaml = out.parent / f".{out.name}.data.yaml"
-        train_yaml.write_text(
-            yaml.safe_dump({**data_dict, "path": str(data_root), "channels": int(opts["channels"])}, sort_keys=False),
-            encoding="utf-8",
-        )
+    derived_yaml = out.parent / f".{out.name}.data.yaml"
+    start_epoch = 0
+    if last is not None:
+        train_yaml, start_epoch, trained = _check_resumable(last, out, data, data_dict, data_root, derived_yaml)
+        # Ultralytics resumes with the checkpoint's options (only device, workers and plots are ours to change):
+        # record those, not this command's defaults.
+        opts.update({k: trained[k] for k in ULTRALYTICS_KEYS if k in trained and k not in ("workers", "plots")})
+        opts["channels"] = int(_dataset_info(train_yaml)[0].get("channels", 3))
+    else:
+        train_yaml = data
+        if int(opts["channels"]) != int(data_dict.get("channels", 3)):
+            # A derived data.yaml beside the run folder (Ultralytics' DDP launcher empties the run folder before
+            # it starts); the user's dataset stays untouched. A copy lands in the finished run folder.
+            out.parent.mkdir(parents=True, exist_ok=True)
+            train_yaml = derived_yaml
+            train_yaml.write_text(
+                yaml.safe_dump(
+                    {**data_dict, "path": str(data_root), "channels": int(opts["channels"])}, sort_keys=False
+                ),
+                encoding="utf-8",
+            )
 
-    if resume:
+    if last is not None:
         model_arg, source = str(last), "resume"
     else:
         model_arg, source = resolve_model(str(opts["model"]), opts["weights"], Path(weights_dir))
@@ -224,35 +367,20 @@ def train(
         {
             "checkpoint": "starting from a local checkpoint",
             "scratch": "from scratch: no checkpoint in --weights or weights/",
-            "resume": "resuming",
+            "resume": f"resuming after epoch {start_epoch}",
         }[source],
     )
     mirror = mirror_map_for(data_dict)
     if mirror is not None and opts["fliplr"] > 0:
         log.info("left/right classes: horizontal flips swap mirror pairs of '%s'", data_dict.get("anatomy"))
 
-    stats: dict[str, Any] = {"epoch_seconds": [], "threads": None}
-
-    def on_train_start(trainer: Any) -> None:
-        stats["threads"] = torch.get_num_threads()
-        stats["n_train"] = len(trainer.train_loader.dataset)
-
-    def on_train_epoch_start(trainer: Any) -> None:
-        stats["_t"] = time.perf_counter()
-
-    def on_train_epoch_end(trainer: Any) -> None:  # before validation: pure training time
-        stats["epoch_seconds"].append(time.perf_counter() - stats.pop("_t", time.perf_counter()))
-
     model = YOLO(model_arg)
     if getattr(model, "task", None) != "segment":
         raise UserError(f"{model_arg} is a '{model.task}' model; yolo_spine trains segmentation models (*-seg)")
-    model.add_callback("on_train_start", on_train_start)
-    model.add_callback("on_train_epoch_start", on_train_epoch_start)
-    model.add_callback("on_train_epoch_end", on_train_epoch_end)
 
     args = {k: opts[k] for k in ULTRALYTICS_KEYS}
     args.update(data=str(train_yaml), device=device, project=str(work.parent), name=work.name, exist_ok=True)
-    if resume:
+    if last is not None:
         args = {
             "resume": str(last),
             "device": device,
@@ -261,23 +389,12 @@ def train(
             "data": str(train_yaml),
         }
     t0 = time.perf_counter()
-    try:
-        model.train(trainer=AnatomySegmentationTrainer, **args)
-    except AssertionError as exc:
-        if "nothing to resume" in str(exc):
-            raise UserError(
-                f"{out} finished all its epochs; nothing to resume (train a new run, or start from --weights {last})"
-            ) from None
-        raise
+    model.train(trainer=AnatomySegmentationTrainer, **args)
     wall = time.perf_counter() - t0
-    trainer = model.trainer
-    save_dir = Path(trainer.save_dir)
+    save_dir = Path(model.trainer.save_dir)
 
     label_files = sorted((data_root / "labels").rglob("*.txt")) if (data_root / "labels").is_dir() else []
-    epochs_done = len(stats["epoch_seconds"])
-    train_time = sum(stats["epoch_seconds"])
-    images_per_s = (stats.get("n_train", 0) * epochs_done / train_time) if train_time else None
-    metrics = {k: float(v) for k, v in (getattr(trainer, "metrics", None) or {}).items()}
+    ddp = len([d for d in device.split(",") if d.strip()]) > 1
     manifest = run_manifest(
         "train",
         {**opts, "data": data, "out": out, "preset": preset, "resume": resume},
@@ -298,14 +415,14 @@ def train(
                 "channels": int(opts["channels"]),
             },
             "device": device,
+            "ddp": ddp,
             "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-            "torch_threads": stats["threads"],  # None under DDP: the callbacks run in the worker processes
+            "torch_threads": None if ddp else torch.get_num_threads(),  # DDP workers set their own
             "cpu_count": os.cpu_count(),
             "mirror_aware_flip": mirror is not None and opts["fliplr"] > 0,
             "wall_seconds": round(wall, 2),
-            "epochs_completed": epochs_done,
-            "train_images_per_second": round(images_per_s, 3) if images_per_s else None,
-            "final_metrics": metrics,
+            "resumed_from_epoch": start_epoch if last is not None else None,
+            **run_results(save_dir, start_epoch, count_images(data_dict, data_root)),
             "weights": {"best": "weights/best.pt", "last": "weights/last.pt"},
         },
     )
