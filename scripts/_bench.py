@@ -1,7 +1,10 @@
 """Shared helpers for ``scripts/bench_*.py``: machine description, medians, and BENCHMARKS.md sections.
 
 Each benchmark owns one section of BENCHMARKS.md, delimited by ``<!-- bench:NAME -->`` and
-``<!-- /bench:NAME -->``; re-running a benchmark replaces only its own section.
+``<!-- /bench:NAME -->``; re-running a benchmark replaces only its own section. The section's first line is a
+marker naming the commit it measured and the source paths it measures,
+``<!-- measured: commit abc1234; paths scripts/bench_x.py yolo_spine/x/ -->``, which
+``scripts/check_benchmarks.py`` compares with git to list the sections older than their code.
 """
 
 from __future__ import annotations
@@ -44,13 +47,29 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}{tv}"
 
 
-def git_rev() -> str:
-    """Short commit hash of the benchmarked tree (``unknown`` outside git)."""
+def git_rev(paths: list[str] | None = None) -> str:
+    """Short commit hash of the benchmarked tree (``unknown`` outside git).
+
+    With ``paths``, ``-dirty`` is appended when any of them has uncommitted changes: the figures then belong
+    to no commit, and ``scripts/check_benchmarks.py`` reports the section as stale.
+    """
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
+        rev = out.stdout.strip() or "unknown"
+        if paths and rev != "unknown":
+            st = subprocess.run(
+                ["git", "status", "--porcelain", "--", *paths], cwd=ROOT, capture_output=True, text=True
+            )
+            if st.stdout.strip():
+                rev += "-dirty"
+        return rev
     except OSError:
         return "unknown"
+
+
+def measured_marker(paths: list[str]) -> str:
+    """The marker line naming the commit measured and the source paths measured (see the module docstring)."""
+    return f"<!-- measured: commit {git_rev(paths)}; paths {' '.join(paths)} -->"
 
 
 def median_seconds(fn: Callable[[], object], repeat: int = 3) -> tuple[float, list[float]]:
@@ -68,16 +87,26 @@ def command_line() -> str:
     return " ".join(["python", *[str(a) for a in sys.argv]])
 
 
-def write_section(name: str, body: str) -> Path:
-    """Replace (or append) the ``name`` section of BENCHMARKS.md with ``body`` (Markdown)."""
+def write_section(name: str, body: str, paths: list[str]) -> Path:
+    """Replace (or append) the ``name`` section of BENCHMARKS.md with ``body`` (Markdown).
+
+    Args:
+        name: Section name (``<!-- bench:NAME -->``).
+        body: Markdown of the section.
+        paths: Source files and folders (relative to the checkout) whose code the section measures; written
+            with the commit into the section's marker line.
+    """
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    if missing:
+        raise ValueError(f"measured paths do not exist: {', '.join(missing)}")
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    block = f"{start}\n{measured_marker(paths)}\n{body.rstrip()}\n{end}"
     if start in text and end in text:
         before, rest = text.split(start, 1)
         _, after = rest.split(end, 1)
         text = before + block + after
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+    BENCHMARKS_MD.write_text(text, encoding="utf-8")
     return BENCHMARKS_MD

@@ -18,6 +18,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts._bench import command_line, git_rev, machine, median_seconds, write_section
 
+#: What this section measures (scripts/check_benchmarks.py).
+MEASURES = [
+    "scripts/bench_lift.py",
+    "yolo_spine/lift/",
+    "yolo_spine/evaluate/eval3d.py",
+    "yolo_spine/evaluate/metrics.py",
+    "configs/lift/",
+]
+
 
 def main() -> None:
     """Run the benchmark and update the ``lift`` section of BENCHMARKS.md (unless ``--quick``)."""
@@ -57,7 +66,7 @@ def main() -> None:
     n_classes = result.mean.n_gt_classes
     body = (
         "## lift + eval3d (example CT)\n\n"
-        f"Machine: {machine()}; commit {git_rev()}; `{command_line()}`\n\n"
+        f"Machine: {machine()}; commit {git_rev(MEASURES)}; `{command_line()}`\n\n"
         f"LIDC-IDRI-0001 512×512×133, ground truth cut by ct2yolo into {n_slices} slices over 3 planes.\n\n"
         "| step | seconds (median) | target |\n|---|---|---|\n"
         f"| lift + fuse 3 planes (vote) | {t_lift:.2f} | < 2 |\n"
@@ -66,7 +75,7 @@ def main() -> None:
     )
     print(body)
     if not args.quick:
-        write_section("lift", body)
+        write_section("lift", body, MEASURES)
 
 
 if __name__ == "__main__":

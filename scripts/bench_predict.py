@@ -35,6 +35,9 @@ from scripts._bench import command_line, git_rev, machine, write_section
 from yolo_spine.predict.run import WARMUP_FRAMES
 from yolo_spine.ultra import configure_environment
 
+#: What this section measures (scripts/check_benchmarks.py).
+MEASURES = ["scripts/bench_predict.py", "yolo_spine/predict/", "yolo_spine/ultra.py", "configs/predict/"]
+
 PLAIN = """
 import sys, time
 import numpy as np
@@ -148,7 +151,7 @@ def main() -> None:
             f"{args.frames} frames of {args.imgsz}×{args.imgsz} px (synthetic X-ray video), "
             f"inference at {args.imgsz} px, "
             f"median of {args.repeat} runs; annotated video written by every backend. Machine: {machine()}; "
-            f"commit {git_rev()}.",
+            f"commit {git_rev(MEASURES)}.",
             "",
             "| backend | FPS steady (median) | vs plain | FPS whole run (median) | steady, each run |",
             "|---|---|---|---|---|",
@@ -159,7 +162,7 @@ def main() -> None:
     )
     print(body)
     if not args.no_write:
-        write_section("predict" if args.imgsz == 640 else f"predict-{args.imgsz}", body)
+        write_section("predict" if args.imgsz == 640 else f"predict-{args.imgsz}", body, MEASURES)
 
 
 if __name__ == "__main__":
