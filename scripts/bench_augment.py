@@ -30,6 +30,14 @@ from yolo_spine.io.xray import write_png
 from yolo_spine.registry import load_registry
 
 TARGET_COPIES_PER_S = 50.0
+#: What this section measures (scripts/check_benchmarks.py).
+MEASURES = [
+    "scripts/bench_augment.py",
+    "yolo_spine/datasets/augment.py",
+    "configs/augment/",
+    "yolo_spine/io/",
+    "yolo_spine/geometry.py",
+]
 
 
 def _spine_image(rng: np.random.Generator, size: int, n_levels: int) -> tuple[np.ndarray, list[SegInstance]]:
@@ -71,6 +79,20 @@ def generate(root: Path, n_train: int, size: int = 640, n_levels: int = 24, seed
     return root / "data.yaml"
 
 
+def target_verdict(rates: list[float], med: float, target: float = TARGET_COPIES_PER_S) -> str:
+    """The 2-worker target stated against every run (``rates``, copies/s), not only the median ``med``."""
+    below = sum(r < target for r in rates)
+    spread = f"runs {min(rates):.1f}–{max(rates):.1f} copies/s, median {med:.1f}"
+    if below == 0:
+        return f"Target ≥ {target:.0f} copies/s on 2 cores: met in every run ({spread})."
+    if med >= target:
+        return (
+            f"Target ≥ {target:.0f} copies/s on 2 cores: met at the median only — {below} of {len(rates)} runs "
+            f"missed it ({spread})."
+        )
+    return f"Target ≥ {target:.0f} copies/s on 2 cores: **MISSED** ({spread}; {below} of {len(rates)} runs below)."
+
+
 def main() -> None:
     """Run the benchmark and write the ``augment`` section of BENCHMARKS.md."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +115,7 @@ def main() -> None:
         n_inst = sum(len(p.read_text().splitlines()) for p in (tmp / "src" / "labels" / "train").glob("*.txt"))
         rows = []
         medians = {}
+        rates: dict[int, list[float]] = {}
         for workers in (1, 2):
             out = tmp / f"out{workers}"
             summaries = []
@@ -114,10 +137,12 @@ def main() -> None:
             med, times = median_seconds(run, repeat)
             n_copies = summaries[-1]["copies"]
             medians[workers] = n_copies / med
+            rates[workers] = [n_copies / t for t in times]
             dropped = sum(summaries[-1]["instances"]["dropped"].values())
             rows.append(
                 f"| {workers} | {n_copies} | {med:.2f} | {n_copies / med:.1f} | "
-                f"{', '.join(f'{t:.2f}' for t in times)} | {dropped} |"
+                f"{', '.join(f'{t:.2f}' for t in times)} | {', '.join(f'{r:.1f}' for r in rates[workers])} | "
+                f"{dropped} |"
             )
             print(rows[-1], flush=True)
     finally:
@@ -127,22 +152,21 @@ def main() -> None:
         [
             "## augment",
             "",
-            f"`{command_line()}` at {git_rev()} on {machine()}.",
+            f"`{command_line()}` at {git_rev(MEASURES)} on {machine()}.",
             "",
             f"{n_img} generated 640×640 spine images, {n_inst / n_img:.0f} instances each, preset `xray-spine`, "
             f"{copies} copies per image; wall time of the whole `augment_dataset` call, median of {repeat}.",
             "",
-            "| workers | copies | median s | copies/s | runs (s) | dropped |",
-            "|---|---|---|---|---|---|",
+            "| workers | copies | median s | copies/s (median) | runs (s) | copies/s per run | dropped |",
+            "|---|---|---|---|---|---|---|",
             *rows,
             "",
-            f"2 workers vs 1: {ratio:.2f}× — target ≥ {TARGET_COPIES_PER_S:.0f} copies/s on 2 cores: "
-            f"{'met' if medians[2] >= TARGET_COPIES_PER_S else 'not met'} ({medians[2]:.1f} copies/s).",
+            f"2 workers vs 1: {ratio:.2f}×. {target_verdict(rates[2], medians[2])}",
         ]
     )
     print(body)
     if not args.no_write:
-        write_section("augment", body)
+        write_section("augment", body, MEASURES)
 
 
 if __name__ == "__main__":
