@@ -35,7 +35,8 @@ MEASURES = [
     "scripts/bench_augment.py",
     "yolo_spine/datasets/augment.py",
     "configs/augment/",
-    "yolo_spine/io/",
+    "yolo_spine/io/labels.py",
+    "yolo_spine/io/xray.py",
     "yolo_spine/geometry.py",
 ]
 

@@ -39,7 +39,10 @@ MEASURES = [
     "scripts/bench_merge.py",
     "yolo_spine/datasets/merge.py",
     "yolo_spine/datasets/roboflow.py",
-    "yolo_spine/io/",
+    "yolo_spine/io/labels.py",
+    "yolo_spine/io/xray.py",
+    "yolo_spine/io/coco.py",
+    "yolo_spine/geometry.py",
 ]
 TARGET_SECONDS_10K, TARGET_SPEEDUP = 30.0, 5.0
 
