@@ -291,6 +291,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     weights_dir: str | Path = "weights",
+    callbacks: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a YOLOv11-seg model on a yolo_spine dataset.
 
@@ -302,6 +303,9 @@ def train(
         resume: Continue an interrupted run in ``out`` (from its ``last.pt``).
         overwrite: Replace an existing finished run in ``out``.
         weights_dir: Folder searched for ``<model>.pt`` checkpoints.
+        callbacks: Extra Ultralytics callbacks ``{event: function(trainer)}`` for the caller's own use (e.g.
+            ``on_model_save`` to copy each epoch's checkpoint somewhere safe during a long run). They run in this
+            process, so not under DDP; ``run.json`` never depends on them.
 
     Returns:
         The :class:`TrainResult`.
@@ -377,6 +381,8 @@ def train(
     model = YOLO(model_arg)
     if getattr(model, "task", None) != "segment":
         raise UserError(f"{model_arg} is a '{model.task}' model; yolo_spine trains segmentation models (*-seg)")
+    for event, fn in (callbacks or {}).items():
+        model.add_callback(event, fn)
 
     args = {k: opts[k] for k in ULTRALYTICS_KEYS}
     args.update(data=str(train_yaml), device=device, project=str(work.parent), name=work.name, exist_ok=True)
