@@ -28,7 +28,7 @@ Examples::
     python scripts/pretrain_phantoms.py --out runs/pretrain_tiny --phantoms 2 --epochs 1 --imgsz 64 \\
         --weights-out runs/pretrain_tiny/tiny.pt
     # a long background run; continue it in the next session with the same command plus --resume
-    python scripts/pretrain_phantoms.py --out runs/pretrain --phantoms 400 --epochs 60 --background
+    python scripts/pretrain_phantoms.py --out runs/pretrain --background
     python scripts/pretrain_phantoms.py --out runs/pretrain --resume --background
 """
 
@@ -44,13 +44,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Options stored in ``OUT/pretrain.json`` at the first run and reused by ``--resume`` (flags still override).
 DEFAULTS: dict[str, Any] = {
-    "phantoms": 300,
+    "phantoms": 400,
     "seed": 1000,
     "val_every": 10,
-    "step": 3,
+    "step": 5,
     "poses": 5,
     "drr_size": 320,
-    "epochs": 60,
+    "epochs": 30,
     "imgsz": 256,
     "batch": 16,
     "lr0": 0.002,
@@ -74,10 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--seed", type=int, help=f"seed of the first phantom (default {DEFAULTS['seed']}); phantom i uses seed+i"
     )
     p.add_argument("--val-every", type=int, help="every K-th phantom goes to validation (default 10)")
-    p.add_argument("--step", type=int, help="keep every K-th slice of each plane (default 3)")
+    p.add_argument("--step", type=int, help="keep every K-th slice of each plane (default 5)")
     p.add_argument("--poses", type=int, help="random DRR poses per view and phantom (default 5)")
     p.add_argument("--drr-size", type=int, help="DRR detector size in pixels (default 320)")
-    p.add_argument("--epochs", type=int, help="training epochs (default 60)")
+    p.add_argument("--epochs", type=int, help="training epochs (default 30)")
     p.add_argument("--imgsz", type=int, help="training image size (default 256, the demo's)")
     p.add_argument("--batch", type=int, help="batch size (default 16)")
     p.add_argument("--lr0", type=float, help="initial learning rate (default 0.002, AdamW as the demo)")
@@ -88,6 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=1, help="torch/OpenMP/OpenCV threads (default 1: leave the rest free)"
     )
     p.add_argument("--workers", type=int, default=0, help="dataloader worker processes (default 0)")
+    p.add_argument("--jobs", type=int, default=1, help="phantoms made in parallel processes (default 1)")
     p.add_argument("--nice", type=int, default=10, help="raise the nice level by this much (default 10; 0 = unchanged)")
     p.add_argument(
         "--weights-out", type=Path, help="checkpoint to write (default weights/yolo11n-seg-spine-phantoms.pt)"
@@ -173,11 +174,14 @@ def run(args: argparse.Namespace) -> str:
     out = args.out.resolve()
     config = out / "pretrain.json"
     stored = None
-    if out.exists() and any(out.iterdir()):
+    started = out.exists() and any(p.name not in ("pretrain.log", "pretrain.pid") for p in out.iterdir())
+    if started:
         if args.resume:
             stored = json.loads(config.read_text(encoding="utf-8")) if config.is_file() else None
         elif args.overwrite:
-            shutil.rmtree(out)
+            for p in out.iterdir():  # keep a --background run's own log and pid file
+                if p.name not in ("pretrain.log", "pretrain.pid"):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
         else:
             raise OutputExistsError(f"{out} already exists; pass --resume to continue it or --overwrite to restart")
     elif args.resume:
@@ -198,7 +202,7 @@ def run(args: argparse.Namespace) -> str:
         threads=args.threads,
         keep_volumes=args.keep_volumes,
     )
-    timing = make_studies(plan)
+    timing = make_studies(plan, jobs=args.jobs)
     data_yaml, counts = build_dataset(plan)
     if args.prepare_only:
         return f"prepared {plan.phantoms} phantoms into {data_yaml}: images {counts}; {timing}"

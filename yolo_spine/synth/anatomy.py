@@ -218,7 +218,7 @@ _RIB_BONE_END = (2.55, 2.5, 2.45, 2.45, 2.45, 2.45, 2.45, 2.35, 2.3, 2.2, 1.85, 
 # Body-outline anchors along the level coordinate (C1 = 0 … L5 = 23, S1 = 24): half-width of the body without
 # fat and the distance from the vertebral-body centre to the inner anterior wall (mm, before habitus).
 _ANCHOR_LEVEL = (-4.0, 0.0, 3.0, 5.5, 6.5, 7.5, 9.0, 12.0, 15.0, 18.0, 21.0, 23.0, 24.0, 27.0)
-_ANCHOR_HALF_WIDTH = (72, 60, 52, 56, 82, 112, 125, 125, 125, 132, 136, 145, 158, 160)
+_ANCHOR_HALF_WIDTH = (72, 60, 52, 56, 82, 112, 125, 125, 125, 128, 124, 140, 162, 165)
 _ANCHOR_ANT_DEPTH = (95, 72, 50, 50, 50, 58, 80, 115, 132, 132, 125, 115, 120, 125)
 
 #: Field-of-view presets: (probability, level-coordinate range of the top, range of the bottom).
@@ -394,7 +394,9 @@ def _paint_ellipsoid(
         label: Label id, or ``None`` to leave labels.
         frame: Parent frame of ``e`` (origin, axes as columns); ``None`` = world.
         where: ``f(box, mask) → mask`` restricting where it paints (e.g. never over bone).
-        shell: ``(thickness_mm, hu, tissue)`` of an outer shell (cortex), the inside keeps ``hu``.
+        shell: ``(thickness_mm, hu, tissue)`` of an outer shell (cortex), the inside keeps ``hu``. The shell
+            never covers marrow of the same label, so a bone drawn as overlapping pieces (a rib, the
+            sternum) keeps one continuous marrow cavity instead of a cortical wall at every joint.
     """
     c0, r0 = (np.zeros(3), np.eye(3)) if frame is None else frame
     center_w = c0 + r0 @ e.center
@@ -415,7 +417,10 @@ def _paint_ellipsoid(
     t, hu_shell, tis_shell = shell
     inner = Ellipsoid(e.center, np.maximum(np.asarray(e.radii) - t, 0.3), e.rot, e.power, e.bar)
     core = mask & (_field(q, inner) <= 1.0)
-    cv.put(sl, mask & ~core, hu_shell, tis_shell, label)
+    shell_mask = mask & ~core
+    if label is not None:
+        shell_mask &= ~((cv.lab[sl] == label) & (cv.tis[sl] == tissue))
+    cv.put(sl, shell_mask, hu_shell, tis_shell, label)
     cv.put(sl, core, hu, tissue, label)
 
 
@@ -1051,7 +1056,7 @@ class _Body:
         half = float(np.interp(lev, _ANCHOR_LEVEL, _ANCHOR_HALF_WIDTH)) * s.scale * s.width_factor
         if self.ribs is not None:  # chest wall: ribs, intercostal and thoracic muscles outside the cage
             _, _, a_cage, _, above = _cage_at(self.ribs, z)
-            if above < 20.0 and z > self.ribs.cage_z.min() - 40.0:
+            if above < 20.0 and z > self.ribs.cage_z.min() - 15.0:
                 half = max(half, a_cage + 22.0 * s.scale)
         ant = float(np.interp(lev, _ANCHOR_LEVEL, _ANCHOR_ANT_DEPTH)) * s.scale
         belly = np.clip((lev - 17.0) / 3.0, 0.0, 1.0) * (s.visceral_fat - 0.3) * 60.0  # visceral fat bulges
