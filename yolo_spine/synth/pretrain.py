@@ -377,10 +377,7 @@ def export_checkpoint(
     strip_optimizer(str(source), str(tmp))
     os.replace(tmp, weights_out)
     ds_manifest = json.loads((plan.out / "dataset" / "manifest.json").read_text(encoding="utf-8"))
-    epochs = run.get("epochs_completed")
-    results = run_dir / "results.csv"
-    if not run.get("in_progress") and results.is_file():  # one row per epoch, across resumed sessions
-        epochs = sum(1 for line in results.read_text(encoding="utf-8").splitlines()[1:] if line.strip())
+    epochs = run.get("epochs_completed")  # run.json counts every session of a resumed run
     card = {
         "schema": "yolo_spine/model-card@1",
         "name": weights_out.stem,
