@@ -543,3 +543,32 @@ def test_thickness_weighted_centroid_discounts_thin_processes() -> None:
     square = np.zeros((40, 40), bool)
     square[10:30, 10:30] = True
     np.testing.assert_allclose(thickness_weighted_centroid(square, 2.0), [19.5, 19.5], atol=1e-6)
+
+
+def test_custom_anatomy_file_through_ct2yolo_and_lift(tmp_path: Path) -> None:
+    """A registry YAML of the user's own goes through ct2yolo without a CT preset, and lift asks for it again."""
+    from yolo_spine.ct.convert import ct2yolo
+    from yolo_spine.lift.lift import lift
+    from yolo_spine.registry import configs_dir
+    from yolo_spine.synth.phantoms import spine_phantom, write_phantom
+
+    text = (configs_dir() / "anatomy" / "spine.yaml").read_text(encoding="utf-8")
+    custom = tmp_path / "my_spine.yaml"
+    custom.write_text(text.replace("name: spine\n", "name: my_spine\n", 1), encoding="utf-8")
+    vol, lab = write_phantom(spine_phantom(size_xyz=(24, 20, 30)), tmp_path, "sp")
+    ds = tmp_path / "ds"
+    # before the fix the registry file was read as a CT preset: "unknown key 'name'"
+    ct2yolo(
+        ds,
+        volume=vol,
+        labels=lab,
+        study="s1",
+        anatomy=custom,
+        overrides={"planes": ["axial"], "views": [], "label_scheme": "totalsegmentator_v2"},
+    )
+    with pytest.raises(UserError, match="not a shipped registry; pass its YAML file with --anatomy"):
+        lift(ds, tmp_path / "no.nii.gz")
+    with pytest.raises(UserError, match="made for 'my_spine'"):
+        lift(ds, tmp_path / "other.nii.gz", anatomy="spine")
+    result = lift(ds, tmp_path / "seg.nii.gz", anatomy=custom)
+    assert result.classes_found, "the phantom's vertebrae come back under the custom registry"

@@ -222,7 +222,8 @@ def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
 
 def resolve_options(anatomy: str, preset: str | Path | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
     """Defaults ← anatomy preset (when ``configs/ct/<anatomy>.yaml`` exists) or ``preset`` ← overrides; checked."""
-    if preset is None:
+    if preset is None and Path(str(anatomy)).suffix not in {".yaml", ".yml"}:
+        # a shipped anatomy name may have its own CT preset; a registry file is never a CT preset
         try:
             preset_path("ct", anatomy)
             preset = anatomy

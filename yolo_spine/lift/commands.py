@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="only this split of the dataset (e.g. test)")
     p.add_argument("--study", default=None, help="the study to lift when the sidecars hold several")
     p.add_argument("--config", default=None, help="preset name in configs/lift or a YAML path")
+    p.add_argument(
+        "--anatomy",
+        default=None,
+        help="anatomy registry YAML, needed only when ct2yolo was given its own file (default: the sidecars' name)",
+    )
 
 
 def _lift(args: argparse.Namespace) -> int:
@@ -67,6 +72,7 @@ def _lift(args: argparse.Namespace) -> int:
         order_fix=args.order_fix,
         hull=args.hull,
         max_gap=args.max_gap,
+        anatomy=args.anatomy,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )

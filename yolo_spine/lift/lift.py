@@ -133,6 +133,28 @@ def _present(labels_zyx: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
     return {names[v - 1]: int(counts[v]) for v in range(1, len(names) + 1) if counts[v]}
 
 
+def registry_for_sidecars(recorded: str, given: str | Path | None) -> AnatomyRegistry:
+    """The registry the sidecars were made with: the recorded shipped name, or the user's YAML of that name.
+
+    ``ct2yolo --anatomy FILE`` records only the registry's ``name``, so a custom registry must be given again.
+
+    Raises:
+        UserError: If the recorded name is no shipped registry and no file is given, or the file is another anatomy.
+    """
+    if given is None:
+        try:
+            return load_registry(recorded)
+        except UserError:
+            raise UserError(
+                f"the sidecars were made for the anatomy '{recorded}', which is not a shipped registry; "
+                "pass its YAML file with --anatomy"
+            ) from None
+    registry = load_registry(given)
+    if registry.name != recorded:
+        raise UserError(f"--anatomy {given} is '{registry.name}', but the sidecars were made for '{recorded}'")
+    return registry
+
+
 def lift(
     labels_dir: str | Path,
     out: str | Path,
@@ -147,6 +169,7 @@ def lift(
     order_fix: bool | None = None,
     hull: bool | None = None,
     max_gap: int | None = None,
+    anatomy: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
 ) -> LiftResult:
@@ -166,6 +189,7 @@ def lift(
         order_fix: Enforce the registry's anatomical order along the body axis.
         hull: Write the DRR visual hull as the label map when there are no slices.
         max_gap: Interpolate across gaps of at most this many slices.
+        anatomy: Registry YAML, needed when ``ct2yolo`` was given its own file (its ``name`` must be the recorded one).
         overwrite: Replace existing outputs.
         progress: Progress bars.
 
@@ -198,7 +222,7 @@ def lift(
     writes_volume = bool(inputs.slices) or (bool(inputs.drrs) and bool(opts["hull"]))
     for key in ("manifest", *(("labels",) if writes_volume else ()), *(("centroids",) if inputs.drrs else ())):
         ensure_can_write(paths[key], overwrite)
-    registry = load_registry(inputs.anatomy)
+    registry = registry_for_sidecars(inputs.anatomy, anatomy)
     info: dict[str, Any] = {}
     classes: dict[str, int] = {}
     labels_path = centroids_path = None
