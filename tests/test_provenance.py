@@ -1,48 +1,8 @@
 import json
 from pathlib import Path
 
-import pytest
-
-from yolo_spine.errors import OutputExistsError
-from yolo_spine.provenance import atomic_output, run_manifest, sha256_files, write_json_atomic
-
-
-def test_atomic_output_moves_into_place(tmp_path: Path):
-    out = tmp_path / "ds"
-    with atomic_output(out) as tmp:
-        assert tmp != out and tmp.parent == out.parent
-        (tmp / "a.txt").write_text("x")
-        assert not out.exists()
-    assert (out / "a.txt").read_text() == "x"
-    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temporary leftovers
-
-
-def test_atomic_output_failure_leaves_nothing(tmp_path: Path):
-    out = tmp_path / "ds"
-    with pytest.raises(RuntimeError), atomic_output(out) as tmp:
-        (tmp / "half.txt").write_text("x")
-        raise RuntimeError("interrupted")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_atomic_output_refuses_then_overwrites(tmp_path: Path):
-    out = tmp_path / "ds"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    with pytest.raises(OutputExistsError, match="--overwrite"), atomic_output(out):
-        pass
-    assert (out / "old.txt").exists()
-    with atomic_output(out, overwrite=True) as tmp:
-        (tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
-    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
-
-
-def test_atomic_output_single_file(tmp_path: Path):
-    out = tmp_path / "seg.nii.gz"
-    with atomic_output(out, is_dir=False) as tmp_file:
-        tmp_file.write_bytes(b"abc")
-    assert out.read_bytes() == b"abc"
+from yolo_spine.io.atomic import write_json_atomic
+from yolo_spine.provenance import run_manifest, sha256_files
 
 
 def test_run_manifest_hashes_inputs(tmp_path: Path):

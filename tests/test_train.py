@@ -199,7 +199,8 @@ def test_resume_finishes_an_interrupted_run(
 ):
     """Interrupted after epoch 1 of 2: --resume runs epoch 2 only and run.json describes the whole run."""
     import yolo_spine.train.trainer as trainer_module
-    from yolo_spine.train.train import partial_dir, read_results_csv, train
+    from yolo_spine.io.atomic import partial_path
+    from yolo_spine.train.train import read_results_csv, train
 
     class Interrupted(Exception):
         pass
@@ -218,7 +219,7 @@ def test_resume_finishes_an_interrupted_run(
     with pytest.raises(Interrupted):
         train(spine_dataset, out, preset="cpu-smoke", overrides={"epochs": 2})
     monkeypatch.undo()
-    work = partial_dir(out)
+    work = partial_path(out)
     assert not out.exists() and (work / "weights" / "last.pt").is_file()
     assert [r["epoch"] for r in read_results_csv(work / "results.csv")] == [1.0]
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from yolo_spine import __version__
 from yolo_spine.errors import UserError
 from yolo_spine.identifiers import recording_paths
+from yolo_spine.parallel import configure_thread_policy
 
 # Data-flow order: datasets → train → review → predict → CT conversion → lifting → evaluation → demo.
 STAGE_COMMAND_MODULES: tuple[str, ...] = (
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _setup_logging(args.verbose, args.quiet)
+    configure_thread_policy()  # before any command imports torch: OpenMP reads it once, when it loads
     debug = args.debug or os.environ.get("YOLO_SPINE_DEBUG", "") not in ("", "0")
     try:
         with recording_paths(bool(getattr(args, "record_paths", False))):

@@ -1,31 +1,25 @@
-"""Run manifests and atomic outputs: every command's output says how it was made, and never half exists.
+"""Run manifests: every command's output says how it was made.
 
 * :func:`run_manifest` describes a run: command, options, package versions, machine, inputs' names and hashes
   (no folders, credentials or secrets: :mod:`yolo_spine.identifiers`).
-* :func:`atomic_output` gives a temporary folder next to the destination and moves it into place only
-  when the work succeeded, so an interrupted command leaves no half-written dataset, and an existing
-  output is replaced only with ``overwrite=True``.
-* :func:`write_json_atomic` writes one JSON file through a temporary file and a rename.
+* :func:`sha256_file` / :func:`sha256_files` fingerprint inputs; :func:`to_jsonable` makes values JSON-ready.
+
+Outputs are written through :mod:`yolo_spine.io.atomic`, so they never half exist.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
-import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from yolo_spine import __version__
-from yolo_spine.errors import OutputExistsError
 from yolo_spine.identifiers import HIDDEN, input_record, records_paths, sanitize, sanitize_argv
 
 _VERSIONED = ("numpy", "opencv-python", "albumentations", "SimpleITK", "pydicom", "torch", "ultralytics", "nanodrr")
@@ -131,69 +125,3 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist"):  # numpy arrays and scalars
         return obj.tolist()
     return obj
-
-
-def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> Path:
-    """Write JSON through a temporary file in the same folder and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(to_jsonable(data), f, indent=indent)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def ensure_can_write(out: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``; return the output as a resolved path.
-
-    Raises:
-        OutputExistsError: If ``out`` exists and ``overwrite`` is false.
-    """
-    out = Path(out).resolve()
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
-    return out
-
-
-@contextlib.contextmanager
-def atomic_output(out: str | Path, overwrite: bool = False, is_dir: bool = True) -> Iterator[Path]:
-    """Write an output folder (or file) under a temporary name and move it into place on success.
-
-    The temporary path sits next to ``out`` (same filesystem, so the final move is a rename). If the
-    body raises, the temporary path is deleted and any existing ``out`` is left untouched.
-
-    Args:
-        out: Destination folder (or file when ``is_dir`` is false).
-        overwrite: Replace an existing ``out``.
-        is_dir: Create the temporary path as a folder; for a file the body writes to the yielded path.
-
-    Yields:
-        The temporary path to write into.
-
-    Raises:
-        OutputExistsError: If ``out`` exists and ``overwrite`` is false (checked before any work).
-    """
-    out = ensure_can_write(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    target = tmp if is_dir else tmp / out.name
-    try:
-        yield target
-        if out.exists():
-            if not overwrite:  # appeared while we worked: never clobber it
-                raise OutputExistsError(f"{out} appeared while writing; pass --overwrite to replace it")
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(target, out)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
-        else:
-            os.replace(target, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

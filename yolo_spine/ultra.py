@@ -9,7 +9,10 @@ Ultralytics reads its environment at import time, so everything here must happen
 * Fonts: Ultralytics downloads ``Arial.ttf`` to draw labels; we place matplotlib's bundled DejaVu Sans under
   those names in the config folder, so plots and annotated images never reach for the network.
 * Threads: Ultralytics sets ``OMP_NUM_THREADS=1`` and trains on ``min(8, cpu_count - 1)`` threads (one thread
-  on a 2-core machine); :func:`use_all_cores` sets torch and Ultralytics to every core.
+  on a 2-core machine); :func:`set_torch_threads` sets torch and Ultralytics to the requested count (default:
+  every core this process may use), and that count stays until a caller asks for another.
+* Sharing the machine: idle OpenMP threads sleep instead of spinning
+  (:func:`yolo_spine.parallel.configure_thread_policy`), so a second job on the same cores does not collapse.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ import shutil
 from pathlib import Path
 from types import ModuleType
 
+from yolo_spine.parallel import available_cpus, configure_thread_policy
+
 log = logging.getLogger("yolo_spine")
+
+#: Torch threads chosen in this process (``None`` until :func:`set_torch_threads` runs).
+_torch_threads: int | None = None
 
 
 def cache_dir() -> Path:
@@ -49,10 +57,10 @@ def _install_offline_fonts(config_dir: Path) -> None:
 
 
 def configure_environment(threads: int | None = None) -> Path:
-    """Set the environment Ultralytics reads at import time; safe to call more than once.
+    """Set the environment Ultralytics and torch read at import time; safe to call more than once.
 
     Args:
-        threads: CPU threads for torch/OpenMP; ``None`` means every core of this machine.
+        threads: CPU threads for torch/OpenMP; ``None`` means every core this process may use.
 
     Returns:
         The Ultralytics config folder in use.
@@ -61,27 +69,33 @@ def configure_environment(threads: int | None = None) -> Path:
     config_dir.mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    n = threads or os.cpu_count() or 1
+    configure_thread_policy()
+    n = threads or available_cpus()
     os.environ.setdefault("OMP_NUM_THREADS", str(n))  # before Ultralytics would pin it to 1
     _install_offline_fonts(config_dir)
     return config_dir
 
 
-def use_all_cores(threads: int | None = None) -> int:
-    """Make torch and Ultralytics use ``threads`` CPU threads (default: every core); return the number.
+def set_torch_threads(threads: int | None = None) -> int:
+    """Make torch and Ultralytics use ``threads`` CPU threads; return the number.
+
+    ``None`` keeps the count an earlier call chose in this process (every core this process may use if none
+    did), so a helper that imports Ultralytics without a thread count never undoes the user's ``--threads``.
 
     Ultralytics' ``select_device`` calls ``torch.set_num_threads(NUM_THREADS)`` with
     ``NUM_THREADS = min(8, cpu_count - 1)``, which is 1 on a 2-core machine; patching the module constant
     makes its own call set the value we want.
     """
+    global _torch_threads
     import torch
     import ultralytics.utils as uu
     import ultralytics.utils.torch_utils as tu
 
-    n = threads or os.cpu_count() or 1
+    n = threads or _torch_threads or available_cpus()
     uu.NUM_THREADS = n
     tu.NUM_THREADS = n
     torch.set_num_threads(n)
+    _torch_threads = n
     return n
 
 
@@ -89,7 +103,7 @@ def import_ultralytics(threads: int | None = None) -> ModuleType:
     """Configure the offline environment, import Ultralytics and switch its network features off.
 
     Args:
-        threads: CPU threads (default: every core).
+        threads: CPU threads; ``None`` keeps this process's earlier choice (every core if there was none).
 
     Returns:
         The ``ultralytics`` module.
@@ -115,5 +129,5 @@ def import_ultralytics(threads: int | None = None) -> ModuleType:
     changes = {k: v for k, v in wanted.items() if k in SETTINGS and SETTINGS[k] != v}
     if changes:
         SETTINGS.update(changes)
-    use_all_cores(threads)
+    set_torch_threads(threads)
     return ultralytics

@@ -19,13 +19,12 @@ kept outside the dataset). Reports and the manifest record such a study's inputs
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,10 @@ from yolo_spine.config import load_options, preset_path, read_yaml
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, OutputExistsError, UserError
 from yolo_spine.identifiers import FOLDER, input_record, path_name, pseudonym, records_paths
+from yolo_spine.io.atomic import atomic_output, write_json_atomic
 from yolo_spine.io.labels import SegInstance, write_data_yaml
-from yolo_spine.provenance import atomic_output, run_manifest, sha256_file, write_json_atomic
+from yolo_spine.parallel import LocalExecutor
+from yolo_spine.provenance import run_manifest, sha256_file
 from yolo_spine.registry import AnatomyRegistry, detect_label_scheme, load_registry
 
 log = logging.getLogger("yolo_spine")
@@ -589,17 +590,6 @@ def _detect_scheme(reg: AnatomyRegistry, labels: np.ndarray, spec: StudySpec) ->
     return found.scheme
 
 
-def _convert_one(args: tuple) -> dict[str, Any]:
-    """Process-pool entry: convert one study with this worker's share of the cores."""
-    spec, root, options, anatomy, class_of_id, resample_labels, threads = args
-    import cv2
-    import torch
-
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-    return convert_study(spec, root, options, anatomy, class_of_id, resample_labels, progress=False)
-
-
 def ct2yolo(
     out: str | Path,
     *,
@@ -676,17 +666,18 @@ def ct2yolo(
             reports = [
                 convert_study(s, tmp, options, anatomy, class_of_id, resample_labels, progress=progress) for s in specs
             ]
-        else:
-            import multiprocessing as mp
-
-            from tqdm import tqdm
-
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            jobs = [(s, tmp, options, anatomy, class_of_id, resample_labels, threads) for s in specs]
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-                reports = list(
-                    tqdm(pool.map(_convert_one, jobs), total=len(jobs), desc="studies", disable=not progress)
-                )
+        else:  # each worker process gets its share of the cores (threads for torch, OpenCV and OpenMP)
+            convert = functools.partial(
+                convert_study,
+                root=tmp,
+                options=options,
+                anatomy=anatomy,
+                class_of_id=class_of_id,
+                resample_labels=resample_labels,
+                progress=False,
+            )
+            with LocalExecutor(workers, n_items=len(specs)) as ex:
+                reports = [o.get() for o in ex.map(convert, specs, desc="studies", unit="study", progress=progress)]
         write_data_yaml(tmp, final, reg.names_dict, reg.name)
         totals = dict.fromkeys(SPLITS, 0)
         for r in reports:

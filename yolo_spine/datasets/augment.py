@@ -18,7 +18,7 @@ How one copy is made (:func:`augment_sample`, pure: arrays in, arrays out):
 
 :func:`augment_dataset` writes a complete dataset (``data.yaml``, val/test byte-identical, train = originals +
 ``<stem>_aug<k>.<ext>`` copies in the source's group, ``manifest.json`` with each copy's source and
-parameters and the dropped counts) through :func:`yolo_spine.provenance.atomic_output`. Each copy's random
+parameters and the dropped counts) through :func:`yolo_spine.io.atomic.atomic_output`. Each copy's random
 seed is derived from ``--seed``, the file name and the copy number, so ``--workers`` does not change results.
 """
 
@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import shutil
 import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +45,11 @@ from yolo_spine.datasets.check import manifest_groups, read_data_yaml
 from yolo_spine.datasets.roboflow import SPLITS, roboflow_group
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import mask_to_polygons, polygons_to_mask
+from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
 from yolo_spine.io.labels import SegInstance, format_labels, read_yolo_labels, write_data_yaml
 from yolo_spine.io.xray import XRAY_SUFFIXES, read_xray
-from yolo_spine.provenance import atomic_output, ensure_can_write, run_manifest, write_json_atomic
+from yolo_spine.parallel import LocalExecutor
+from yolo_spine.provenance import run_manifest
 from yolo_spine.registry import load_registry
 
 log = logging.getLogger("yolo_spine")
@@ -531,25 +531,11 @@ _STATE: _Worker | None = None
 
 def _init_worker(opts: Mapping[str, Any], mirror_map: list[int] | None, out_dir: Path, seed: int, nc: int) -> None:
     global _STATE
-    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe them
     if "albumentations" not in sys.modules and "torch" not in sys.modules:
         # albumentations imports torch only for ToTensorV2, which a worker never uses; blocking it in this
         # worker process saves about 3 s of start-up per worker.
         sys.modules["torch"] = None  # type: ignore[assignment]
     _STATE = _Worker(opts, mirror_map, out_dir, seed, nc)
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """Worker processes forked from a clean server that has already imported albumentations and OpenCV.
-
-    Plain ``fork`` can hang: a child inherits the thread-pool locks of a parent that has already run threaded
-    OpenCV (or torch) code. ``spawn`` is safe but re-imports the package in every worker.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["yolo_spine.datasets.augment"])
-    return ctx
 
 
 def _run_job(job: _Job) -> _JobResult:
@@ -601,8 +587,6 @@ def augment_dataset(
         UserError: On bad options, an existing ``out`` without ``overwrite``, a dataset without an anatomy,
             or class names that are not the registry's in anatomical order.
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     opts = load_augment_options(preset, {"copies": copies, "allow_order_breaking": allow_order_breaking})
     data = Path(data).resolve()
@@ -647,21 +631,20 @@ def augment_dataset(
         for split in split_images:
             (tmp / "images" / split).mkdir(parents=True)
             (tmp / "labels" / split).mkdir(parents=True)
-        bar = tqdm(total=len(jobs), desc="augment", unit="img", disable=None if progress else True)
-        pool = None
-        try:
-            if workers <= 1:
-                worker = _Worker(opts, mirror_map, tmp, seed, reg.nc)
-                results_iter = (worker.run(j) for j in jobs)
-            else:  # submitted first, so worker start-up overlaps with copying the originals below
-                pool = ProcessPoolExecutor(
-                    max_workers=workers,
-                    mp_context=_pool_context(),
-                    initializer=_init_worker,
-                    initargs=(opts, mirror_map, tmp, seed, reg.nc),
-                )
-                chunk = max(1, min(16, len(jobs) // (workers * 4) or 1))
-                results_iter = pool.map(_run_job, jobs, chunksize=chunk)
+        # One thread per worker process (small images: processes, not threads, use the cores); worker processes
+        # fork from a server that has imported this module once.
+        with LocalExecutor(
+            max(1, workers),
+            n_items=len(jobs),
+            task_cpus=1,
+            initializer=_init_worker,
+            initargs=(opts, mirror_map, tmp, seed, reg.nc),
+            preload=["yolo_spine.datasets.augment"],
+        ) as ex:
+            run = _Worker(opts, mirror_map, tmp, seed, reg.nc).run if ex.workers <= 1 else _run_job
+            chunk = max(1, min(16, len(jobs) // (ex.workers * 4) or 1))
+            # Started first, so worker start-up overlaps with copying the originals below.
+            outcomes = ex.map(run, jobs, chunksize=chunk, desc="augment", unit="img", progress=progress)
             for split, images in split_images.items():
                 for img in images:  # originals, byte-identical
                     shutil.copyfile(img, tmp / "images" / split / img.name)
@@ -678,7 +661,8 @@ def augment_dataset(
                         }
                     )
             group_of = {e["source"]: e["group"] for e in manifest_images if e["split"] == "train"}
-            for job, res in zip(jobs, results_iter, strict=True):
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                res = outcome.get()
                 dropped.update(res.dropped)
                 instances_in += res.instances_in
                 instances_out += res.instances_out
@@ -693,11 +677,6 @@ def augment_dataset(
                             "status": "augmented",
                         }
                     )
-                bar.update(1)
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
 
         seconds = time.perf_counter() - t0
         pieces = dropped.pop("pieces", 0)

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from yolo_spine.errors import MissingDependencyError, OfflineError, UserError
-from yolo_spine.provenance import atomic_output, run_manifest, write_json_atomic
+from yolo_spine.io.atomic import atomic_output, write_json_atomic
+from yolo_spine.provenance import run_manifest
 
 log = logging.getLogger("yolo_spine")
 

@@ -19,6 +19,7 @@ What ``merge`` guarantees:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -27,7 +28,6 @@ import shutil
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +38,11 @@ from yolo_spine.datasets.roboflow import SPLITS, Export, SourceImage, read_expor
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import clip_polygon_to_rect, polygon_area
 from yolo_spine.identifiers import input_record
+from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
 from yolo_spine.io.labels import SegInstance, format_labels, write_data_yaml
 from yolo_spine.io.xray import DICOM_SUFFIXES, read_xray, write_png
-from yolo_spine.provenance import atomic_output, ensure_can_write, run_manifest, write_json_atomic
+from yolo_spine.parallel import LocalExecutor, available_cpus
+from yolo_spine.provenance import run_manifest
 from yolo_spine.registry import AnatomyRegistry, load_registry, normalize_name
 
 log = logging.getLogger("yolo_spine")
@@ -133,12 +135,16 @@ def inspect_image(path: Path) -> ImageCheck:
     return ImageCheck(digest, True, high_bit=mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 
 
+def _executor(workers: int, n_items: int, min_items: int) -> LocalExecutor:
+    """Worker processes (one thread each: the work is reading, hashing and writing files); few items run here."""
+    n = workers if workers > 0 else available_cpus()
+    return LocalExecutor(1 if n <= 1 or n_items < min_items else n, task_cpus=1)
+
+
 def _inspect_many(paths: list[Path], workers: int) -> list[ImageCheck]:
-    n = workers if workers > 0 else (os.cpu_count() or 1)
-    if n <= 1 or len(paths) < 64:
-        return [inspect_image(p) for p in paths]
-    with ProcessPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(inspect_image, paths, chunksize=max(16, len(paths) // (8 * n))))
+    with _executor(workers, len(paths), 64) as ex:
+        chunk = max(16, len(paths) // (8 * ex.workers))
+        return [o.get() for o in ex.map(inspect_image, paths, chunksize=chunk, progress=False)]
 
 
 class _UnionFind:
@@ -259,50 +265,28 @@ class _WriteJob:
     label_dst: Path
 
 
-def _write_chunk(
-    jobs: list[_WriteJob], resolved: dict[str, str | None], registry: str
-) -> list[tuple[int, list[int], _Tally]]:
-    """Clean the instances of each job's image and write its image and label file (runs in a worker)."""
-    reg = load_registry(registry)
-    out = []
-    for job in jobs:
-        tally = _Tally()
-        instances = _clean_instances(job.image, resolved, reg, tally)
-        if job.high_bit:
-            write_png(job.image_dst, read_xray(job.image.path).pixels)
-        else:
-            _link_or_copy(job.image.path, job.image_dst)
-        job.label_dst.write_text(format_labels(instances), encoding="utf-8")
-        out.append((job.index, [x.cls for x in instances], tally))
-    return out
+def _write_one(job: _WriteJob, resolved: dict[str, str | None], registry: str) -> tuple[list[int], _Tally]:
+    """Clean the instances of one job's image and write its image and label file (runs in a worker)."""
+    reg = load_registry(registry)  # cached per process
+    tally = _Tally()
+    instances = _clean_instances(job.image, resolved, reg, tally)
+    if job.high_bit:
+        write_png(job.image_dst, read_xray(job.image.path).pixels)
+    else:
+        _link_or_copy(job.image.path, job.image_dst)
+    job.label_dst.write_text(format_labels(instances), encoding="utf-8")
+    return [x.cls for x in instances], tally
 
 
 def _run_write_jobs(
     jobs: list[_WriteJob], resolved: dict[str, str | None], reg: AnatomyRegistry, workers: int
 ) -> dict[int, tuple[list[int], _Tally]]:
-    from tqdm import tqdm
-
     registry = str(reg.path) if reg.path else reg.name
-    n = workers if workers > 0 else (os.cpu_count() or 1)
-    results: dict[int, tuple[list[int], _Tally]] = {}
-    bar = tqdm(total=len(jobs), desc="merge", unit="img", disable=None)
-    if n <= 1 or len(jobs) < 256:
-        parts = [_write_chunk(jobs[k : k + 64], resolved, registry) for k in range(0, len(jobs), 64)]
-        for part in parts:
-            results.update({i: (c, t) for i, c, t in part})
-            bar.update(len(part))
-    else:
-        size = max(64, len(jobs) // (n * 8))
-        with ProcessPoolExecutor(max_workers=n) as pool:
-            futures = [
-                pool.submit(_write_chunk, jobs[k : k + size], resolved, registry) for k in range(0, len(jobs), size)
-            ]
-            for fut in futures:
-                part = fut.result()
-                results.update({i: (c, t) for i, c, t in part})
-                bar.update(len(part))
-    bar.close()
-    return results
+    write = functools.partial(_write_one, resolved=resolved, registry=registry)
+    with _executor(workers, len(jobs), 256) as ex:
+        chunk = max(64, len(jobs) // (ex.workers * 8))
+        outcomes = ex.map(write, jobs, chunksize=chunk, desc="merge", unit="img")
+        return {o.item.index: o.get() for o in outcomes}
 
 
 def _clean_instances(

@@ -13,15 +13,14 @@ real data; they are not a generalisation estimate.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from yolo_spine.config import load_options
-from yolo_spine.errors import OutputExistsError
 from yolo_spine.identifiers import records_paths, sanitize
-from yolo_spine.provenance import run_manifest, write_json_atomic
+from yolo_spine.io.atomic import in_place_output, write_json_atomic, write_text_atomic
+from yolo_spine.provenance import run_manifest
 
 log = logging.getLogger("yolo_spine")
 
@@ -45,6 +44,15 @@ def run_demo(
         overwrite: Replace an existing ``out``.
         preset: A demo YAML overriding ``configs/demo/default.yaml``.
     """
+    opts = load_options("demo", preset, {"epochs": epochs, "imgsz": imgsz, "device": device})
+    # Written at its final path (the dataset's data.yaml and the run records name it); an older demo output is
+    # kept aside until this one succeeds.
+    with in_place_output(out, overwrite) as folder:
+        return _run_stages(folder, opts)
+
+
+def _run_stages(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    """Run the seven stages into the empty folder ``out``; return the summary."""
     from yolo_spine.ct.convert import ct2yolo
     from yolo_spine.data import example_ct
     from yolo_spine.evaluate.eval3d import run_eval3d
@@ -53,13 +61,6 @@ def run_demo(
     from yolo_spine.review.val import review
     from yolo_spine.train.train import train
 
-    opts = load_options("demo", preset, {"epochs": epochs, "imgsz": imgsz, "device": device})
-    out = Path(out).resolve()
-    if out.exists():
-        if not overwrite:
-            raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
 
@@ -139,7 +140,7 @@ def run_demo(
     summary = _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds)
     shown = sanitize(_relative(summary, out, records_paths()), relative_paths=False)
     write_json_atomic(out / "summary.json", {**shown, "manifest": run_manifest("demo", opts)})
-    (out / "summary.md").write_text(_markdown(shown), encoding="utf-8")
+    write_text_atomic(out / "summary.md", _markdown(shown))
     return summary
 
 

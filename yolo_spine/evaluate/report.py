@@ -27,7 +27,8 @@ from yolo_spine.errors import UserError
 from yolo_spine.evaluate.eval3d import Eval3dResult
 from yolo_spine.evaluate.metrics import METRIC_FIELDS
 from yolo_spine.identifiers import sanitize
-from yolo_spine.provenance import atomic_output, ensure_can_write, to_jsonable
+from yolo_spine.io.atomic import atomic_output, ensure_can_write
+from yolo_spine.provenance import to_jsonable
 
 CSV_COLUMNS: tuple[str, ...] = ("class", *METRIC_FIELDS, "gt_present", "pred_present")
 LANDMARK_CSV_COLUMNS: tuple[str, ...] = ("class", "identified", "centroid_error_mm", "gt_present", "pred_present")

@@ -1,1 +1,1 @@
-"""File formats at the edges: X-ray images (PNG/TIFF/DICOM), YOLO label files, COCO files, CT volumes."""
+"""File formats at the edges (X-ray images, YOLO label files, COCO files, CT volumes) and atomic output writing."""

@@ -118,7 +118,7 @@ def lift_slice_inputs(
 def _write_volume(labels_zyx: np.ndarray, geometry: VolumeGeometry, path: Path, overwrite: bool) -> None:
     import SimpleITK as sitk
 
-    from yolo_spine.provenance import atomic_output
+    from yolo_spine.io.atomic import atomic_output
 
     image = sitk.GetImageFromArray(labels_zyx)
     image.SetSpacing(geometry.spacing_xyz)
@@ -200,7 +200,8 @@ def lift(
         UserError: Bad options, missing or ambiguous inputs, existing outputs without ``overwrite``.
     """
     from yolo_spine.config import load_options
-    from yolo_spine.provenance import ensure_can_write, run_manifest, write_json_atomic
+    from yolo_spine.io.atomic import ensure_can_write, write_json_atomic
+    from yolo_spine.provenance import run_manifest
 
     t0 = time.perf_counter()
     opts = load_options(

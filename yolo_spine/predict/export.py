@@ -13,7 +13,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +72,9 @@ def export_model(
             an existing output.
         MissingDependencyError: A package of the ``export`` extra is missing.
     """
+    from yolo_spine.io.atomic import atomic_output, write_json_atomic
     from yolo_spine.predict.model import load_model, model_format
-    from yolo_spine.provenance import ensure_can_write, run_manifest, write_json_atomic
+    from yolo_spine.provenance import run_manifest
 
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
@@ -88,11 +88,9 @@ def export_model(
     if data is not None and not Path(data).is_file():
         raise UserError(f"dataset not found: {data}")
     require_export_dependencies(format, int8)
-    out = ensure_can_write(Path(out) if out else default_export_path(weights, format, int8), overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        work_weights = tmp / f"{weights.stem}.pt"  # Ultralytics writes the export beside the weights it loaded
+    out = Path(out) if out else default_export_path(weights, format, int8)
+    with atomic_output(out, overwrite, is_dir=False) as target:
+        work_weights = target.parent / f"{weights.stem}.pt"  # Ultralytics writes the export beside the weights
         shutil.copyfile(weights, work_weights)
         model = load_model(work_weights)
         _quiet_requirements()
@@ -109,11 +107,8 @@ def export_model(
             raise UserError(f"export to {format} failed: {exc}") from None
         if not exported.exists():
             raise UserError(f"export to {format} wrote nothing")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(exported, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        os.replace(exported, target)
+    out = out.resolve()
     manifest = run_manifest(
         "export",
         {

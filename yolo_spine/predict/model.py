@@ -54,7 +54,7 @@ def load_model(weights: str | Path, threads: int | None = None) -> Any:
 
     Args:
         weights: A ``.pt`` checkpoint, an ``.onnx`` file or an OpenVINO folder (``*_openvino_model``).
-        threads: CPU threads (default: every core).
+        threads: CPU threads for torch (default: every core this process may use).
 
     Returns:
         The Ultralytics ``YOLO`` model; ``model.names`` are the class names in id order.
@@ -63,17 +63,16 @@ def load_model(weights: str | Path, threads: int | None = None) -> Any:
         UserError: A missing or unreadable file, a model that is not a segmentation model.
         MissingDependencyError: ONNX Runtime or OpenVINO is needed and not installed.
     """
-    from yolo_spine.ultra import import_ultralytics
+    from yolo_spine.parallel import available_cpus
 
     fmt = model_format(weights)
     require_runtime(fmt)
-    import_ultralytics(threads=threads)
     from yolo_spine.review.val import load_segmentation_model
 
     w = Path(weights)
     if fmt == "openvino" and w.is_file():
         w = w.parent
-    return load_segmentation_model(w)
+    return load_segmentation_model(w, threads=threads or available_cpus())
 
 
 def class_names(model: Any) -> list[str]:

@@ -249,10 +249,11 @@ def predict(
         UserError: Bad options, a source or model that cannot be used, an existing output.
     """
     from yolo_spine.config import load_options
+    from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
     from yolo_spine.predict.model import class_names, load_model, model_format, resolve_conf
     from yolo_spine.predict.order import OrderChains
     from yolo_spine.predict.sources import open_source
-    from yolo_spine.provenance import atomic_output, ensure_can_write, run_manifest, write_json_atomic
+    from yolo_spine.provenance import run_manifest
 
     opts = load_options("predict", preset, {**(overrides or {}), "conf": conf})
     out = ensure_can_write(out, overwrite)
@@ -273,6 +274,7 @@ def predict(
                 + (f"'{reg.name}' has none" if reg is not None else "give --anatomy")
             )
     import cv2
+    import torch
 
     colors = class_colors(len(names))
     show = bool(opts["show"])
@@ -410,6 +412,7 @@ def predict(
                 "counts": counts,
                 "dropped": {"count": len(src.dropped), "inputs": src.dropped},
                 "interrupted": state["interrupted"],
+                "torch_threads": torch.get_num_threads(),  # what inference ran on, not only what was asked
                 "wall_seconds": round(wall, 3),
                 "fps": round(counts["frames"] / wall, 2) if wall > 0 else None,
                 # after the warm-up frames: the rate a long stream settles at (None for short runs)

@@ -25,7 +25,8 @@ import numpy as np
 
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.identifiers import sanitize
-from yolo_spine.provenance import atomic_output, run_manifest, write_json_atomic
+from yolo_spine.io.atomic import atomic_output, write_json_atomic
+from yolo_spine.provenance import run_manifest
 from yolo_spine.review.cocoeval import TOLERANCE, coco_mask_map, ground_truth_coco
 from yolo_spine.review.curves import best_f1, curve_rows, curves_from_metric, plot_curve
 from yolo_spine.review.matching import ImageInstances, match_split, neighbour_confusions
@@ -35,15 +36,20 @@ log = logging.getLogger("yolo_spine")
 CURVE_FILES = [f"{p}{c}_curve.png" for p in ("Box", "Mask") for c in ("P", "R", "PR", "F1")]
 
 
-def load_segmentation_model(weights: str | Path) -> Any:
+def load_segmentation_model(weights: str | Path, threads: int | None = None) -> Any:
     """Load a YOLO segmentation model (``.pt``, ``.onnx`` or an OpenVINO folder) offline.
+
+    Args:
+        weights: The model file or folder.
+        threads: CPU threads for torch; ``None`` keeps the count this process already chose (``predict
+            --threads``), or every core if none was chosen.
 
     Raises:
         UserError: If the file is missing, unreadable, or not a segmentation model.
     """
     from yolo_spine.ultra import import_ultralytics
 
-    import_ultralytics()
+    import_ultralytics(threads)
     from ultralytics import YOLO
 
     w = Path(weights)

@@ -11,7 +11,8 @@
   re-imported by name in each process).
 * **Atomic run folder.** Training writes into ``.<RUN_DIR>.partial`` next to ``RUN_DIR`` and renames it when it
   finishes; an interrupted run stays there for ``--resume``, which continues it from its ``last.pt`` with the
-  options and dataset it started with (a finished run, no run, or another dataset is refused).
+  options and dataset it started with (a finished run, no run, or another dataset is refused)
+  (:class:`yolo_spine.io.atomic.ResumableOutput`).
 
 ``RUN_DIR/run.json`` records versions, resolved options, the dataset and a hash of its label files, device,
 threads, the model's origin, wall time, and what the run did: epochs, per-epoch seconds, throughput and the best
@@ -34,8 +35,10 @@ from typing import Any
 import yaml
 
 from yolo_spine.config import load_options
-from yolo_spine.errors import DataError, OutputExistsError, UserError
-from yolo_spine.provenance import run_manifest, sha256_files, write_json_atomic
+from yolo_spine.errors import DataError, UserError
+from yolo_spine.io.atomic import ResumableOutput, write_json_atomic
+from yolo_spine.parallel import available_cpus
+from yolo_spine.provenance import run_manifest, sha256_files
 
 log = logging.getLogger("yolo_spine")
 
@@ -92,11 +95,6 @@ class TrainResult:
     last: Path
     run_json: Path
     manifest: dict[str, Any]
-
-
-def partial_dir(out: Path) -> Path:
-    """The folder a run trains in before it is renamed to ``out``."""
-    return out.parent / f".{out.name}.partial"
 
 
 def resolve_model(model: str, weights: str | Path | None, weights_dir: Path) -> tuple[str, str]:
@@ -317,22 +315,15 @@ def train(
     data = Path(data).resolve()
     opts = load_options("train", preset, overrides)
     data_dict, data_root = _dataset_info(data)
-    work = partial_dir(out)
-    last = None
-    if resume:
-        last = next((p for p in (work / "weights" / "last.pt", out / "weights" / "last.pt") if p.is_file()), None)
-        if last is None:
-            raise UserError(f"nothing to resume: no interrupted run in {out} (no weights/last.pt there or in {work})")
-        if last.parent.parent == out:  # an interrupted run that is not ours (e.g. plain Ultralytics): in place
-            work = out
-    elif out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it or --resume to continue it")
-    elif work.exists():
-        shutil.rmtree(work)
+    # Trains in .<out>.partial, kept when interrupted for --resume; an interrupted run that is not ours (e.g. plain
+    # Ultralytics, weights/last.pt in out itself) continues in place.
+    output = ResumableOutput.start(out, overwrite=overwrite, resume=resume, resume_marker="weights/last.pt")
+    work = output.work
+    last = work / "weights" / "last.pt" if resume else None
 
     from yolo_spine.ultra import import_ultralytics
 
-    import_ultralytics(threads=opts["threads"])
+    import_ultralytics(threads=opts["threads"] or available_cpus())  # None: every core, whatever ran before
     import torch
     from ultralytics import YOLO
 
@@ -436,14 +427,6 @@ def train(
     if train_yaml != data:
         shutil.copyfile(train_yaml, save_dir / "data.yaml")
         train_yaml.unlink(missing_ok=True)
-    if save_dir != out:
-        if out.exists():
-            old = out.parent / f".{out.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(save_dir, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(save_dir, out)
+    output.commit(save_dir)  # a resumed run saves where its checkpoint says it started
     log.info("run saved to %s (%.0f s)", out, wall)
     return TrainResult(out, out / "weights" / "best.pt", out / "weights" / "last.pt", out / "run.json", manifest)
