@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> str:
     import shutil
 
     from yolo_spine.errors import OutputExistsError, UserError
-    from yolo_spine.provenance import write_json_atomic
+    from yolo_spine.io.atomic import write_json_atomic
     from yolo_spine.synth.pretrain import PretrainPlan, build_dataset, export_checkpoint, make_studies, train_model
 
     out = args.out.resolve()

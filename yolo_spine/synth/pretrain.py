@@ -10,6 +10,7 @@ Nothing here reads real data: the phantoms come from :mod:`yolo_spine.synth.anat
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -23,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from yolo_spine.provenance import atomic_output, run_manifest, sha256_file, write_json_atomic
+from yolo_spine.io.atomic import atomic_output, partial_path, write_json_atomic
+from yolo_spine.parallel import LocalExecutor
+from yolo_spine.provenance import run_manifest, sha256_file
 from yolo_spine.registry import load_registry
 
 log = logging.getLogger("yolo_spine")
@@ -157,37 +160,12 @@ def make_studies(plan: PretrainPlan, jobs: int = 1) -> str:
     todo = [i for i in range(plan.phantoms) if not (plan.out / "studies" / plan.name(i) / "phantom.json").is_file()]
     done = plan.phantoms - len(todo)
     made: list[dict[str, Any]] = []
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"))
-        records = pool.map(make_study, [plan] * len(todo), todo)
-    else:
-        pool = None
-        records = (make_study(plan, i) for i in todo)
-    for i, rec in zip(todo, records, strict=True):
-        made.append(rec)
-        s = rec["seconds"]
-        c = rec["cpu_seconds"]
-        log.info(
-            "phantom %d/%d %s (%s, %s voxels, %d images): wall/CPU s generate %.1f/%.1f, write %.1f/%.1f, "
-            "ct2yolo %.1f/%.1f",
-            i + 1,
-            plan.phantoms,
-            rec["study"],
-            rec["phantom"]["fov"],
-            "×".join(map(str, rec["phantom"]["size_xyz"])),
-            rec["images"],
-            s["generate"],
-            c["generate"],
-            s["write"],
-            c["write"],
-            s["ct2yolo"],
-            c["ct2yolo"],
-        )
-    if pool is not None:
-        pool.shutdown()
+    with LocalExecutor(max(1, jobs), n_items=len(todo)) as ex:  # each process gets its share of the cores
+        outcomes = ex.map(functools.partial(make_study, plan), todo, desc="phantoms", unit="phantom", progress=False)
+        for i, outcome in zip(todo, outcomes, strict=True):
+            rec = outcome.get()
+            made.append(rec)
+            _log_study(plan, i, rec)
     if not made:
         return f"{done} phantoms already made"
 
@@ -200,6 +178,27 @@ def make_studies(plan: PretrainPlan, jobs: int = 1) -> str:
         + ", ".join(
             f"{p} {mean('seconds', p):.1f}/{mean('cpu_seconds', p):.1f}" for p in ("generate", "write", "ct2yolo")
         )
+    )
+
+
+def _log_study(plan: PretrainPlan, i: int, rec: dict[str, Any]) -> None:
+    """One log line per finished phantom (wall and CPU seconds of each step)."""
+    s, c = rec["seconds"], rec["cpu_seconds"]
+    log.info(
+        "phantom %d/%d %s (%s, %s voxels, %d images): wall/CPU s generate %.1f/%.1f, write %.1f/%.1f, "
+        "ct2yolo %.1f/%.1f",
+        i + 1,
+        plan.phantoms,
+        rec["study"],
+        rec["phantom"]["fov"],
+        "×".join(map(str, rec["phantom"]["size_xyz"])),
+        rec["images"],
+        s["generate"],
+        c["generate"],
+        s["write"],
+        c["write"],
+        s["ct2yolo"],
+        c["ct2yolo"],
     )
 
 
@@ -299,10 +298,10 @@ def train_model(
     Returns:
         The run manifest (``train/run.json``) of the finished run.
     """
-    from yolo_spine.train.train import partial_dir, train
+    from yolo_spine.train.train import train
 
     run_dir = plan.out / "train"
-    last = partial_dir(run_dir) / "weights" / "last.pt"
+    last = partial_path(run_dir) / "weights" / "last.pt"
     if resume and not last.is_file() and (run_dir / "run.json").is_file():
         log.info("training in %s had finished; nothing to resume", run_dir)
         return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
