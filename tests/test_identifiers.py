@@ -317,6 +317,7 @@ def test_study_map_is_written_only_when_asked_and_never_overwritten(patient_ct, 
     sid = json.loads((out / "manifest.json").read_text())["studies"][0]["study"]
     rows = list(csv.DictReader(key.open(encoding="utf-8")))
     assert rows == [{"study": sid, "original_name": f"{PATIENT}_ct", "volume": str(vol), "labels": str(lab)}]
+    assert key.stat().st_mode & 0o777 == 0o600, "the re-identification key is readable by its owner only"
     assert not leaks(out, texts=(proc.stdout, proc.stderr))  # the key holds the name; the dataset does not
     before = key.read_bytes()
     again = run_cli(*_ct_args(vol, lab, tmp_path / "ds_b", "--study-map", key))

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -732,11 +733,13 @@ def _check_study_map(study_map: str | Path, out: Path, overwrite: bool) -> Path:
 
 
 def _write_study_map(path: Path, specs: list[StudySpec], overwrite: bool) -> None:
-    """Write ``study,original_name,volume,labels`` for each pseudonymous study, atomically."""
+    """Write ``study,original_name,volume,labels`` for each pseudonymous study, atomically and owner-only (0600)."""
     rows = [[s.name, s.original, str(s.volume), str(s.labels)] for s in specs if s.original is not None]
     with (
         atomic_output(path, overwrite=overwrite, is_dir=False) as tmp,
         open(tmp, "w", newline="", encoding="utf-8") as f,
     ):
+        # the one file that re-identifies patients: owner-only, unlike every other output (which follows the umask)
+        os.chmod(tmp, 0o600)
         csv.writer(f).writerows([["study", "original_name", "volume", "labels"], *rows])
     log.info("study map: %d pseudonymous stud%s listed in %s", len(rows), "y" if len(rows) == 1 else "ies", path.name)
