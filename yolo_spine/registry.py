@@ -24,23 +24,12 @@ from pathlib import Path
 import yaml
 
 from yolo_spine.errors import UserError
+from yolo_spine.resources import configs_dir  # re-exported: callers of registry.configs_dir keep working
 
 _REGISTRY_KEYS = {"name", "description", "classes", "mirror_pairs", "order", "source_ids", "source_id_max"}
 
 #: The project's own label-map convention (what ``lift`` writes): voxel value = class id + 1, 0 = background.
 CLASS_ID_SCHEME = "class_id+1"
-
-
-def configs_dir() -> Path:
-    """Return the folder holding ``anatomy/``, ``train/``, ``augment/`` and ``ct/`` YAML files.
-
-    A wheel carries a copy inside the package (``yolo_spine/configs``); a source checkout reads the
-    repository's top-level ``configs/`` folder.
-    """
-    packaged = Path(__file__).resolve().parent / "configs"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "configs"
 
 
 def normalize_name(name: str) -> str:
