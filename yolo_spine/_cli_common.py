@@ -4,8 +4,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from yolo_spine.resources import configs_dir
+
+if TYPE_CHECKING:
+    from yolo_spine.options import StageOptions
+
+S = TypeVar("S", bound="StageOptions")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when it says something.
+
+    Not for ``None``, ``False`` or empty defaults (the value then comes from the stage's YAML, or the flag is off),
+    nor when the help already names the default: "(default: onnx) (default: None)" told users nothing.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def add_command(
@@ -16,9 +38,7 @@ def add_command(
     description: str | None = None,
 ) -> argparse.ArgumentParser:
     """Add a subcommand whose handler receives the parsed namespace."""
-    p = sub.add_parser(
-        name, help=help, description=description or help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    p = sub.add_parser(name, help=help, description=description or help, formatter_class=_HelpFormatter)
     p.set_defaults(func=handler)
     return p
 
@@ -63,6 +83,76 @@ def add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
         default=default,
         help="cpu, a GPU index (0), several for DDP (0,1), or mps; default: GPU 0 if present, else cpu",
     )
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old flag that still works for one release: stores into the new flag's ``dest`` and notes a warning.
+
+    The notes collect in ``args.deprecations``; :func:`yolo_spine.cli.main` logs them before the command runs.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        note = f"{option_string} is deprecated and goes in the next release; use {self.new}"
+        namespace.deprecations = [*getattr(namespace, "deprecations", []), note]
+
+
+def add_config(p: argparse.ArgumentParser, stage: str, default: str | None = None, preset_alias: bool = False) -> None:
+    """Add ``--config`` and ``--set`` (and the deprecated ``--preset`` alias) for a stage's options.
+
+    Args:
+        p: The subcommand's parser.
+        stage: The folder in ``configs/`` with the stage's ``default.yaml`` and presets.
+        default: The preset used without ``--config`` (shown in the help; the options class applies it).
+        preset_alias: Also accept ``--preset`` (the old name), with a warning.
+    """
+    presets = sorted(f.stem for f in (configs_dir() / stage).glob("*.yaml") if f.stem != "default")
+    shipped = f"a preset ({', '.join(presets)}) or " if presets else ""
+    # default=SUPPRESS: the help states the real default instead of argparse's "(default: None)"
+    p.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        metavar="NAME|YAML",
+        help=f"{shipped}a YAML file with keys of configs/{stage}/default.yaml"
+        + (f"; default: {default}" if default else f"; default: configs/{stage}/default.yaml alone"),
+    )
+    p.add_argument(
+        "--set",
+        dest="set",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="KEY=VALUE",
+        help=f"set any key of configs/{stage}/default.yaml, dotted for nested keys (e.g. a.b=1); the value is YAML; "
+        "repeatable; overrides --config, named flags override --set",
+    )
+    if preset_alias:
+        p.add_argument(
+            "--preset",
+            dest="config",
+            action=DeprecatedAlias,
+            new="--config",
+            metavar="NAME|YAML",
+            default=argparse.SUPPRESS,
+            help="deprecated: use --config",
+        )
+
+
+def stage_options(cls: type[S], args: argparse.Namespace, **flags: Any) -> S:
+    """Load a stage's options from ``--config``, ``--set`` and the named ``flags`` (``None``: flag not given)."""
+    from yolo_spine.options import load_options
+
+    config, sets = getattr(args, "config", None), getattr(args, "set", [])
+    return load_options(cls, config, sets, flags)
 
 
 def say(*lines: object) -> None:

@@ -79,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _setup_logging(args.verbose, args.quiet)
     configure_thread_policy()  # before any command imports torch: OpenMP reads it once, when it loads
+    for note in getattr(args, "deprecations", ()):  # old flag names (see _cli_common.DeprecatedAlias)
+        log.warning("yolo_spine %s: warning: %s", args.command, note)
     debug = args.debug or os.environ.get("YOLO_SPINE_DEBUG", "") not in ("", "0")
     try:
         with recording_paths(bool(getattr(args, "record_paths", False))):
