@@ -107,9 +107,10 @@ def main() -> None:
     copies = args.copies or (2 if args.quick else 5)
     repeat = args.repeat or (1 if args.quick else 3)
 
-    from yolo_spine.datasets.augment import augment_dataset, build_pipeline, load_augment_options
+    from yolo_spine.datasets.augment import AugmentOptions, augment_dataset, build_pipeline
 
-    build_pipeline(load_augment_options("xray-spine"))  # import albumentations before timing
+    options = AugmentOptions.load("xray-spine", copies=copies)
+    build_pipeline(options)  # import albumentations before timing
     tmp = Path(tempfile.mkdtemp(prefix="bench_augment_"))
     try:
         data = generate(tmp / "src", n_img)
@@ -126,8 +127,7 @@ def main() -> None:
                     augment_dataset(
                         data,
                         out,
-                        preset="xray-spine",
-                        copies=copies,
+                        options,
                         seed=0,
                         workers=workers,
                         overwrite=True,

@@ -15,11 +15,11 @@ from yolo_spine.datasets.augment import (
     augment_dataset,
     augment_sample,
     build_pipeline,
-    load_augment_options,
     masks_to_instances,
     rasterise_instances,
 )
 from yolo_spine.datasets.check import check_dataset, read_data_yaml
+from yolo_spine.datasets.options import AugmentOptions
 from yolo_spine.errors import OutputExistsError, UserError
 from yolo_spine.geometry import polygon_area, polygon_centroid, polygons_to_mask
 from yolo_spine.io.labels import SegInstance, read_yolo_labels
@@ -35,7 +35,7 @@ def _blob(cx: float, cy: float, r: float, n: int = 48, seed: int = 0) -> np.ndar
 
 
 def _pipeline(**overrides: object):
-    return build_pipeline(load_augment_options(None, overrides))
+    return build_pipeline(AugmentOptions.load("default", **overrides))
 
 
 def _masks_by_class(instances: list[SegInstance], h: int, w: int) -> dict[int, np.ndarray]:
@@ -195,7 +195,7 @@ def test_spine_flip_changes_no_class(spine_dataset: Path) -> None:
 @pytest.fixture(scope="module")
 def spine_augmented(spine_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("aug") / "spine_aug"
-    augment_dataset(spine_dataset, out, preset="xray-spine", copies=3, seed=7, progress=False)
+    augment_dataset(spine_dataset, out, AugmentOptions.load("xray-spine", copies=3), seed=7, progress=False)
     return out
 
 
@@ -293,35 +293,38 @@ def test_unknown_key_is_an_error_with_suggestion(tmp_path: Path) -> None:
     cfg = tmp_path / "mine.yaml"
     cfg.write_text("hflp: 0.5\n")
     with pytest.raises(UserError, match="unknown key 'hflp' \\(did you mean 'hflip'\\?\\)"):
-        load_augment_options(cfg)
+        AugmentOptions.load(cfg)
     cfg.write_text("affine:\n  p: 1.0\n  rotat: 5\n")
-    with pytest.raises(UserError, match="did you mean 'rotate'"):
-        load_augment_options(cfg)
+    with pytest.raises(UserError, match=r"unknown key 'affine\.rotat' \(did you mean 'affine\.rotate'\?\)"):
+        AugmentOptions.load(cfg)
     with pytest.raises(UserError, match="did you mean 'xray-spine'"):
-        load_augment_options("xray-spin")
+        AugmentOptions.load("xray-spin")
 
 
 def test_bad_values_are_errors(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="hflip"):
-        load_augment_options(None, {"hflip": 1.5})
-    with pytest.raises(UserError, match="copies"):
-        load_augment_options(None, {"copies": 0})
-    with pytest.raises(UserError, match=r"clahe\.clip_limit"):
-        load_augment_options(None, {"clahe": {"clip_limit": [3, 1]}})
+    with pytest.raises(UserError, match=r"hflip = 1\.5 is out of range: expected a number in \[0, 1\]"):
+        AugmentOptions.load("default", hflip=1.5)
+    with pytest.raises(UserError, match="copies = 0 is out of range: expected a whole number of at least 1"):
+        AugmentOptions.load("default", copies=0)
+    with pytest.raises(UserError, match=r"clahe\.clip_limit = \[3, 1\] is not valid: .* with low <= high"):
+        AugmentOptions.load("default", clahe={"clip_limit": [3, 1]})
+    with pytest.raises(UserError, match=r"affine\.rotate = -5 is not valid: expected a number in \[0, 180\]"):
+        AugmentOptions.load("default", affine={"rotate": -5})
+    assert AugmentOptions.load("default", affine={"rotate": [-5, 10]}).affine.rotate == (-5.0, 10.0)
 
 
 def test_every_shipped_preset_loads_and_builds() -> None:
     for preset in ("xray-spine", "xray-teeth", "ct-slice"):
-        opts = load_augment_options(preset)
-        assert opts["vflip"] == 0 and opts["rot90"] == 0
+        opts = AugmentOptions.load(preset)
+        assert opts.vflip == 0 and opts.rot90 == 0
         assert len(build_pipeline(opts).transforms) >= 3
 
 
 def test_order_breaking_needs_the_flag_and_warns(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--allow-order-breaking"):
-        load_augment_options("xray-spine", {"vflip": 0.5})
+        AugmentOptions.load("xray-spine", vflip=0.5)
     with caplog.at_level(logging.WARNING, logger="yolo_spine"):
-        opts = load_augment_options("xray-spine", {"vflip": 0.5, "rot90": 0.5, "allow_order_breaking": True})
+        opts = AugmentOptions.load("xray-spine", vflip=0.5, rot90=0.5, allow_order_breaking=True)
     assert "confuse neighbouring levels" in caplog.text
     names = [type(t).__name__ for t in build_pipeline(opts).transforms]
     assert "VerticalFlip" in names and "RandomRotate90" in names
@@ -331,7 +334,7 @@ def test_user_yaml_preset_flip_only_on_brain_dataset(brain_dataset: Path, tmp_pa
     cfg = tmp_path / "flip.yaml"
     cfg.write_text("copies: 1\nhflip: 1.0\nmin_area_px: 1\n")
     out = tmp_path / "brain_aug"
-    summary = augment_dataset(brain_dataset, out, preset=cfg, progress=False)
+    summary = augment_dataset(brain_dataset, out, AugmentOptions.load(cfg), progress=False)
     assert summary["copies"] == 6 and sum(summary["instances"]["dropped"].values()) == 0
     reg = load_registry("brain")
     lay = read_data_yaml(brain_dataset)
@@ -350,15 +353,19 @@ def test_user_yaml_preset_flip_only_on_brain_dataset(brain_dataset: Path, tmp_pa
 
 def test_cli_augment_then_check(run_cli, spine_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli_aug"
-    args = ["augment", spine_dataset, "--out", out, "--copies", "1", "--preset", "xray-spine", "--seed", "2"]
-    proc = run_cli(*args, offline=True, timeout=300)
+    args = ["augment", spine_dataset, "--out", out, "--copies", "1", "--config", "xray-spine", "--seed", "2"]
+    proc = run_cli(*args, "--set", "blur.p=0", offline=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "8 copies" in proc.stdout
+    options = json.loads((out / "manifest.json").read_text())["options"]
+    assert options["config"] == "xray-spine" and options["copies"] == 1 and options["blur"]["p"] == 0
+    assert options["options_from"]["copies"] == "flag" and options["options_from"]["blur.p"] == "--set"
+    assert options["options_from"]["hflip"] == "config" and "jpeg_quality" not in options["options_from"]
     chk = run_cli("check", out / "data.yaml", timeout=300)
     assert chk.returncode == 0, chk.stdout + chk.stderr
     again = run_cli(*args, timeout=300)
     assert again.returncode != 0 and "--overwrite" in again.stderr
-    bad = run_cli(*args, "--overwrite", "--preset", "xray-spin", timeout=300)
+    bad = run_cli(*args, "--overwrite", "--config", "xray-spin", timeout=300)
     assert bad.returncode != 0 and "did you mean 'xray-spine'" in bad.stderr
 
 

@@ -40,14 +40,15 @@ import cv2
 import numpy as np
 
 from yolo_spine import __version__
-from yolo_spine.config import load_options
 from yolo_spine.datasets.check import manifest_groups, read_data_yaml
+from yolo_spine.datasets.options import AugmentOptions
 from yolo_spine.datasets.roboflow import SPLITS, roboflow_group
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import mask_to_polygons, polygons_to_mask
 from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
 from yolo_spine.io.labels import SegInstance, format_labels, read_yolo_labels, write_data_yaml
 from yolo_spine.io.xray import XRAY_SUFFIXES, read_xray
+from yolo_spine.options import resolve_options
 from yolo_spine.parallel import LocalExecutor
 from yolo_spine.provenance import run_manifest
 from yolo_spine.registry import load_registry
@@ -56,162 +57,62 @@ log = logging.getLogger("yolo_spine")
 
 #: Why an instance (or a piece of one) of a source row is not in a copy.
 DROP_REASONS = ("out_of_image", "too_small", "small_piece", "degenerate", "not_polygon", "unknown_class")
-#: Transforms that break the top-to-bottom order of vertebrae (and upper/lower teeth).
-ORDER_BREAKING = ("vflip", "rot90")
 #: File types a copy keeps from its source (others, such as DICOM or 16-bit files, become PNG).
 _KEEP_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-_PROB_KEYS = ("hflip", "vflip", "rot90")
-_GROUP_KEYS = ("affine", "brightness_contrast", "clahe", "gamma", "noise", "blur")
 
 
 # --------------------------------------------------------------------------------------------------- options
 
 
-def load_augment_options(
-    preset: str | Path | None = "xray-spine", overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """Resolve and validate augmentation options: ``configs/augment/default.yaml`` ← preset ← overrides.
-
-    Args:
-        preset: A shipped preset (``xray-spine``, ``xray-teeth``, ``ct-slice``), a YAML path, or ``None``.
-        overrides: Options given on the command line (``None`` values are ignored).
-
-    Returns:
-        The merged options.
-
-    Raises:
-        UserError: On an unknown key (with a suggestion), a value of the wrong kind, or an order-breaking
-            transform without ``allow_order_breaking``.
-    """
-    opts = load_options("augment", preset, overrides)
-    _validate(opts)
-    return opts
-
-
-def _validate(opts: Mapping[str, Any]) -> None:
-    def number(key: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UserError(f"augment option '{key}' must be a number, not {value!r}")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise UserError(f"augment option '{key}' must lie in [{lo}, {hi}], not {value}")
-        return float(value)
-
-    def pair(key: str, value: Any, lo: float | None = None) -> None:
-        if not (isinstance(value, (list, tuple)) and len(value) == 2):
-            raise UserError(f"augment option '{key}' must be a [low, high] pair, not {value!r}")
-        a, b = (number(key, v, lo) for v in value)
-        if a > b:
-            raise UserError(f"augment option '{key}' has low {a} above high {b}")
-
-    copies = opts["copies"]
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-        raise UserError(f"augment option 'copies' must be a whole number of at least 1, not {copies!r}")
-    number("min_area_px", opts["min_area_px"], 0)
-    number("epsilon_px", opts["epsilon_px"], 0)
-    number("jpeg_quality", opts["jpeg_quality"], 1, 100)
-    if not isinstance(opts["allow_order_breaking"], bool):
-        raise UserError("augment option 'allow_order_breaking' must be true or false")
-    for key in _PROB_KEYS:
-        number(key, opts[key], 0, 1)
-    for key in _GROUP_KEYS:
-        if not isinstance(opts[key], Mapping):
-            raise UserError(f"augment option '{key}' must be a mapping with 'p' and its settings")
-        number(f"{key}.p", opts[key]["p"], 0, 1)
-    aff = opts["affine"]
-    if isinstance(aff["rotate"], (list, tuple)):
-        pair("affine.rotate", aff["rotate"])
-    else:
-        number("affine.rotate", aff["rotate"], 0, 180)
-    pair("affine.scale", aff["scale"], 0.01)
-    number("affine.translate", aff["translate"], 0, 1)
-    number("brightness_contrast.brightness", opts["brightness_contrast"]["brightness"], 0, 1)
-    number("brightness_contrast.contrast", opts["brightness_contrast"]["contrast"], 0, 1)
-    pair("clahe.clip_limit", opts["clahe"]["clip_limit"], 1)
-    number("clahe.tile_grid", opts["clahe"]["tile_grid"], 1)
-    pair("gamma.limit", opts["gamma"]["limit"], 1)
-    pair("noise.std", opts["noise"]["std"], 0)
-    number("noise.scale", opts["noise"]["scale"], 0.01, 1)
-    pair("blur.kernel", opts["blur"]["kernel"], 3)
-    used = [k for k in ORDER_BREAKING if opts[k] > 0]
-    if used and not opts["allow_order_breaking"]:
-        verb = "break" if len(used) > 1 else "breaks"
-        raise UserError(
-            f"{' and '.join(used)} {verb} the top-to-bottom order that names vertebrae (and upper/lower teeth); "
-            "pass --allow-order-breaking (or set allow_order_breaking: true) to use them anyway"
-        )
-    if used:
-        log.warning(
-            "augment: %s enabled: copies may show the spine upside down or sideways, which teaches a model to "
-            "confuse neighbouring levels",
-            " and ".join(used),
-        )
-
-
-def build_pipeline(opts: Mapping[str, Any]) -> Any:
-    """Build the albumentations pipeline for validated options (transforms with ``p == 0`` are left out).
+def build_pipeline(opts: AugmentOptions) -> Any:
+    """Build the albumentations pipeline for the options (transforms with ``p == 0`` are left out).
 
     Spatial transforms come first (image and masks, masks with nearest neighbour, outside filled with 0),
     then intensity transforms (image only). The pipeline records the parameters it applied.
 
     Args:
-        opts: Options from :func:`load_augment_options`.
+        opts: Checked options (:meth:`AugmentOptions.load` or :func:`yolo_spine.options.load_options`).
 
     Returns:
         An ``albumentations.Compose`` with ``save_applied_params=True``.
     """
     A = _import_albumentations()
     t: list[Any] = []
-    if opts["hflip"] > 0:
-        t.append(A.HorizontalFlip(p=opts["hflip"]))
-    if opts["vflip"] > 0:
-        t.append(A.VerticalFlip(p=opts["vflip"]))
-    if opts["rot90"] > 0:
-        t.append(A.RandomRotate90(p=opts["rot90"]))
-    aff = opts["affine"]
-    if aff["p"] > 0:
-        rot = aff["rotate"]
-        rotate = tuple(float(r) for r in rot) if isinstance(rot, (list, tuple)) else (-float(rot), float(rot))
-        shift = float(aff["translate"])
+    if opts.hflip > 0:
+        t.append(A.HorizontalFlip(p=opts.hflip))
+    if opts.vflip > 0:
+        t.append(A.VerticalFlip(p=opts.vflip))
+    if opts.rot90 > 0:
+        t.append(A.RandomRotate90(p=opts.rot90))
+    aff = opts.affine
+    if aff.p > 0:
+        rotate = aff.rotate if isinstance(aff.rotate, tuple) else (-aff.rotate, aff.rotate)
         t.append(
             A.Affine(
                 rotate=rotate,
-                scale=tuple(float(s) for s in aff["scale"]),
-                translate_percent=(-shift, shift) if shift > 0 else None,
+                scale=aff.scale,
+                translate_percent=(-aff.translate, aff.translate) if aff.translate > 0 else None,
                 interpolation=cv2.INTER_LINEAR,
                 mask_interpolation=cv2.INTER_NEAREST,
                 border_mode=cv2.BORDER_CONSTANT,
                 fill=0,
                 fill_mask=0,
-                p=aff["p"],
+                p=aff.p,
             )
         )
-    bc = opts["brightness_contrast"]
-    if bc["p"] > 0:
-        t.append(
-            A.RandomBrightnessContrast(
-                brightness_limit=float(bc["brightness"]), contrast_limit=float(bc["contrast"]), p=bc["p"]
-            )
-        )
-    cl = opts["clahe"]
-    if cl["p"] > 0:
-        grid = int(cl["tile_grid"])
-        t.append(A.CLAHE(clip_limit=tuple(float(c) for c in cl["clip_limit"]), tile_grid_size=(grid, grid), p=cl["p"]))
-    gm = opts["gamma"]
-    if gm["p"] > 0:
-        t.append(A.RandomGamma(gamma_limit=tuple(float(g) for g in gm["limit"]), p=gm["p"]))
-    nz = opts["noise"]
-    if nz["p"] > 0:
-        t.append(
-            A.GaussNoise(
-                std_range=tuple(float(s) for s in nz["std"]),
-                per_channel=False,
-                noise_scale_factor=float(nz["scale"]),
-                p=nz["p"],
-            )
-        )
-    bl = opts["blur"]
-    if bl["p"] > 0:
-        t.append(A.Blur(blur_limit=tuple(int(k) for k in bl["kernel"]), p=bl["p"]))
+    bc = opts.brightness_contrast
+    if bc.p > 0:
+        t.append(A.RandomBrightnessContrast(brightness_limit=bc.brightness, contrast_limit=bc.contrast, p=bc.p))
+    cl = opts.clahe
+    if cl.p > 0:
+        t.append(A.CLAHE(clip_limit=cl.clip_limit, tile_grid_size=(cl.tile_grid, cl.tile_grid), p=cl.p))
+    if opts.gamma.p > 0:
+        t.append(A.RandomGamma(gamma_limit=opts.gamma.limit, p=opts.gamma.p))
+    nz = opts.noise
+    if nz.p > 0:
+        t.append(A.GaussNoise(std_range=nz.std, per_channel=False, noise_scale_factor=nz.scale, p=nz.p))
+    if opts.blur.p > 0:
+        t.append(A.Blur(blur_limit=opts.blur.kernel, p=opts.blur.p))
     return A.Compose(t, save_applied_params=True, mask_interpolation=cv2.INTER_NEAREST)
 
 
@@ -475,10 +376,8 @@ class _JobResult:
 class _Worker:
     """Builds the pipeline once per process and makes the copies of one source image at a time."""
 
-    def __init__(
-        self, opts: Mapping[str, Any], mirror_map: list[int] | None, out_dir: Path, seed: int, nc: int
-    ) -> None:
-        self.opts = dict(opts)
+    def __init__(self, opts: AugmentOptions, mirror_map: list[int] | None, out_dir: Path, seed: int, nc: int) -> None:
+        self.opts = opts
         self.pipeline = build_pipeline(opts)
         self.mirror_map = mirror_map
         self.out_dir = out_dir
@@ -502,12 +401,12 @@ class _Worker:
                 self.pipeline,
                 copy_seed(self.seed, job.name, k),
                 self.mirror_map,
-                float(self.opts["min_area_px"]),
-                float(self.opts["epsilon_px"]),
+                self.opts.min_area_px,
+                self.opts.epsilon_px,
                 packed=packed,
             )
             img_name = f"{stem}{job.out_suffix}"
-            _write_image(self.out_dir / "images" / "train" / img_name, sample.pixels, int(self.opts["jpeg_quality"]))
+            _write_image(self.out_dir / "images" / "train" / img_name, sample.pixels, self.opts.jpeg_quality)
             (self.out_dir / "labels" / "train" / f"{stem}.txt").write_text(
                 format_labels(sample.instances), encoding="utf-8"
             )
@@ -529,7 +428,7 @@ class _Worker:
 _STATE: _Worker | None = None
 
 
-def _init_worker(opts: Mapping[str, Any], mirror_map: list[int] | None, out_dir: Path, seed: int, nc: int) -> None:
+def _init_worker(opts: AugmentOptions, mirror_map: list[int] | None, out_dir: Path, seed: int, nc: int) -> None:
     global _STATE
     if "albumentations" not in sys.modules and "torch" not in sys.modules:
         # albumentations imports torch only for ToTensorV2, which a worker never uses; blocking it in this
@@ -556,28 +455,27 @@ def _write_image(path: Path, pixels: np.ndarray, jpeg_quality: int) -> None:
 def augment_dataset(
     data: str | Path,
     out: str | Path,
-    preset: str | Path | None = "xray-spine",
-    copies: int | None = None,
+    options: AugmentOptions | None = None,
+    *,
     seed: int = 0,
     workers: int = 1,
     overwrite: bool = False,
-    allow_order_breaking: bool | None = None,
     anatomy: str | None = None,
     progress: bool = True,
+    **option_values: Any,
 ) -> dict[str, Any]:
     """Write a dataset whose training split holds the originals plus augmented copies.
 
     Args:
         data: The input ``data.yaml``.
         out: Output dataset folder (written to a temporary folder beside it, then moved into place).
-        preset: Augmentation preset name or YAML path (``configs/augment``).
-        copies: Copies per training image (``None``: the preset's ``copies``).
+        options: Augmentation options (default: the ``xray-spine`` preset, see :class:`AugmentOptions`).
         seed: Base random seed; each copy's seed comes from it, the file name and the copy number.
         workers: Processes (0 or 1: this process). Results do not depend on it.
         overwrite: Replace an existing ``out``.
-        allow_order_breaking: Allow vertical flips and 90° turns (``None``: the preset's setting).
         anatomy: Registry name or path; ``None`` uses the ``anatomy`` of ``data.yaml``.
         progress: Show a progress bar.
+        **option_values: Option values replacing those of ``options`` (e.g. ``copies=3``; checked).
 
     Returns:
         The summary stored in the manifest: images per split, copies, instances in/out, dropped counts,
@@ -588,7 +486,7 @@ def augment_dataset(
             or class names that are not the registry's in anatomical order.
     """
     t0 = time.perf_counter()
-    opts = load_augment_options(preset, {"copies": copies, "allow_order_breaking": allow_order_breaking})
+    opts = resolve_options(AugmentOptions, options, option_values)
     data = Path(data).resolve()
     lay = read_data_yaml(data)
     anatomy = anatomy or lay.anatomy
@@ -605,7 +503,7 @@ def augment_dataset(
         raise UserError(f"--out {out} lies inside the input dataset {lay.root}; choose a folder outside it")
     mirror_map = reg.mirror_index_map() if reg.has_mirror_pairs else None
     groups = manifest_groups(lay.root)
-    n_copies = int(opts["copies"])
+    n_copies = opts.copies
 
     split_images: dict[str, list[Path]] = {}
     for split, img_dir in lay.image_dirs.items():
@@ -704,12 +602,11 @@ def augment_dataset(
             {
                 "data": data,
                 "out": out,
-                "preset": preset,
                 "seed": seed,
                 "workers": workers,
                 "overwrite": overwrite,
                 "anatomy": reg.name,
-                "config": opts,
+                **opts.record(),
             },
             inputs={"data_yaml": data},
             extra={
@@ -728,12 +625,12 @@ def augment_dataset(
 
 
 __all__ = [
+    "AugmentOptions",
     "AugmentedSample",
     "augment_dataset",
     "augment_sample",
     "build_pipeline",
     "copy_seed",
-    "load_augment_options",
     "masks_to_instances",
     "rasterise_instances",
     "seed_pipeline",

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_record_paths, add_seed, add_workers, say
+from yolo_spine._cli_common import (
+    add_anatomy,
+    add_command,
+    add_config,
+    add_out,
+    add_record_paths,
+    add_seed,
+    add_workers,
+    say,
+    stage_options,
+)
 from yolo_spine.errors import UserError
+
+if TYPE_CHECKING:
+    from yolo_spine.datasets.options import AugmentOptions
 
 
 def _parse_maps(items: list[str]) -> dict[str, str]:
@@ -87,18 +101,25 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _augment_options(args: argparse.Namespace) -> AugmentOptions:
+    from yolo_spine.datasets.options import AugmentOptions
+
+    return stage_options(
+        AugmentOptions, args, copies=args.copies, allow_order_breaking=True if args.allow_order_breaking else None
+    )
+
+
 def _augment(args: argparse.Namespace) -> int:
+    opts = _augment_options(args)  # checked before OpenCV and albumentations are imported
     from yolo_spine.datasets.augment import augment_dataset
 
     s = augment_dataset(
-        data=args.data,
-        out=args.out,
-        preset=args.preset,
-        copies=args.copies,
+        args.data,
+        args.out,
+        opts,
         seed=args.seed,
         workers=args.workers,
         overwrite=args.overwrite,
-        allow_order_breaking=True if args.allow_order_breaking else None,
         anatomy=args.anatomy,
     )
     inst = s["instances"]
@@ -175,10 +196,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", type=Path, metavar="DATA_YAML")
     add_out(p, "output dataset folder (val/test copied untouched, train = originals + copies)")
-    p.add_argument("--copies", type=int, default=None, help="copies per training image (None: the preset's copies)")
-    p.add_argument(
-        "--preset", default="xray-spine", help="xray-spine, xray-teeth, ct-slice, or a YAML file of the same keys"
-    )
+    p.add_argument("--copies", type=int, default=None, help="copies per training image (default: the config's)")
+    add_config(p, "augment", default="xray-spine", preset_alias=True)
     p.add_argument(
         "--allow-order-breaking",
         action="store_true",
