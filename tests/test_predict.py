@@ -67,7 +67,7 @@ def run_predict(weights: Path, source: object, out: Path, **overrides: object) -
     from yolo_spine.predict.run import predict
 
     conf = overrides.pop("conf", 0.0)
-    return predict(weights=weights, source=source, out=out, conf=conf, overrides=overrides)
+    return predict(weights, source, out, conf=conf, **overrides)
 
 
 def test_image_folder_outputs(weights: Path, val_images: list[Path], tmp_path: Path) -> None:
@@ -318,7 +318,9 @@ def test_onnx_export_and_predict(weights: Path, val_images: list[Path], tmp_path
     onnx = tmp_path / "tiny.onnx"
     proc = run_cli("export", "--weights", weights, "--format", "onnx", "--out", onnx, "--imgsz", "64", offline=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert onnx.is_file() and json.loads(Path(f"{onnx}.json").read_text())["command"] == "export"
+    record = json.loads(Path(f"{onnx}.json").read_text())
+    assert onnx.is_file() and record["command"] == "export"
+    assert record["options"]["imgsz"] == 64 and record["options"]["options_from"] == {"format": "flag", "imgsz": "flag"}
     out = tmp_path / "onnx_pred"
     m = run_predict(onnx, val_images[0], out)
     assert m["model"]["format"] == "onnx" and m["model"]["anatomy"] == "spine"
@@ -327,6 +329,6 @@ def test_onnx_export_and_predict(weights: Path, val_images: list[Path], tmp_path
     from yolo_spine.predict.export import export_model
 
     with pytest.raises(UserError, match=r"from a \.pt checkpoint"):
-        export_model(onnx, "onnx")
+        export_model(onnx, format="onnx")
     with pytest.raises(UserError, match="--int8 needs --data"):
-        export_model(weights, "openvino", out=tmp_path / "ov", int8=True)
+        export_model(weights, format="openvino", out=tmp_path / "ov", int8=True)

@@ -105,7 +105,10 @@ def _run_stages(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
         pred,
         conf=_demo_conf(opts["conf"], metrics),
         review=out / "review",
-        overrides={"save_txt": True, "imgsz": opts["imgsz"], "device": opts["device"], "anatomy": "spine"},
+        save_txt=True,
+        imgsz=opts["imgsz"],
+        device=opts["device"],
+        anatomy="spine",
     )
     stage("predict")
     log.info("demo: [6/7] lift the predictions back into the CT's geometry")

@@ -4,37 +4,41 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_device, add_out, add_record_paths, say
+from yolo_spine._cli_common import add_command, add_config, add_device, add_out, add_record_paths, say, stage_options
+
+if TYPE_CHECKING:
+    from yolo_spine.predict.options import ExportOptions, PredictOptions
+
+
+def _predict_options(args: argparse.Namespace) -> PredictOptions:
+    from yolo_spine.predict.options import PredictOptions
+
+    return stage_options(
+        PredictOptions,
+        args,
+        conf=args.conf,
+        iou=args.iou,
+        imgsz=args.imgsz,
+        max_det=args.max_det,
+        device=args.device,
+        threads=args.threads,
+        anatomy=args.anatomy,
+        order_fix=True if args.order_fix else None,
+        save_txt=True if args.save_txt else None,
+        save_annotated=False if args.no_annotated else None,
+        show=True if args.show else None,
+        watch=True if args.watch else None,
+        watch_timeout=args.watch_timeout,
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
+    opts = _predict_options(args)  # checked before the heavy imports
     from yolo_spine.predict.run import predict
 
-    overrides = {
-        "iou": args.iou,
-        "imgsz": args.imgsz,
-        "max_det": args.max_det,
-        "device": args.device,
-        "threads": args.threads,
-        "anatomy": args.anatomy,
-        "order_fix": True if args.order_fix else None,
-        "save_txt": True if args.save_txt else None,
-        "save_annotated": False if args.no_annotated else None,
-        "show": True if args.show else None,
-        "watch": True if args.watch else None,
-        "watch_timeout": args.watch_timeout,
-    }
-    m = predict(
-        weights=args.weights,
-        source=args.source,
-        out=args.out,
-        conf=args.conf,
-        review=args.review,
-        preset=args.config,
-        overrides=overrides,
-        overwrite=args.overwrite,
-    )
+    m = predict(args.weights, args.source, args.out, opts, review=args.review, overwrite=args.overwrite)
     c = m["counts"]
     dropped = m["dropped"]["count"]
     parts = [f"{c['frames']} frame(s), {c['instances']} instance(s) at confidence {m['conf']['value']:.3f}"]
@@ -48,21 +52,36 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_options(args: argparse.Namespace) -> ExportOptions:
+    from yolo_spine.predict.options import ExportOptions
+
+    return stage_options(
+        ExportOptions,
+        args,
+        format=args.format,
+        imgsz=args.imgsz,
+        int8=True if args.int8 else None,
+        dynamic=True if args.dynamic else None,
+    )
+
+
 def _export(args: argparse.Namespace) -> int:
+    opts = _export_options(args)
     from yolo_spine.predict.export import export_model
 
-    path = export_model(
-        weights=args.weights,
-        format=args.format,
-        out=args.out,
-        imgsz=args.imgsz,
-        int8=args.int8,
-        data=args.data,
-        dynamic=args.dynamic,
-        overwrite=args.overwrite,
-    )
+    path = export_model(args.weights, opts, out=args.out, data=args.data, overwrite=args.overwrite)
     say(f"exported: {path}")
     return 0
+
+
+def _conf(text: str) -> float | str:
+    """``auto`` (any case) or a number; anything else is passed on for the options check to name."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _imgsz(text: str) -> int | list[int]:
@@ -90,9 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="webcam index (0), video file, stream URL, image, folder, or a .streams/.txt file of sources",
     )
     add_out(p, "output folder")
-    p.add_argument("--conf", default=None, help="confidence threshold or 'auto' (best F1 of the review; default 0.25)")
+    p.add_argument(
+        "--conf", type=_conf, default=None, help="confidence threshold or 'auto' (best F1 of the review; default 0.25)"
+    )
     p.add_argument("--review", type=Path, default=None, help="review metrics.json or folder for --conf auto")
-    p.add_argument("--config", default=None, help="predict preset or YAML with keys of configs/predict/default.yaml")
+    add_config(p, "predict")
     p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold")
     p.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's)")
     p.add_argument("--max-det", type=int, default=None, help="most instances per frame")
@@ -118,10 +139,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pip install -e .[export].",
     )
     e.add_argument("--weights", type=Path, required=True, help=".pt checkpoint")
-    e.add_argument("--format", required=True, choices=["onnx", "openvino"])
+    e.add_argument("--format", default=None, choices=["onnx", "openvino"], help="target runtime (default: onnx)")
     add_out(e, "exported file or folder (default: beside the weights, named as Ultralytics does)", required=False)
     e.add_argument("--imgsz", type=_imgsz, default=None, help="input size: 640 or height,width (default: training)")
     e.add_argument("--int8", action="store_true", help="OpenVINO INT8 quantisation (needs --data)")
     e.add_argument("--data", type=Path, default=None, metavar="DATA_YAML", help="calibration images for --int8")
     e.add_argument("--dynamic", action="store_true", help="dynamic input shapes (rectangular frames)")
     add_record_paths(e)
+    add_config(e, "export")

@@ -13,14 +13,16 @@ import importlib.util
 import logging
 import os
 import shutil
+import typing
 from pathlib import Path
 from typing import Any
 
 from yolo_spine.errors import MissingDependencyError, UserError
+from yolo_spine.predict.options import ExportFormat, ExportOptions
 
 log = logging.getLogger("yolo_spine")
 
-FORMATS = ("onnx", "openvino")
+FORMATS: tuple[str, ...] = typing.get_args(ExportFormat)
 _NEEDS = {"onnx": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 
 
@@ -44,45 +46,41 @@ def require_export_dependencies(fmt: str, int8: bool = False) -> None:
 
 def export_model(
     weights: str | Path,
-    format: str = "onnx",
+    options: ExportOptions | None = None,
+    *,
     out: str | Path | None = None,
-    imgsz: int | list[int] | None = None,
-    int8: bool = False,
     data: str | Path | None = None,
-    dynamic: bool = False,
     overwrite: bool = False,
+    **option_values: Any,
 ) -> Path:
     """Export a segmentation checkpoint to ONNX or OpenVINO.
 
     Args:
         weights: A ``.pt`` segmentation checkpoint (from ``yolo_spine train``).
-        format: ``onnx`` or ``openvino``.
+        options: Format, input size, INT8, dynamic shapes (default: ``configs/export/default.yaml``).
         out: The exported file (ONNX) or folder (OpenVINO); default: beside the weights, named as Ultralytics does.
-        imgsz: Input size (an int, or ``[height, width]``); default: the training size.
-        int8: OpenVINO INT8 post-training quantisation with NNCF (needs ``data``: calibration images).
         data: A dataset ``data.yaml`` whose images calibrate INT8.
-        dynamic: Dynamic input shapes (rectangular inputs at prediction time; ONNX Runtime handles them well).
         overwrite: Replace an existing export.
+        **option_values: Option values replacing those of ``options`` (e.g. ``format="openvino"``, ``imgsz=320``).
 
     Returns:
         The path of the exported model.
 
     Raises:
-        UserError: A bad format, a model that is not a ``.pt`` segmentation model, INT8 without data or for ONNX,
+        UserError: Bad options, a model that is not a ``.pt`` segmentation model, INT8 without data or for ONNX,
             an existing output.
         MissingDependencyError: A package of the ``export`` extra is missing.
     """
     from yolo_spine.io.atomic import atomic_output, write_json_atomic
+    from yolo_spine.options import resolve_options
     from yolo_spine.predict.model import load_model, model_format
     from yolo_spine.provenance import run_manifest
 
-    if format not in FORMATS:
-        raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    opts = resolve_options(ExportOptions, options, option_values)
+    format, int8 = opts.format, opts.int8
     weights = Path(weights)
     if model_format(weights) != "pt":
         raise UserError(f"export starts from a .pt checkpoint, not {weights.name}")
-    if int8 and format != "openvino":
-        raise UserError("--int8 is available for --format openvino")
     if int8 and data is None:
         raise UserError("--int8 needs --data DATA_YAML: its images calibrate the quantisation")
     if data is not None and not Path(data).is_file():
@@ -94,11 +92,11 @@ def export_model(
         shutil.copyfile(weights, work_weights)
         model = load_model(work_weights)
         _quiet_requirements()
-        args: dict[str, Any] = {"format": format, "dynamic": dynamic, "verbose": False}
+        args: dict[str, Any] = {"format": format, "dynamic": opts.dynamic, "verbose": False}
         if format == "onnx":
             args["simplify"] = False  # onnxslim is not in the export extra
-        if imgsz:
-            args["imgsz"] = imgsz
+        if opts.imgsz:
+            args["imgsz"] = list(opts.imgsz) if isinstance(opts.imgsz, tuple) else opts.imgsz
         if int8:
             args.update(int8=True, data=str(Path(data).resolve()))
         try:
@@ -111,15 +109,7 @@ def export_model(
     out = out.resolve()
     manifest = run_manifest(
         "export",
-        {
-            "weights": str(weights),
-            "format": format,
-            "out": str(out),
-            "imgsz": imgsz,
-            "int8": int8,
-            "data": data,
-            "dynamic": dynamic,
-        },
+        {"weights": str(weights), "out": str(out), "data": data, **opts.record()},
         inputs={"weights": weights},
         extra={"exported": out.name},
     )

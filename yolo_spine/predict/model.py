@@ -11,7 +11,7 @@ import importlib.util
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from yolo_spine.errors import MissingDependencyError, UserError
 
@@ -126,20 +126,16 @@ def auto_conf(weights: str | Path, review: str | Path | None = None) -> tuple[fl
     return float(conf), path
 
 
-def resolve_conf(conf: str | float, weights: str | Path, review: str | Path | None = None) -> tuple[float, str]:
-    """Turn ``--conf`` (a number or ``auto``) into a confidence and a note of where it came from.
+def resolve_conf(
+    conf: float | Literal["auto"], weights: str | Path, review: str | Path | None = None
+) -> tuple[float, str]:
+    """Turn a checked ``conf`` option (a number in ``[0, 1]`` or ``auto``) into a confidence and where it came from.
 
     Raises:
-        UserError: A value that is neither ``auto`` nor a number in ``[0, 1]``, or ``auto`` without a review.
+        UserError: ``auto`` without a usable review.
     """
-    if isinstance(conf, str) and conf.strip().lower() == "auto":
+    if conf == "auto":
         value, path = auto_conf(weights, review)
         log.info("confidence %.3f: best F1 of the review %s/%s", value, path.parent.name, path.name)
         return value, f"auto ({path.parent.name}/{path.name})"
-    try:
-        value = float(conf)
-    except (TypeError, ValueError):
-        raise UserError(f"--conf must be 'auto' or a number between 0 and 1, not {conf!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise UserError(f"--conf must be between 0 and 1, not {value}")
-    return value, "given"
+    return conf, "given"

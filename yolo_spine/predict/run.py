@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from yolo_spine.errors import UserError
+from yolo_spine.predict.options import PredictOptions
 from yolo_spine.predict.overlap import BackgroundWriter, ReadAhead
 
 log = logging.getLogger("yolo_spine")
@@ -224,11 +225,11 @@ def predict(
     weights: str | Path,
     source: str | Path | int,
     out: str | Path,
-    conf: str | float | None = None,
+    options: PredictOptions | None = None,
+    *,
     review: str | Path | None = None,
-    preset: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
     overwrite: bool = False,
+    **option_values: Any,
 ) -> dict:
     """Predict on a source and write ``predictions.jsonl``, annotated images/video, labels and ``run.json``.
 
@@ -236,11 +237,10 @@ def predict(
         weights: ``.pt``, ``.onnx`` or an OpenVINO folder.
         source: Webcam index, stream URL, image, folder, video or stream file (see :mod:`.sources`).
         out: Output folder (refused if it exists, unless ``overwrite``).
-        conf: ``"auto"`` (best-F1 confidence of the model's review) or a number; ``None``: the config's value.
+        options: Prediction options (default: ``configs/predict/default.yaml``).
         review: The review's ``metrics.json`` or folder for ``conf="auto"`` (default: beside the weights).
-        preset: A predict preset name or YAML (``configs/predict/``).
-        overrides: Options from the command line (keys of ``configs/predict/default.yaml``; ``None`` = unset).
         overwrite: Replace an existing ``out``.
+        **option_values: Option values replacing those of ``options`` (e.g. ``conf="auto"``, ``save_txt=True``).
 
     Returns:
         The run manifest (also written to ``OUT/run.json``).
@@ -248,25 +248,23 @@ def predict(
     Raises:
         UserError: Bad options, a source or model that cannot be used, an existing output.
     """
-    from yolo_spine.config import load_options
     from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
+    from yolo_spine.options import resolve_options
     from yolo_spine.predict.model import class_names, load_model, model_format, resolve_conf
     from yolo_spine.predict.order import OrderChains
     from yolo_spine.predict.sources import open_source
     from yolo_spine.provenance import run_manifest
 
-    opts = load_options("predict", preset, {**(overrides or {}), "conf": conf})
+    opts = resolve_options(PredictOptions, options, option_values)
     out = ensure_can_write(out, overwrite)
-    conf_value, conf_from = resolve_conf(opts["conf"], weights, review)
-    src = open_source(
-        source, watch=bool(opts["watch"]), watch_timeout=opts["watch_timeout"], poll_s=float(opts["poll_s"])
-    )
+    conf_value, conf_from = resolve_conf(opts.conf, weights, review)
+    src = open_source(source, watch=opts.watch, watch_timeout=opts.watch_timeout, poll_s=opts.poll_s)
     fmt = model_format(weights)
-    model = load_model(weights, threads=opts["threads"])
+    model = load_model(weights, threads=opts.threads)
     names = class_names(model)
     chains = None
-    reg = registry_for_names(names, opts["anatomy"])
-    if opts["order_fix"]:
+    reg = registry_for_names(names, opts.anatomy)
+    if opts.order_fix:
         chains = OrderChains.from_registry(reg, names) if reg is not None else None
         if chains is None:
             raise UserError(
@@ -277,26 +275,26 @@ def predict(
     import torch
 
     colors = class_colors(len(names))
-    show = bool(opts["show"])
+    show = opts.show
     if show and not display_available():
         log.warning("--show: no display here; writing the annotated images/video only")
         show = False
     pred_args = {
         "conf": conf_value,
-        "iou": float(opts["iou"]),
-        "max_det": int(opts["max_det"]),
+        "iou": opts.iou,
+        "max_det": opts.max_det,
         "verbose": False,
         "save": False,
         "retina_masks": False,
     }
-    if opts["imgsz"]:
-        pred_args["imgsz"] = opts["imgsz"]
-    if opts["device"] is not None:
-        pred_args["device"] = str(opts["device"])
+    if opts.imgsz:
+        pred_args["imgsz"] = opts.imgsz
+    if opts.device is not None:
+        pred_args["device"] = opts.device
 
     # Load (OpenVINO compiles here) and run once on a blank frame before the clock starts, as a live viewer does
     # before it opens the camera: the FPS then measures frames, not start-up.
-    blank = int(opts["imgsz"] or 640)
+    blank = opts.imgsz or 640
     model.predict(np.zeros((blank, blank, 3), np.uint8), **pred_args)
     counts = {"frames": 0, "instances": 0, "order_changed": 0, "annotated": 0, "label_files": 0, "skipped_live": 0}
     ms_sum = {"pre": 0.0, "infer": 0.0, "post": 0.0, "draw": 0.0}
@@ -307,9 +305,9 @@ def predict(
     t_warm: float | None = None
     with atomic_output(out, overwrite=overwrite) as tmp, ExitStack() as stack:
         annotated_dir, labels_dir = tmp / "annotated", tmp / "labels"
-        if opts["save_annotated"]:
+        if opts.save_annotated:
             annotated_dir.mkdir()
-        if opts["save_txt"]:
+        if opts.save_txt:
             labels_dir.mkdir()
         jsonl = stack.enter_context(open(tmp / "predictions.jsonl", "w", encoding="utf-8"))
 
@@ -321,7 +319,7 @@ def predict(
         stack.callback(close_writers)
         if show:
             stack.callback(cv2.destroyAllWindows)
-        live = src.kind in LIVE_KINDS and bool(opts["live_latest"])
+        live = src.kind in LIVE_KINDS and opts.live_latest
         reader = ReadAhead(src.frames(), depth=1 if live else READ_AHEAD, stop_source=src.stop, latest_only=live)
         stack.callback(reader.close)
         t_prev = time.perf_counter()
@@ -331,25 +329,23 @@ def predict(
             t_draw = time.perf_counter()
             instances = result_instances(result, names)
             changed = (
-                apply_order_fix(instances, chains, names, float(opts["move_penalty"]), float(opts["skip_cost"]))
+                apply_order_fix(instances, chains, names, opts.order_move_penalty, opts.order_skip_cost)
                 if chains is not None
                 else 0
             )
             per_frame = fr.is_video or fr.frame > 0
             name = f"{fr.stem}_{fr.frame:06d}" if per_frame else fr.stem
-            if opts["save_annotated"] or show:
-                img = draw_frame(
-                    fr.image_bgr, instances, colors, fps_ema, float(opts["mask_alpha"]), opts["line_width"]
-                )
-                if opts["save_annotated"]:
+            if opts.save_annotated or show:
+                img = draw_frame(fr.image_bgr, instances, colors, fps_ema, opts.mask_alpha, opts.line_width)
+                if opts.save_annotated:
                     if fr.is_video:
                         wr = writers.get(fr.stem)
                         if wr is None:
-                            fourcc = cv2.VideoWriter_fourcc(*str(opts["video_codec"]))
-                            fps_out = fr.fps or float(opts["video_fps"])
+                            fourcc = cv2.VideoWriter_fourcc(*opts.video_codec)
+                            fps_out = fr.fps or opts.video_fps
                             wr = cv2.VideoWriter(str(annotated_dir / f"{fr.stem}.mp4"), fourcc, fps_out, (w, h))
                             if not wr.isOpened():
-                                raise UserError(f"cannot write a video with codec {opts['video_codec']!r}")
+                                raise UserError(f"cannot write a video with codec {opts.video_codec!r}")
                             writers[fr.stem] = BackgroundWriter(wr)
                         wr.write(img)
                     else:
@@ -361,7 +357,7 @@ def predict(
                     cv2.imshow("yolo_spine", img)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                         state["interrupted"] = True
-            if opts["save_txt"]:
+            if opts.save_txt:
                 from yolo_spine.io.labels import write_yolo_labels
 
                 write_yolo_labels(labels_dir / f"{name}.txt", _label_instances(instances, w, h))
@@ -403,7 +399,7 @@ def predict(
         n = max(counts["frames"], 1)
         manifest = run_manifest(
             "predict",
-            {**opts, "conf": conf_value, "source": str(source), "weights": Path(weights), "out": out},
+            {**opts.record(), "conf": conf_value, "source": str(source), "weights": Path(weights), "out": out},
             inputs={"weights": weights},
             extra={
                 "model": {"format": fmt, "names": names, "anatomy": reg.name if reg is not None else None},
@@ -424,8 +420,8 @@ def predict(
                 "mean_ms": {k: round(v / n, 2) for k, v in ms_sum.items()},
                 "outputs": {
                     "predictions": "predictions.jsonl",
-                    "annotated": "annotated/" if opts["save_annotated"] else None,
-                    "labels": "labels/" if opts["save_txt"] else None,
+                    "annotated": "annotated/" if opts.save_annotated else None,
+                    "labels": "labels/" if opts.save_txt else None,
                 },
             },
         )

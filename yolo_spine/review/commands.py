@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_device, add_out, add_record_paths, say
+from yolo_spine._cli_common import add_command, add_config, add_device, add_out, add_record_paths, say, stage_options
+
+if TYPE_CHECKING:
+    from yolo_spine.review.options import ReviewOptions
+
+
+def _val_options(args: argparse.Namespace) -> ReviewOptions:
+    from yolo_spine.review.options import ReviewOptions
+
+    return stage_options(ReviewOptions, args, split=args.split, imgsz=args.imgsz, batch=args.batch, device=args.device)
 
 
 def _val(args: argparse.Namespace) -> int:
+    opts = _val_options(args)  # checked before Ultralytics is imported
     from yolo_spine.review.val import review
 
-    m = review(
-        weights=args.weights,
-        data=args.data,
-        out=args.out,
-        split=args.split,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        device=args.device,
-        overwrite=args.overwrite,
-    )
+    m = review(args.weights, args.data, args.out, opts, overwrite=args.overwrite)
     conf = m["best_conf"]["mask"]["all"]["conf"]
     cc = m["pycocotools"]
     say(
@@ -38,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML")
     add_out(p, "review folder (REVIEW_DIR)")
     add_record_paths(p)
-    p.add_argument("--split", default="val", choices=["val", "test"])
+    p.add_argument("--split", default=None, choices=["val", "test"], help="split to review (default: val)")
     p.add_argument("--imgsz", type=int, default=None, help="inference size (default: the training size)")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=None, help="images per batch (default: 16)")
     add_device(p)
+    add_config(p, "review")

@@ -30,6 +30,7 @@ from yolo_spine.provenance import run_manifest
 from yolo_spine.review.cocoeval import TOLERANCE, coco_mask_map, ground_truth_coco
 from yolo_spine.review.curves import best_f1, curve_rows, curves_from_metric, plot_curve
 from yolo_spine.review.matching import ImageInstances, match_split, neighbour_confusions
+from yolo_spine.review.options import ReviewOptions
 
 log = logging.getLogger("yolo_spine")
 
@@ -159,12 +160,10 @@ def review(
     weights: str | Path,
     data: str | Path,
     out: str | Path,
-    split: str = "val",
-    imgsz: int | None = None,
-    batch: int = 16,
-    device: str | None = None,
+    options: ReviewOptions | None = None,
+    *,
     overwrite: bool = False,
-    error_images: int = 6,
+    **option_values: Any,
 ) -> dict:
     """Validate a model on a dataset split and write the review (see the module docstring for the files).
 
@@ -172,19 +171,20 @@ def review(
         weights: Model (``.pt``, ``.onnx`` or OpenVINO folder).
         data: The dataset's ``data.yaml``.
         out: Review folder (written atomically; refused if it exists unless ``overwrite``).
-        split: ``val`` or ``test``.
-        imgsz: Inference size; ``None`` uses the size the model was trained at.
-        batch: Validation batch size.
-        device: ``cpu``, ``0`` …; ``None``: GPU 0 if present, else the CPU.
+        options: Split, inference size, batch, device, error images (default: ``configs/review/default.yaml``).
         overwrite: Replace an existing review.
-        error_images: How many worst images to draw in the report.
+        **option_values: Option values replacing those of ``options`` (e.g. ``split="test"``, ``imgsz=320``).
 
     Returns:
         The contents of ``metrics.json``.
 
     Raises:
-        UserError: Missing files, a model that is not a segmentation model, an empty split.
+        UserError: Bad options, missing files, a model that is not a segmentation model, an empty split.
     """
+    from yolo_spine.options import resolve_options
+
+    opts = resolve_options(ReviewOptions, options, option_values)
+    split = opts.split
     from yolo_spine.datasets.check import read_data_yaml
     from yolo_spine.registry import load_registry
 
@@ -198,7 +198,7 @@ def review(
     if len(names) != len(lay.names):
         raise UserError(f"the model has {len(names)} classes but {data} has {len(lay.names)}")
     reg = load_registry(lay.anatomy) if lay.anatomy else None
-    imgsz = imgsz or int((getattr(model, "overrides", {}) or {}).get("imgsz") or 640)
+    imgsz = opts.imgsz or int((getattr(model, "overrides", {}) or {}).get("imgsz") or 640)
 
     from PIL import Image
 
@@ -217,8 +217,8 @@ def review(
             data=str(data),
             split=split,
             imgsz=imgsz,
-            batch=batch,
-            device=device,
+            batch=opts.batch,
+            device=opts.device,
             conf=0.001,
             plots=True,
             save_json=True,
@@ -326,21 +326,14 @@ def review(
         }
         manifest = run_manifest(
             "val",
-            {
-                "weights": Path(weights),
-                "data": data,
-                "split": split,
-                "imgsz": imgsz,
-                "batch": batch,
-                "device": device,
-            },
+            {"weights": Path(weights), "data": data, **opts.record(), "imgsz": imgsz},
             inputs={"weights": weights},
         )
         result["created_utc"] = manifest["created_utc"]
         write_json_atomic(tmp / "metrics.json", result)
         write_json_atomic(tmp / "review.json", manifest)
 
-        worst = [s for s, n in result["errors_per_image"].items() if n > 0][:error_images]
+        worst = [s for s, n in result["errors_per_image"].items() if n > 0][: opts.error_images]
         drawings = []
         for stem in worst:
             img_path = next(p for p in images if p.stem == stem)
