@@ -122,6 +122,7 @@ def test_library_keyword_arguments_and_replace() -> None:
         opts.replace(iou=2)
     with pytest.raises(TypeError, match="expected PredictOptions"):
         resolve_options(PredictOptions, ReviewOptions.load(), {})
+    assert PredictOptions.load(anatomy=Path("my_registry.yaml")).anatomy == "my_registry.yaml"
     review = ReviewOptions.load(split="test", batch=4)
     assert (review.split, review.batch, review.error_images) == ("test", 4, 6)
 

@@ -36,6 +36,7 @@ import difflib
 import itertools
 import logging
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -451,6 +452,8 @@ def _coerce(value: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
             return value
         if isinstance(value, int) and not isinstance(value, bool):  # YAML reads `device: 0` as a number
             return str(value)
+        if isinstance(value, os.PathLike):  # a library call passing a Path (e.g. a registry YAML)
+            return os.fspath(value)
         raise _Mismatch()
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
