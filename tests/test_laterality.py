@@ -446,7 +446,7 @@ def _check_followed(kind: str, pixels: np.ndarray, mask: np.ndarray, name: str, 
 @pytest.mark.slow
 def test_brain_left_region_keeps_its_side_from_ct_to_lifted_nifti(tmp_path):
     """One left region, followed through ct2yolo (slices, DRRs), augment flips, training's flip and lift."""
-    from yolo_spine.datasets.augment import augment_dataset
+    from yolo_spine.datasets.augment import AugmentOptions, augment_dataset
     from yolo_spine.lift.lift import lift
 
     reg = load_registry("brain")
@@ -492,7 +492,7 @@ def test_brain_left_region_keeps_its_side_from_ct_to_lifted_nifti(tmp_path):
     preset = tmp_path / "flip.yaml"
     preset.write_text("copies: 2\nhflip: 0.5\nmin_area_px: 1\n", encoding="utf-8")
     aug = tmp_path / "aug"
-    augment_dataset(ds / "data.yaml", aug, preset=preset, progress=False)
+    augment_dataset(ds / "data.yaml", aug, AugmentOptions.load(preset), progress=False)
     copies = json.loads((aug / "manifest.json").read_text())["copies"]
     flips = {True: 0, False: 0}
     for copy in copies:

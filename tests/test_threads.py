@@ -26,7 +26,7 @@ data, out, image, asked = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int
 run = train(data, out / "run", preset="cpu-smoke", overrides={"threads": asked})
 import torch
 report = {"train_run_json": run.manifest["torch_threads"], "after_train": torch.get_num_threads()}
-asked_run = predict(run.best, image, out / "asked", overrides={"threads": asked})
+asked_run = predict(run.best, image, out / "asked", threads=asked)
 report["predict_asked"] = asked_run["torch_threads"]
 report["after_predict"] = torch.get_num_threads()
 default_run = predict(run.best, image, out / "default")
