@@ -1,6 +1,6 @@
 """3D clean-up of a lifted label map: largest connected component per class, anatomical order along the body.
 
-The order fix reuses :func:`yolo_spine.predict.order.fix_order` (the routine ``predict --order-fix`` uses) on
+The order fix reuses :func:`yolo_spine.order.fix_order` (the routine ``predict --order-fix`` uses) on
 one 3D detection per class: its centroid along the body axis and its confidence. The registry's image axis
 maps to world axes as an upright radiograph shows the patient: image ``y`` (top to bottom) is inferior
 (−z in LPS), image ``x`` (left to right, radiological view) runs from the patient's right to left (+x in LPS).
@@ -82,8 +82,8 @@ def _fix_order(
     move_penalty: float | None,
     skip_cost: float | None,
 ) -> np.ndarray:
-    """Adapter over :func:`yolo_spine.predict.order.fix_order` (None: its defaults)."""
-    from yolo_spine.predict.order import DEFAULT_MOVE_PENALTY, DEFAULT_SKIP_COST, fix_order
+    """Adapter over :func:`yolo_spine.order.fix_order` (None: its defaults)."""
+    from yolo_spine.order import DEFAULT_MOVE_PENALTY, DEFAULT_SKIP_COST, fix_order
 
     new, _ = fix_order(
         positions,
@@ -115,8 +115,8 @@ def order_fix(
         geometry: Its grid.
         registry: The anatomy (its ``order`` gives the chains and the axis).
         confs: Confidence per label.
-        move_penalty: See :func:`yolo_spine.predict.order.fix_order`.
-        skip_cost: See :func:`yolo_spine.predict.order.fix_order`.
+        move_penalty: See :func:`yolo_spine.order.fix_order`.
+        skip_cost: See :func:`yolo_spine.order.fix_order`.
 
     Returns:
         ``{old class name: new class name}`` for every relabelled component (empty when the order held).

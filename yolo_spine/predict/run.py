@@ -159,11 +159,11 @@ def result_instances(result: Any, names: list[str]) -> list[dict]:
 
 
 def apply_order_fix(instances: list[dict], chains: Any, names: list[str], move_penalty: float, skip_cost: float) -> int:
-    """Relabel instances in place with :func:`~yolo_spine.predict.order.fix_order_chains`; return the count.
+    """Relabel instances in place with :func:`~yolo_spine.order.fix_order_chains`; return the count.
 
     Positions are the box centres; a relabelled instance keeps its predicted class in ``order_changed_from``.
     """
-    from yolo_spine.predict.order import fix_order_chains
+    from yolo_spine.order import fix_order_chains
 
     if not instances or chains is None:
         return 0
@@ -250,8 +250,8 @@ def predict(
     """
     from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
     from yolo_spine.options import resolve_options
+    from yolo_spine.order import OrderChains
     from yolo_spine.predict.model import class_names, load_model, model_format, resolve_conf
-    from yolo_spine.predict.order import OrderChains
     from yolo_spine.predict.sources import open_source
     from yolo_spine.provenance import run_manifest
 

@@ -16,7 +16,8 @@ view; the small cost only breaks ties in favour of a contiguous chain). The issu
 keep of an unsure detection costly but adds the same amount whatever the new label is, so it cannot tell which
 detection should give way; the form used here charges the evidence that a move overrides.
 
-The module is pure numpy so that ``lift`` can reuse it on 3D detections (positions along the body axis).
+The module is pure numpy and lives in the shared layer: ``predict --order-fix`` uses it on 2D detections and
+``lift`` on 3D components (positions along the body axis).
 
 Example:
     >>> import numpy as np

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from yolo_spine.predict.order import OrderChains, fix_order, fix_order_chains, move_cost
+from yolo_spine.order import OrderChains, fix_order, fix_order_chains, move_cost
 from yolo_spine.registry import load_registry
 
 SPINE = load_registry("spine")
