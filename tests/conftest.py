@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,6 +49,73 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
             env=full_env,
             timeout=timeout,
         )
+
+    return run
+
+
+@dataclass
+class CliResult:
+    """What ``cli_main`` returns: the same three fields a ``subprocess.CompletedProcess`` has."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _offline_socket_functions() -> tuple[object, object]:
+    """The blocking ``connect`` and ``getaddrinfo`` of ``_offline/sitecustomize.py``, without leaving them installed.
+
+    That file patches ``socket`` when imported (as it must in a subprocess); it is executed once here, its two
+    functions kept and the real ones put back, so in-process runs block the network with exactly the same rules.
+    """
+    real = socket.socket.connect, socket.getaddrinfo
+    spec = importlib.util.spec_from_file_location("_yolo_spine_offline_guard", OFFLINE_SITE / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        return module._connect, module._getaddrinfo
+    finally:
+        socket.socket.connect, socket.getaddrinfo = real  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def cli_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run ``yolo_spine.cli.main(ARGS)`` in this process, for commands that never import Ultralytics.
+
+    Called like ``run_cli`` (``offline=True`` blocks every non-loopback connection; ``env`` sets variables for
+    the call), without starting a Python that imports torch. Importing Ultralytics changes thread settings for the
+    whole process, so a command that does belongs in ``run_cli``; this fails if the call imported it.
+    Returns a :class:`CliResult`; never raises on a non-zero exit (argparse's ``SystemExit`` becomes its code).
+    """
+    from yolo_spine.cli import main
+
+    def run(*args: object, offline: bool = False, env: dict[str, str] | None = None) -> CliResult:
+        had_ultralytics = "ultralytics" in sys.modules
+        logger = logging.getLogger("yolo_spine")
+        saved_logger = (list(logger.handlers), logger.level, logger.propagate)
+        with monkeypatch.context() as mp:
+            for key, value in (env or {}).items():
+                mp.setenv(key, value)
+            if offline:
+                connect, getaddrinfo = _offline_socket_functions()
+                mp.setattr(socket.socket, "connect", connect)
+                mp.setattr(socket, "getaddrinfo", getaddrinfo)
+            capsys.readouterr()  # only this call's output below
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:  # argparse: --version, --help, usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                # main() points the package logger at this call's captured stderr; later tests get theirs back
+                logger.handlers[:] = saved_logger[0]
+                logger.setLevel(saved_logger[1])
+                logger.propagate = saved_logger[2]
+        captured = capsys.readouterr()
+        assert had_ultralytics or "ultralytics" not in sys.modules, (
+            f"'yolo_spine {args[0]}' imported Ultralytics: use run_cli (a subprocess) for it"
+        )
+        return CliResult(int(code or 0), captured.out, captured.err)
 
     return run
 

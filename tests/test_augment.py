@@ -268,7 +268,9 @@ def test_refuses_to_overwrite_without_flag(spine_dataset: Path, tmp_path: Path) 
         augment_dataset(spine_dataset, out, copies=1, progress=False)
     assert (out / "keep.txt").read_text() == "mine"
     augment_dataset(spine_dataset, out, copies=1, overwrite=True, progress=False)
-    assert not (out / "keep.txt").exists() and (out / "data.yaml").is_file()
+    assert not (out / "keep.txt").exists()
+    assert yaml.safe_load((out / "data.yaml").read_text())["path"] == str(out.resolve())
+    assert len(list((out / "images" / "train").glob("*_aug*"))) == 8  # one copy of each training image
 
 
 def test_out_inside_input_is_refused(spine_dataset: Path) -> None:
@@ -313,11 +315,42 @@ def test_bad_values_are_errors(tmp_path: Path) -> None:
     assert AugmentOptions.load("default", affine={"rotate": [-5, 10]}).affine.rotate == (-5.0, 10.0)
 
 
-def test_every_shipped_preset_loads_and_builds() -> None:
-    for preset in ("xray-spine", "xray-teeth", "ct-slice"):
-        opts = AugmentOptions.load(preset)
-        assert opts.vflip == 0 and opts.rot90 == 0
-        assert len(build_pipeline(opts).transforms) >= 3
+#: Option → the albumentations transform it turns on, in the pipeline's order (spatial first, then intensity).
+TRANSFORM_OF_OPTION = {
+    "hflip": "HorizontalFlip",
+    "vflip": "VerticalFlip",
+    "rot90": "RandomRotate90",
+    "affine": "Affine",
+    "brightness_contrast": "RandomBrightnessContrast",
+    "clahe": "CLAHE",
+    "gamma": "RandomGamma",
+    "noise": "GaussNoise",
+    "blur": "Blur",
+}
+
+
+@pytest.mark.parametrize("preset", ["xray-spine", "xray-teeth", "ct-slice"])
+def test_every_shipped_preset_builds_what_its_yaml_asks_for(preset: str) -> None:
+    """Read the preset file itself (over default.yaml): each transform it turns on is in the pipeline with its
+    probability and ranges, in order, and nothing else is; a dropped preset key or transform would show."""
+    folder = Path(__file__).resolve().parents[1] / "configs" / "augment"
+    default = yaml.safe_load((folder / "default.yaml").read_text())
+    own = yaml.safe_load((folder / f"{preset}.yaml").read_text())
+
+    def asked(key: str, field: str = "p") -> object:
+        value = own.get(key, default[key])
+        return value.get(field, default[key][field]) if isinstance(value, dict) else value
+
+    pipeline = build_pipeline(AugmentOptions.load(preset))
+    expected = [(name, asked(key)) for key, name in TRANSFORM_OF_OPTION.items() if asked(key) > 0]
+    assert [(type(t).__name__, t.p) for t in pipeline.transforms] == expected
+    assert asked("vflip") == 0 and asked("rot90") == 0  # no shipped preset breaks the top-to-bottom order
+    affine = next(t for t in pipeline.transforms if type(t).__name__ == "Affine")
+    rotate, translate = float(asked("affine", "rotate")), float(asked("affine", "translate"))
+    assert affine.rotate == (-rotate, rotate)
+    assert affine.scale == {"x": tuple(asked("affine", "scale")), "y": tuple(asked("affine", "scale"))}
+    if translate > 0:
+        assert affine.translate_percent == {"x": (-translate, translate), "y": (-translate, translate)}
 
 
 def test_order_breaking_needs_the_flag_and_warns(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
@@ -351,21 +384,22 @@ def test_user_yaml_preset_flip_only_on_brain_dataset(brain_dataset: Path, tmp_pa
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-def test_cli_augment_then_check(run_cli, spine_dataset: Path, tmp_path: Path) -> None:
+def test_cli_augment_then_check(cli_main, spine_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli_aug"
     args = ["augment", spine_dataset, "--out", out, "--copies", "1", "--config", "xray-spine", "--seed", "2"]
-    proc = run_cli(*args, "--set", "blur.p=0", offline=True, timeout=300)
+    proc = cli_main(*args, "--set", "blur.p=0", offline=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "8 copies" in proc.stdout
     options = json.loads((out / "manifest.json").read_text())["options"]
     assert options["config"] == "xray-spine" and options["copies"] == 1 and options["blur"]["p"] == 0
     assert options["options_from"]["copies"] == "flag" and options["options_from"]["blur.p"] == "--set"
     assert options["options_from"]["hflip"] == "config" and "jpeg_quality" not in options["options_from"]
-    chk = run_cli("check", out / "data.yaml", timeout=300)
-    assert chk.returncode == 0, chk.stdout + chk.stderr
-    again = run_cli(*args, timeout=300)
+    chk = cli_main("check", out / "data.yaml")
+    assert chk.returncode == 0 and chk.stdout.startswith("ok:"), chk.stdout + chk.stderr
+    assert len(list((out / "labels" / "train").glob("*_aug*.txt"))) == 8
+    again = cli_main(*args)
     assert again.returncode != 0 and "--overwrite" in again.stderr
-    bad = run_cli(*args, "--overwrite", "--config", "xray-spin", timeout=300)
+    bad = cli_main(*args, "--overwrite", "--config", "xray-spin")
     assert bad.returncode != 0 and "did you mean 'xray-spine'" in bad.stderr
 
 

@@ -284,9 +284,9 @@ def test_unmapped_ids_are_reported(tmp_path):
 # ---- bad input: one sentence, non-zero exit, nothing written ------------------------------------------------
 
 
-def _bad(run_cli, tmp_path, *args):
+def _bad(cli_main, tmp_path, *args):
     out = tmp_path / "bad_out"
-    res = run_cli("ct2yolo", *args, "--out", str(out))
+    res = cli_main("ct2yolo", *args, "--out", str(out))
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
@@ -294,13 +294,13 @@ def _bad(run_cli, tmp_path, *args):
     return res.stderr
 
 
-def test_bad_inputs(tmp_path, run_cli):
+def test_bad_inputs(tmp_path, cli_main):
     ph = spine_phantom(size_xyz=(20, 20, 24))
     vol, lab = write_phantom(ph, tmp_path, "ok")
     # a 2D image given as a volume
     flat = tmp_path / "flat.nii.gz"
     sitk.WriteImage(sitk.Image(32, 32, sitk.sitkFloat32), str(flat))
-    assert "not a 3D volume" in _bad(run_cli, tmp_path, "--volume", str(flat), "--labels", str(lab))
+    assert "not a 3D volume" in _bad(cli_main, tmp_path, "--volume", str(flat), "--labels", str(lab))
     # NaNs
     arr = sitk.GetArrayFromImage(ph.image)
     arr[3, 3, 3] = np.nan
@@ -308,20 +308,20 @@ def test_bad_inputs(tmp_path, run_cli):
     nan_img.CopyInformation(ph.image)
     nan_path = tmp_path / "nan.mha"  # ITK's NIfTI reader turns NaN into 0, MetaImage keeps it
     sitk.WriteImage(nan_img, str(nan_path))
-    assert "NaN" in _bad(run_cli, tmp_path, "--volume", str(nan_path), "--labels", str(lab))
+    assert "NaN" in _bad(cli_main, tmp_path, "--volume", str(nan_path), "--labels", str(lab))
     # an empty label map
     empty = tmp_path / "empty.nii.gz"
     e = sitk.Image(ph.labels.GetSize(), sitk.sitkUInt8)
     e.CopyInformation(ph.labels)
     sitk.WriteImage(e, str(empty))
-    assert "empty" in _bad(run_cli, tmp_path, "--volume", str(vol), "--labels", str(empty))
+    assert "empty" in _bad(cli_main, tmp_path, "--volume", str(vol), "--labels", str(empty))
     # geometry that disagrees: the error names the difference; --resample-labels fixes it
     shifted = sitk.Image(ph.labels)
     shifted.SetSpacing((1.6, 1.5, 2.0))
     sh = tmp_path / "sh.nii.gz"
     sitk.WriteImage(shifted, str(sh))
-    assert "spacing" in _bad(run_cli, tmp_path, "--volume", str(vol), "--labels", str(sh))
-    ok = run_cli(
+    assert "spacing" in _bad(cli_main, tmp_path, "--volume", str(vol), "--labels", str(sh))
+    ok = cli_main(
         "ct2yolo",
         "--volume",
         str(vol),
@@ -334,18 +334,22 @@ def test_bad_inputs(tmp_path, run_cli):
         str(tmp_path / "resampled"),
     )
     assert ok.returncode == 0, ok.stderr
+    assert check_dataset(tmp_path / "resampled" / "data.yaml").ok
+    (study,) = json.loads((tmp_path / "resampled" / "manifest.json").read_text())["studies"]
+    ids = load_registry("spine").source_id_map(ph.label_scheme)
+    assert set(study["structures"]) == {ids[int(i)] for i in np.unique(sitk.GetArrayFromImage(ph.labels)) if i}
     # missing file, unknown plane, an unreadable transform
-    assert "does not exist" in _bad(run_cli, tmp_path, "--volume", str(tmp_path / "nope.nii"), "--labels", str(lab))
-    assert "unknown plane" in _bad(run_cli, tmp_path, "--volume", str(vol), "--labels", str(lab), "--planes", "oblique")
+    assert "does not exist" in _bad(cli_main, tmp_path, "--volume", str(tmp_path / "nope.nii"), "--labels", str(lab))
     args = ("--volume", str(vol), "--labels", str(lab))
-    assert "runs on the CPU" in _bad(run_cli, tmp_path, *args, "--drr-device", "cuda:0")
-    assert "not a torch device" in _bad(run_cli, tmp_path, *args, "--drr-backend", "nanodrr", "--drr-device", "gpu0")
-    assert "not available" in _bad(run_cli, tmp_path, *args, "--drr-backend", "nanodrr", "--drr-device", "cuda:99")
+    assert "unknown plane" in _bad(cli_main, tmp_path, *args, "--planes", "oblique")
+    assert "runs on the CPU" in _bad(cli_main, tmp_path, *args, "--drr-device", "cuda:0")
+    assert "not a torch device" in _bad(cli_main, tmp_path, *args, "--drr-backend", "nanodrr", "--drr-device", "gpu0")
+    assert "not available" in _bad(cli_main, tmp_path, *args, "--drr-backend", "nanodrr", "--drr-device", "cuda:99")
     junk = tmp_path / "junk.tfm"
     junk.write_text("not a transform\n")
-    assert "transform" in _bad(run_cli, tmp_path, "--volume", str(vol), "--labels", str(lab), "--transform", str(junk))
+    assert "transform" in _bad(cli_main, tmp_path, "--volume", str(vol), "--labels", str(lab), "--transform", str(junk))
     # never overwrite without --overwrite
-    res = run_cli("ct2yolo", "--volume", str(vol), "--labels", str(lab), "--out", str(tmp_path / "resampled"))
+    res = cli_main("ct2yolo", "--volume", str(vol), "--labels", str(lab), "--out", str(tmp_path / "resampled"))
     assert res.returncode != 0 and "--overwrite" in res.stderr
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import types
 from pathlib import Path
 
+import cv2
 import pytest
 
 from yolo_spine.datasets.check import check_dataset
@@ -67,12 +69,12 @@ def test_check_lists_each_problem(broken: Path):
         assert needle in text, f"{needle!r} not reported:\n{text}"
 
 
-def test_check_cli_exit_codes(run_cli, broken: Path, spine_dataset: Path):
-    bad = run_cli("check", broken)
+def test_check_cli_exit_codes(cli_main, broken: Path, spine_dataset: Path):
+    bad = cli_main("check", broken)
     assert bad.returncode == 1 and "problem(s)" in bad.stdout
-    good = run_cli("check", spine_dataset)
+    good = cli_main("check", spine_dataset)
     assert good.returncode == 0 and good.stdout.startswith("ok:")
-    missing = run_cli("check", broken.parent / "nope.yaml")
+    missing = cli_main("check", broken.parent / "nope.yaml")
     assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
@@ -85,7 +87,7 @@ def test_check_flags_alphabetical_names(spine_dataset: Path, tmp_path: Path):
     assert any("anatomical order" in p.message for p in check_dataset(root / "data.yaml").problems)
 
 
-def test_stats_counts_and_histogram(spine_dataset: Path, tmp_path: Path, run_cli):
+def test_stats_counts_and_histogram(spine_dataset: Path, tmp_path: Path, cli_main):
     st = dataset_stats(spine_dataset)
     reg = load_registry("spine")
     assert st.names == list(reg.names)
@@ -96,8 +98,11 @@ def test_stats_counts_and_histogram(spine_dataset: Path, tmp_path: Path, run_cli
     assert listed == [n for n in reg.names if n in listed]  # registry order, never alphabetical
     png = plot_class_histogram(st, tmp_path / "h.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
-    proc = run_cli("stats", spine_dataset, "--out", tmp_path / "cli.png")
-    assert proc.returncode == 0 and "instances" in proc.stdout and (tmp_path / "cli.png").is_file()
+    proc = cli_main("stats", spine_dataset, "--out", tmp_path / "cli.png")
+    assert proc.returncode == 0 and "instances" in proc.stdout
+    cli_png = cv2.imread(str(tmp_path / "cli.png"), cv2.IMREAD_GRAYSCALE)
+    assert cli_png is not None and cli_png.shape == cv2.imread(str(png), cv2.IMREAD_GRAYSCALE).shape
+    assert cli_png.std() > 10  # bars and labels drawn, not a blank canvas
 
 
 def _fake_roboflow(monkeypatch, fail: Exception | None = None) -> dict:
@@ -137,7 +142,16 @@ def test_fetch_with_mocked_roboflow(monkeypatch, tmp_path: Path):
     calls = _fake_roboflow(monkeypatch)
     monkeypatch.setenv("ROBOFLOW_API_KEY", "k123")
     out = fetch_dataset("ws", "spine-xray", 3, "coco-segmentation", out_root=tmp_path)
-    assert out == tmp_path / "spine-xray-3" and (out / "data.yaml").is_file() and (out / "fetch.json").is_file()
+    assert out == tmp_path / "spine-xray-3" and (out / "data.yaml").read_text() == "names: [c1]\n"
+    record = json.loads((out / "fetch.json").read_text())
+    assert record["command"] == "fetch"
+    assert {k: record["options"][k] for k in ("workspace", "project", "version", "format")} == {
+        "workspace": "ws",
+        "project": "spine-xray",
+        "version": 3,
+        "format": "coco-segmentation",
+    }
+    assert "k123" not in (out / "fetch.json").read_text()  # the API key is never recorded
     assert calls["key"] == "k123" and calls["download"][0] == "coco-segmentation" and calls["version"] == 3
     with pytest.raises(UserError, match="--overwrite"):
         fetch_dataset("ws", "spine-xray", 3, out_root=tmp_path)
@@ -157,11 +171,11 @@ def test_fetch_errors(monkeypatch, tmp_path: Path):
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-def test_fetch_cli_without_key_or_network(run_cli, tmp_path: Path):
+def test_fetch_cli_without_key_or_network(cli_main, tmp_path: Path):
     env = {"ROBOFLOW_API_KEY": ""}
-    proc = run_cli("fetch", "--workspace", "w", "--project", "p", "--version", "1", "--out", tmp_path, env=env)
+    proc = cli_main("fetch", "--workspace", "w", "--project", "p", "--version", "1", "--out", tmp_path, env=env)
     assert proc.returncode == 2 and "API key" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_cli(
+    proc = cli_main(
         "fetch",
         "--workspace",
         "w",

@@ -275,18 +275,22 @@ def test_keep_splits_moves_leaky_groups(tmp_path: Path):
     assert s["images"] == {"train": 3, "val": 1, "test": 0}
 
 
-def test_cli_merge_and_errors(run_cli, exports, tmp_path: Path):
+def test_cli_merge_and_errors(cli_main, exports, tmp_path: Path):
     out = tmp_path / "cli"
-    proc = run_cli("merge", exports["zip"], "--anatomy", "spine", "--out", out)
+    proc = cli_main("merge", exports["zip"], "--anatomy", "spine", "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert "merged into" in proc.stdout
-    again = run_cli("merge", exports["zip"], "--out", out)
+    assert check_dataset(out / "data.yaml").ok
+    assert list(yaml.safe_load((out / "data.yaml").read_text())["names"].values()) == list(load_registry("spine").names)
+    kept = _manifest(out)["instances"]["kept"]
+    assert kept > 0 and kept == sum(len(p.read_text().splitlines()) for p in (out / "labels").rglob("*.txt"))
+    again = cli_main("merge", exports["zip"], "--out", out)
     assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
-    missing = run_cli("merge", tmp_path / "nope", "--out", tmp_path / "x")
+    missing = cli_main("merge", tmp_path / "nope", "--out", tmp_path / "x")
     assert missing.returncode != 0 and "source not found" in missing.stderr and "Traceback" not in missing.stderr
     notexport = tmp_path / "empty"
     notexport.mkdir()
-    proc = run_cli("merge", notexport, "--out", tmp_path / "y")
+    proc = cli_main("merge", notexport, "--out", tmp_path / "y")
     assert proc.returncode != 0 and "not a Roboflow export" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error:" in line]) == 1
 

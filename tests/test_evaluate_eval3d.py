@@ -142,14 +142,14 @@ def test_prediction_on_another_grid_is_resampled_onto_the_ground_truth(tmp_path:
     assert "resampled onto the ground-truth grid" in out.with_suffix(".md").read_text()
 
 
-def test_grids_that_do_not_overlap_are_a_clear_error(tmp_path: Path, run_cli):
+def test_grids_that_do_not_overlap_are_a_clear_error(tmp_path: Path, cli_main):
     gt = np.zeros((8, 8, 8), np.uint8)
     gt[2:5, 2:5, 2:5] = cls("L2")
     gt_path = write_map(tmp_path / "gt.nii.gz", gt)
     pred_path = write_map(tmp_path / "pred.nrrd", gt, origin_xyz=(500.0, 0.0, 0.0))
     with pytest.raises(DataError, match="do not overlap"):
         evaluate_volumes(pred_path, gt_path, "spine", **OURS)
-    proc = run_cli(
+    proc = cli_main(
         "eval3d", "--pred", pred_path, "--gt", gt_path, "--out", tmp_path / "m.csv", "--anatomy", "spine",
         "--gt-scheme", CLASS_ID_SCHEME, "--pred-scheme", CLASS_ID_SCHEME, offline=True,
     )  # fmt: skip

@@ -274,7 +274,7 @@ def test_input_errors_and_accounting(tmp_path: Path, spine_volume: np.ndarray) -
         lift(tmp_path / "preds", tmp_path / "y.nii.gz", sidecars=root, study="synthetic-1")
 
 
-def test_prediction_folder_with_sidecars_and_cli(tmp_path: Path, spine_volume: np.ndarray, run_cli) -> None:
+def test_prediction_folder_with_sidecars_and_cli(tmp_path: Path, spine_volume: np.ndarray, cli_main) -> None:
     root = write_slice_dataset(
         tmp_path / "ds", spine_volume, planes=("axial", "coronal"), conf={"axial": 0.8, "coronal": 0.7}
     )
@@ -283,13 +283,13 @@ def test_prediction_folder_with_sidecars_and_cli(tmp_path: Path, spine_volume: n
     for p in (root / "labels" / "test").glob("*.txt"):
         (pred / "labels" / p.name).write_text(p.read_text())
     out = tmp_path / "out" / "seg.nii.gz"
-    r = run_cli("lift", pred, "--sidecars", root, "--out", out, "--fusion", "weighted", "--planes", "axial,coronal")
+    r = cli_main("lift", pred, "--sidecars", root, "--out", out, "--fusion", "weighted", "--planes", "axial,coronal")
     assert r.returncode == 0, r.stderr
     assert "2 classes found: C1, C2" in r.stdout
     np.testing.assert_array_equal(_read(out)[0], spine_volume)
-    r2 = run_cli("lift", pred, "--sidecars", root, "--out", out)
+    r2 = cli_main("lift", pred, "--sidecars", root, "--out", out)
     assert r2.returncode == 2 and "--overwrite" in r2.stderr
-    r3 = run_cli("lift", pred, "--out", tmp_path / "z.nii.gz")
+    r3 = cli_main("lift", pred, "--out", tmp_path / "z.nii.gz")
     assert r3.returncode == 2 and "no CT sidecars" in r3.stderr
 
 

@@ -9,14 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from yolo_spine.io.labels import read_yolo_labels
 from yolo_spine.registry import load_registry
 
 
 def test_tiny_run_is_offline_and_recorded(tiny_model: Path, spine_dataset: Path):
+    import torch
+
     run = json.loads((tiny_model / "run.json").read_text())
-    assert (tiny_model / "weights" / "best.pt").is_file() and (tiny_model / "weights" / "last.pt").is_file()
+    for name in ("best.pt", "last.pt"):  # checkpoints of this run: the dataset's classes, trained at 64 px
+        ckpt = torch.load(tiny_model / "weights" / name, map_location="cpu", weights_only=False)
+        assert ckpt["model"].names == load_registry("spine").names_dict and ckpt["train_args"]["imgsz"] == 64
     assert run["model"]["source"] == "scratch" and run["model"]["start"] == "yolo11n-seg.yaml"
     assert run["device"] == "cpu" and run["torch_threads"] == os.cpu_count() and run["ddp"] is False
     assert run["epochs_completed"] == run["epochs_requested"] == run["epochs_this_session"] == 1
@@ -131,6 +136,7 @@ def test_mirror_aware_flip_unit():
     np.testing.assert_allclose(out["instances"].bboxes[:, 0], [0.8, 0.3])
 
 
+@pytest.mark.slow  # a second training run
 def test_grayscale_channels_1(run_cli, spine_dataset: Path, tmp_path: Path):
     out = tmp_path / "gray"
     proc = run_cli(
@@ -144,8 +150,9 @@ def test_grayscale_channels_1(run_cli, spine_dataset: Path, tmp_path: Path):
     ckpt = torch.load(out / "weights" / "best.pt", map_location="cpu", weights_only=False)
     first = next(m for m in ckpt["model"].modules() if isinstance(m, torch.nn.Conv2d))
     assert first.in_channels == 1
-    assert (out / "data.yaml").is_file()  # derived dataset file; the user's data.yaml is untouched
-    assert "channels" not in spine_dataset.read_text()
+    derived, original = (yaml.safe_load(p.read_text()) for p in (out / "data.yaml", spine_dataset))
+    assert derived == {**original, "path": str(spine_dataset.parent.resolve()), "channels": 1}
+    assert "channels" not in original  # the user's data.yaml is untouched
 
 
 def test_amp_is_off_on_the_cpu():
