@@ -94,7 +94,9 @@ def cli_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
         had_ultralytics = "ultralytics" in sys.modules
         logger = logging.getLogger("yolo_spine")
         saved_logger = (list(logger.handlers), logger.level, logger.propagate)
+        argv = [str(a) for a in args]
         with monkeypatch.context() as mp:
+            mp.setattr(sys, "argv", ["yolo_spine", *argv])  # what run records read, as the console script has it
             for key, value in (env or {}).items():
                 mp.setenv(key, value)
             if offline:
@@ -103,7 +105,7 @@ def cli_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
                 mp.setattr(socket, "getaddrinfo", getaddrinfo)
             capsys.readouterr()  # only this call's output below
             try:
-                code = main([str(a) for a in args])
+                code = main(argv)
             except SystemExit as exc:  # argparse: --version, --help, usage errors
                 code = exc.code if isinstance(exc.code, int) else 1
             finally:

@@ -245,7 +245,7 @@ def test_real_example_ct_against_itself(tmp_path: Path):
 # ------------------------------------------------------------------ label-id schemes and anatomy that agree with lift
 
 
-def test_ambiguous_maps_are_refused_with_one_sentence(maps, tmp_path: Path, run_cli):
+def test_ambiguous_maps_are_refused_with_one_sentence(maps, tmp_path: Path, cli_main):
     """Ids that read as vertebrae in one scheme and as something else in another are never scored on a guess."""
     pred, gt = maps  # C5, T1, T12, L1 as class id + 1 = 5, 8, 20, 21: TotalSegmentator v1 reads 20, 21 as L3, L2
     with pytest.raises(DataError) as err:
@@ -265,14 +265,14 @@ def test_ambiguous_maps_are_refused_with_one_sentence(maps, tmp_path: Path, run_
         evaluate_volumes(pred, organs_path, "spine", pred_scheme=CLASS_ID_SCHEME)
 
     out = tmp_path / "cli" / "m.csv"
-    proc = run_cli("eval3d", "--pred", pred, "--gt", gt, "--anatomy", "spine", "--out", out, offline=True)
+    proc = cli_main("eval3d", "--pred", pred, "--gt", gt, "--anatomy", "spine", "--out", out, offline=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
     assert len(errors) == 1 and errors[0].startswith("yolo_spine eval3d: error: cannot tell how to read the ground")
     assert "pass --gt-scheme" in errors[0] and not out.parent.exists()
-    proc = run_cli("eval3d", "--pred", pred, "--gt", gt, "--out", out, offline=True)  # no anatomy, no lift record
+    proc = cli_main("eval3d", "--pred", pred, "--gt", gt, "--out", out, offline=True)  # no anatomy, no lift record
     assert proc.returncode == 2 and "error: give --anatomy" in proc.stderr and not out.parent.exists()
-    proc = run_cli("eval3d", "--pred", pred, "--gt", gt, "--anatomy", "spine", "--out", out,
+    proc = cli_main("eval3d", "--pred", pred, "--gt", gt, "--anatomy", "spine", "--out", out,
                    "--gt-scheme", CLASS_ID_SCHEME, "--pred-scheme", CLASS_ID_SCHEME, offline=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "ground truth as class_id+1 (option); prediction as class_id+1 (option)" in proc.stdout
@@ -301,7 +301,7 @@ def _crop_example_ct(folder: Path, levels: tuple[str, ...]) -> tuple[Path, Path]
     return paths
 
 
-def test_real_example_mask_scores_a_lifted_prediction_without_schemes(tmp_path: Path, run_cli):
+def test_real_example_mask_scores_a_lifted_prediction_without_schemes(tmp_path: Path, cli_main):
     """The example CT's full TotalSegmentator-v2 map, as ct2yolo took it, against a lift: no --gt-scheme needed."""
     from yolo_spine.ct.convert import ct2yolo
     from yolo_spine.data import example_ct
@@ -315,7 +315,7 @@ def test_real_example_mask_scores_a_lifted_prediction_without_schemes(tmp_path: 
     assert lifted.manifest == tmp_path / "lift" / "seg.json"
 
     out = tmp_path / "eval" / "m.csv"
-    proc = run_cli("eval3d", "--pred", lifted.labels, "--gt", example_ct().labels, "--out", out, offline=True)
+    proc = cli_main("eval3d", "--pred", lifted.labels, "--gt", example_ct().labels, "--out", out, offline=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (
         "anatomy spine (lift record); label ids: ground truth as totalsegmentator_v2 (recognised from its ids); "
@@ -335,7 +335,7 @@ def test_real_example_mask_scores_a_lifted_prediction_without_schemes(tmp_path: 
     assert doc["mean"]["n_gt_classes"] == 18 and len(doc["unmapped_labels"]["gt"]) > 50
 
 
-def test_anatomy_is_taken_from_lifts_record(tmp_path: Path, run_cli):
+def test_anatomy_is_taken_from_lifts_record(tmp_path: Path, cli_main):
     """A brain lift is scored as the brain without --anatomy; a contradicting --anatomy is refused."""
     from yolo_spine.ct.convert import ct2yolo
     from yolo_spine.lift.lift import lift
@@ -348,7 +348,7 @@ def test_anatomy_is_taken_from_lifts_record(tmp_path: Path, run_cli):
     assert json.loads((tmp_path / "lift" / "brain_seg.json").read_text())["anatomy"] == "brain"
 
     out = tmp_path / "m.csv"
-    proc = run_cli("eval3d", "--pred", lifted.labels, "--gt", lab, "--out", out, offline=True)
+    proc = cli_main("eval3d", "--pred", lifted.labels, "--gt", lab, "--out", out, offline=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(out.with_suffix(".json").read_text())
     brain = load_registry("brain")
@@ -356,6 +356,6 @@ def test_anatomy_is_taken_from_lifts_record(tmp_path: Path, run_cli):
     assert [r["class"] for r in doc["classes"]] == list(brain.names)  # all 20 regions, left before right
     assert doc["mean"]["dice"] >= 0.9 and doc["mean"]["n_gt_classes"] == 20
 
-    proc = run_cli("eval3d", "--pred", lifted.labels, "--gt", lab, "--anatomy", "spine", "--out", tmp_path / "s.csv")
+    proc = cli_main("eval3d", "--pred", lifted.labels, "--gt", lab, "--anatomy", "spine", "--out", tmp_path / "s.csv")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: brain_seg.nii.gz was lifted as anatomy 'brain', not 'spine'; fix --anatomy" in proc.stderr

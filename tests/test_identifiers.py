@@ -268,10 +268,10 @@ def _files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
 
 
-def test_ct2yolo_names_a_patient_named_study_by_pseudonym(patient_ct, tmp_path: Path, run_cli) -> None:
+def test_ct2yolo_names_a_patient_named_study_by_pseudonym(patient_ct, tmp_path: Path, cli_main) -> None:
     vol, lab = patient_ct
     out = tmp_path / "ds"
-    proc = run_cli(*_ct_args(vol, lab, out))
+    proc = cli_main(*_ct_args(vol, lab, out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not leaks(out, texts=(proc.stdout, proc.stderr))
     manifest = json.loads((out / "manifest.json").read_text())
@@ -288,7 +288,7 @@ def test_ct2yolo_names_a_patient_named_study_by_pseudonym(patient_ct, tmp_path: 
     moved.mkdir(parents=True)
     vol2, lab2 = shutil.copy(vol, moved / "scan.nii.gz"), shutil.copy(lab, moved / "seg.nii.gz")
     out2 = tmp_path / "ds2"
-    assert run_cli(*_ct_args(vol2, lab2, out2)).returncode == 0
+    assert cli_main(*_ct_args(vol2, lab2, out2)).returncode == 0
     assert _files(out2) == _files(out)
     pose = "sidecars/{}/" + f"{sid}_drr_ap_p001.json"
     split = next(s for s in ("train", "val", "test") if (out / pose.format(s)).is_file())
@@ -299,20 +299,20 @@ def test_ct2yolo_names_a_patient_named_study_by_pseudonym(patient_ct, tmp_path: 
 
     # another salt gives another id
     out3 = tmp_path / "ds3"
-    assert run_cli(*_ct_args(vol, lab, out3, "--study-salt", "release-2")).returncode == 0
+    assert cli_main(*_ct_args(vol, lab, out3, "--study-salt", "release-2")).returncode == 0
     sid3 = json.loads((out3 / "manifest.json").read_text())["studies"][0]["study"]
     assert sid3.startswith("s-") and sid3 != sid
 
     # an explicit --study is used as given
     out4 = tmp_path / "ds4"
-    assert run_cli(*_ct_args(vol, lab, out4, "--study", "case07")).returncode == 0
+    assert cli_main(*_ct_args(vol, lab, out4, "--study", "case07")).returncode == 0
     assert {p.split("/")[-1].split("_")[0] for p in _files(out4) if p.startswith("images")} == {"case07"}
 
 
-def test_study_map_is_written_only_when_asked_and_never_overwritten(patient_ct, tmp_path: Path, run_cli) -> None:
+def test_study_map_is_written_only_when_asked_and_never_overwritten(patient_ct, tmp_path: Path, cli_main) -> None:
     vol, lab = patient_ct
     out, key = tmp_path / "ds", tmp_path / "keys" / "study_map.csv"
-    proc = run_cli(*_ct_args(vol, lab, out, "--study-map", key))
+    proc = cli_main(*_ct_args(vol, lab, out, "--study-map", key))
     assert proc.returncode == 0, proc.stderr[-2000:]
     sid = json.loads((out / "manifest.json").read_text())["studies"][0]["study"]
     rows = list(csv.DictReader(key.open(encoding="utf-8")))
@@ -320,17 +320,17 @@ def test_study_map_is_written_only_when_asked_and_never_overwritten(patient_ct, 
     assert key.stat().st_mode & 0o777 == 0o600, "the re-identification key is readable by its owner only"
     assert not leaks(out, texts=(proc.stdout, proc.stderr))  # the key holds the name; the dataset does not
     before = key.read_bytes()
-    again = run_cli(*_ct_args(vol, lab, tmp_path / "ds_b", "--study-map", key))
+    again = cli_main(*_ct_args(vol, lab, tmp_path / "ds_b", "--study-map", key))
     assert again.returncode != 0 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
     assert key.read_bytes() == before and not (tmp_path / "ds_b").exists()
-    inside = run_cli(*_ct_args(vol, lab, tmp_path / "ds_c", "--study-map", tmp_path / "ds_c" / "map.csv"))
+    inside = cli_main(*_ct_args(vol, lab, tmp_path / "ds_c", "--study-map", tmp_path / "ds_c" / "map.csv"))
     assert inside.returncode != 0 and "outside --out" in inside.stderr and not (tmp_path / "ds_c").exists()
 
 
-def test_record_paths_keeps_the_study_inputs_paths(patient_ct, tmp_path: Path, run_cli) -> None:
+def test_record_paths_keeps_the_study_inputs_paths(patient_ct, tmp_path: Path, cli_main) -> None:
     vol, lab = patient_ct
     out = tmp_path / "ds"
-    assert run_cli(*_ct_args(vol, lab, out, "--record-paths")).returncode == 0
+    assert cli_main(*_ct_args(vol, lab, out, "--record-paths")).returncode == 0
     m = json.loads((out / "manifest.json").read_text())
     assert m["studies"][0]["inputs"]["volume"]["path"] == str(vol) and str(vol) in m["argv"]
     report = json.loads((out / "studies" / f"{m['studies'][0]['study']}.json").read_text())
@@ -394,7 +394,7 @@ def _write_dicom_series(folder: Path, uid_root: str = "1.2.826.0.1.3680043.2.112
     locale.setlocale(locale.LC_ALL, saved)  # GDCM's writer switches the process locale to "C"
 
 
-def test_dicom_series_in_a_patient_folder_leaks_nothing(tmp_path: Path, run_cli) -> None:
+def test_dicom_series_in_a_patient_folder_leaks_nothing(tmp_path: Path, cli_main) -> None:
     import pydicom
     import SimpleITK as sitk
 
@@ -407,7 +407,7 @@ def test_dicom_series_in_a_patient_folder_leaks_nothing(tmp_path: Path, run_cli)
     lab = spine_phantom(size_xyz=(20, 20, 12), spacing_xyz=(1.5, 1.5, 2.0)).labels
     sitk.WriteImage(lab, str(labels))
     out = tmp_path / "ds"
-    proc = run_cli(*_ct_args(series, labels, out, "--resample-labels"))
+    proc = cli_main(*_ct_args(series, labels, out, "--resample-labels"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     needles = (*NEEDLES, "PID", "Doe^Janet", "PatientName")
     assert not leaks(out, texts=(proc.stdout, proc.stderr), needles=needles)
@@ -419,12 +419,12 @@ def test_dicom_series_in_a_patient_folder_leaks_nothing(tmp_path: Path, run_cli)
     moved = tmp_path / "elsewhere" / "series"
     shutil.copytree(series, moved)
     out2 = tmp_path / "ds2"
-    assert run_cli(*_ct_args(moved, labels, out2, "--resample-labels")).returncode == 0
+    assert cli_main(*_ct_args(moved, labels, out2, "--resample-labels")).returncode == 0
     assert json.loads((out2 / "manifest.json").read_text())["studies"][0]["study"] == sid
     other = tmp_path / "other" / PATIENT
     _write_dicom_series(other, uid_root="1.2.826.0.1.3680043.2.1125.9")
     out3 = tmp_path / "ds3"
-    assert run_cli(*_ct_args(other, labels, out3, "--resample-labels")).returncode == 0
+    assert cli_main(*_ct_args(other, labels, out3, "--resample-labels")).returncode == 0
     assert json.loads((out3 / "manifest.json").read_text())["studies"][0]["study"] not in (sid, "")
 
 
@@ -437,7 +437,7 @@ def test_pseudonym_is_deterministic_and_salted() -> None:
 # ---- dataset commands -----------------------------------------------------------------------------------------
 
 
-def test_merge_of_exports_in_a_patient_folder_leaks_nothing(tmp_path: Path, run_cli) -> None:
+def test_merge_of_exports_in_a_patient_folder_leaks_nothing(tmp_path: Path, cli_main) -> None:
     from tests.datasets_utils import ALPHABETICAL_SPINE, FakeImage, make_yolo_export, rf_name, square, zip_folder
 
     base = tmp_path / "inbox" / PATIENT
@@ -449,7 +449,7 @@ def test_merge_of_exports_in_a_patient_folder_leaks_nothing(tmp_path: Path, run_
     more = make_yolo_export(tmp_path / "tmp" / "spine-extra", ALPHABETICAL_SPINE, extra)
     zipped = zip_folder(more, base / "extra.zip")
     out = tmp_path / "merged"
-    proc = run_cli("-v", "merge", base / "spine-export", zipped, "--out", out)
+    proc = cli_main("-v", "merge", base / "spine-export", zipped, "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not leaks(out, texts=(proc.stdout, proc.stderr))
     m = json.loads((out / "manifest.json").read_text())
@@ -458,14 +458,14 @@ def test_merge_of_exports_in_a_patient_folder_leaks_nothing(tmp_path: Path, run_
     assert sum(m["summary"]["images"].values()) == 5
 
 
-def test_augment_of_a_dataset_in_a_patient_folder_leaks_nothing(spine_dataset: Path, tmp_path: Path, run_cli):
+def test_augment_of_a_dataset_in_a_patient_folder_leaks_nothing(spine_dataset: Path, tmp_path: Path, cli_main):
     src = tmp_path / "studies" / PATIENT
     shutil.copytree(spine_dataset.parent, src)
     data = src / spine_dataset.name
     text = data.read_text().replace(str(spine_dataset.parent), str(src))
     data.write_text(text)
     out = tmp_path / "aug"
-    proc = run_cli("-v", "augment", data, "--out", out, "--copies", "1", "--seed", "1")
+    proc = cli_main("-v", "augment", data, "--out", out, "--copies", "1", "--seed", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not leaks(out, texts=(proc.stdout, proc.stderr))
     m = json.loads((out / "manifest.json").read_text())

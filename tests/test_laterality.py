@@ -279,11 +279,11 @@ SLICE_CHECKS = {
 }
 
 
-def test_real_ct_left_right_through_the_ct2yolo_command(run_cli, example, chest_registry, contrast_ct, tmp_path):
+def test_real_ct_left_right_through_the_ct2yolo_command(cli_main, example, chest_registry, contrast_ct, tmp_path):
     """The command as a user types it, with the real structures.csv as --label-map: DRRs in random poses, slices."""
     ct, labels = contrast_ct
     out = tmp_path / "chest"
-    proc = run_cli(
+    proc = cli_main(
         "--quiet",
         "ct2yolo",
         "--volume",
