@@ -94,6 +94,7 @@ def cli_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
         had_ultralytics = "ultralytics" in sys.modules
         logger = logging.getLogger("yolo_spine")
         saved_logger = (list(logger.handlers), logger.level, logger.propagate)
+        saved_env = dict(os.environ)  # main() sets process-wide variables (the OpenMP wait policy)
         argv = [str(a) for a in args]
         with monkeypatch.context() as mp:
             mp.setattr(sys, "argv", ["yolo_spine", *argv])  # what run records read, as the console script has it
@@ -113,6 +114,8 @@ def cli_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
                 logger.handlers[:] = saved_logger[0]
                 logger.setLevel(saved_logger[1])
                 logger.propagate = saved_logger[2]
+                os.environ.clear()
+                os.environ.update(saved_env)
         captured = capsys.readouterr()
         assert had_ultralytics or "ultralytics" not in sys.modules, (
             f"'yolo_spine {args[0]}' imported Ultralytics: use run_cli (a subprocess) for it"

@@ -35,6 +35,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.slow  # a training and two predictions of its own
 def test_threads_asked_are_the_threads_torch_runs_on(spine_dataset: Path, tmp_path: Path):
     cpus = available_cpus()
     asked = 1 if cpus > 1 else 2  # never the default, so a flag that is ignored cannot pass
