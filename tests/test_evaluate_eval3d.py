@@ -86,9 +86,23 @@ def test_outputs_rows_registry_order_and_empty_rules(maps, tmp_path: Path):
     assert float(table["mean"]["dice"]) == pytest.approx((0.75 + 1 + 0) / 3)
     assert float(table["mean"]["hd95_mm"]) == pytest.approx((2.0 + 0) / 2, abs=1e-4)  # over C5 and T12 only
     assert (table["mean"]["gt_present"], table["mean"]["pred_present"]) == ("3", "2")
+    # C5, one slice off: a = 300, b = c = 100 over a 5·10·10 box with no background (d = 0) →
+    # FP = FN ratio 100/400, kappa 2(0 − 100·100)/(400·100 + 400·100) = −0.25. L1 missed: FN 1, FP 0, kappa 0.
+    assert (table["C5"]["fp_volume_ratio"], table["C5"]["fn_volume_ratio"]) == ("0.25", "0.25")
+    assert (table["C5"]["kappa_bbox"], table["C5"]["misclassification_rate"]) == ("-0.25", "0")
+    assert (table["L1"]["fn_volume_ratio"], table["L1"]["fp_volume_ratio"], table["L1"]["kappa_bbox"]) == (
+        "1",
+        "0",
+        "0",
+    )
+    assert table["T1"]["fp_volume_ratio"] == table["T1"]["misclassification_rate"] == ""  # no ground truth
+    assert (table["T12"]["bf1"], table["T12"]["kappa_bbox"]) == ("1", "1")
 
     doc = json.loads(paths["json"].read_text())
     assert doc["columns"] == list(CSV_COLUMNS)
+    assert set(doc["column_descriptions"]) == set(CSV_COLUMNS)
+    assert "bounding box of ground truth and prediction together" in doc["column_descriptions"]["kappa_bbox"]
+    assert "κ (bbox)" in paths["md"].read_text() and "BF1@2 mm" in paths["md"].read_text()
     by_class = {r["class"]: r for r in doc["classes"]}
     assert by_class["L1"]["precision"] is None and by_class["L1"]["hd95_mm"] is None
     assert by_class["T1"]["recall"] is None and by_class["T1"]["gt_present"] is False

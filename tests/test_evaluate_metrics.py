@@ -7,7 +7,9 @@ import pytest
 
 from yolo_spine.errors import UserError
 from yolo_spine.evaluate.metrics import (
+    METRIC_FIELDS,
     identification_rate,
+    kappa_in_box,
     label_map_metrics,
     mean_metrics,
     segmentation_metrics,
@@ -77,6 +79,79 @@ def test_two_slabs_shifted_along_z_use_the_z_spacing():
     assert segmentation_metrics(pred, gt, SPACING_ZYX, tolerance_mm=2.0).nsd == pytest.approx(1.0)
 
 
+def test_ratios_boundary_f1_and_kappa_of_a_short_prediction():
+    """Slabs 2 voxels thick in z (every voxel an edge voxel): gt x 10:50, the prediction x 10:45 (inside gt).
+
+    |G| = 800, |P| = 700, all of P in G: FP ratio 0/800 = 0, FN ratio 100/800 = 0.125, no other class → 0.
+    pred → gt edge distances are all 0 (BF precision 1); gt → pred: 700 at 0 mm and the 5 columns past the
+    prediction's end (20 voxels each) at 0.8, 1.6, 2.4, 3.2, 4.0 mm, so at 2 mm BF recall = 740/800 = 0.925 and
+    BF1 = 2·0.925/1.925 = 74/77, while NSD pools both: (700 + 740)/1500 = 0.96.
+    Kappa over the union box (= gt's 2·10·40 = 800 voxels): a = 700, b = 0, c = 100, d = 0 →
+    2(ad − bc) = 0 → kappa 0 (no background in the box: no agreement beyond chance).
+    """
+    gt = np.zeros((20, 30, 60), bool)
+    pred = np.zeros_like(gt)
+    gt[10:12, 10:20, 10:50] = True
+    pred[10:12, 10:20, 10:45] = True
+    m = segmentation_metrics(pred, gt, SPACING_ZYX, tolerance_mm=2.0)
+    assert (m.fp_volume_ratio, m.fn_volume_ratio, m.misclassification_rate) == (0.0, 0.125, 0.0)
+    assert m.bf1 == pytest.approx(74 / 77, abs=1e-6)
+    assert m.nsd == pytest.approx(0.96, abs=1e-6)
+    assert m.kappa_bbox == 0.0
+    # the other way round the prediction overflows: FP ratio 100/700 of the (now smaller) ground truth
+    swapped = segmentation_metrics(gt, pred, SPACING_ZYX, tolerance_mm=2.0)
+    assert (swapped.fp_volume_ratio, swapped.fn_volume_ratio) == (pytest.approx(100 / 700), 0.0)
+    assert swapped.bf1 == pytest.approx(74 / 77, abs=1e-6)  # symmetric in the two masks
+
+
+def test_kappa_counts_only_the_union_bounding_box():
+    """One row of voxels: gt at x 1..6, prediction at x 1..4 and 9..10; the union box is x 1..10 (N = 10).
+
+    a = 4 (x 1..4), b = 2 (9, 10), c = 2 (5, 6), d = 2 (7, 8): p_o = 6/10, p_e = (6·6 + 4·4)/100 = 0.52,
+    kappa = 0.08/0.48 = 1/6 = 2(ad − bc)/((a+b)(b+d) + (a+c)(c+d)) = 8/48. The 2 voxels of background around
+    the row (and the volume's other 33) are outside the box and must not count: over the whole 3·3·12 volume
+    kappa would be 2(4·30 − 4)/(6·32 + 6·32) = 232/384.
+    """
+    gt = np.zeros((3, 3, 12), bool)
+    pred = np.zeros_like(gt)
+    gt[1, 1, 1:7] = True
+    pred[1, 1, [1, 2, 3, 4, 9, 10]] = True
+    assert kappa_in_box(4, 2, 2, 10) == pytest.approx(1 / 6)
+    m = segmentation_metrics(pred, gt, SPACING_ZYX)
+    assert m.kappa_bbox == pytest.approx(1 / 6)
+    assert (m.fp_volume_ratio, m.fn_volume_ratio) == (pytest.approx(2 / 6), pytest.approx(2 / 6))
+    assert kappa_in_box(5, 0, 0, 5) == 1.0  # both fill the box alike: 0/0 in the formula, perfect agreement
+    assert kappa_in_box(0, 0, 5, 5) == 0.0 and kappa_in_box(0, 0, 3, 9) == 0.0  # one rater marks nothing
+    assert math.isnan(kappa_in_box(0, 0, 0, 0))
+    with pytest.raises(ValueError):
+        kappa_in_box(4, 4, 4, 10)
+
+
+def test_misclassification_counts_voxels_given_another_label():
+    """Label 1 (64 voxels): its lower half predicted 1, its upper half predicted 2. Label 2 (64) found exactly.
+
+    Label 1: misclassification 32/64 = 0.5, FN ratio 32/64 = 0.5 (the misclassified voxels are missing from
+    label 1 too), FP ratio 0. Label 2: FP ratio 32/64 = 0.5 (label 1's voxels), FN 0, misclassification 0.
+    Label 3 (64, half missed as background, half right): misclassification 0, FN ratio 0.5.
+    """
+    gt = np.zeros((20, 20, 20), np.uint8)
+    pred = np.zeros_like(gt)
+    gt[2:6, 2:6, 2:6] = 1
+    pred[2:4, 2:6, 2:6] = 1
+    pred[4:6, 2:6, 2:6] = 2
+    gt[10:14, 10:14, 10:14] = 2
+    pred[10:14, 10:14, 10:14] = 2
+    gt[10:14, 2:6, 2:6] = 3
+    pred[10:12, 2:6, 2:6] = 3
+    rows = label_map_metrics(pred, gt, SPACING_ZYX, labels=[1, 2, 3])
+    assert (rows[1].misclassification_rate, rows[1].fn_volume_ratio, rows[1].fp_volume_ratio) == (0.5, 0.5, 0.0)
+    assert (rows[2].misclassification_rate, rows[2].fn_volume_ratio, rows[2].fp_volume_ratio) == (0.0, 0.0, 0.5)
+    assert (rows[3].misclassification_rate, rows[3].fn_volume_ratio) == (0.0, 0.5)
+    mean = mean_metrics(rows.values())
+    assert mean.values["misclassification_rate"] == pytest.approx(0.5 / 3)
+    assert mean.counts["kappa_bbox"] == 3
+
+
 def test_volume_difference_is_prediction_minus_ground_truth_in_ml():
     gt = np.zeros((12, 12, 12), bool)
     gt[1:11, 1:11, 1:11] = True  # 1000 voxels
@@ -96,6 +171,7 @@ def test_identical_masks_are_perfect():
     assert (m.dice, m.iou, m.precision, m.recall, m.hd95_mm, m.assd_mm, m.nsd, m.volume_diff_ml) == (
         1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0,
     )  # fmt: skip
+    assert (m.fp_volume_ratio, m.fn_volume_ratio, m.misclassification_rate, m.bf1, m.kappa_bbox) == (0, 0, 0, 1, 1)
 
 
 def test_empty_mask_rules():
@@ -108,16 +184,20 @@ def test_empty_mask_rules():
     assert math.isnan(missed.precision) and math.isnan(missed.hd95_mm) and math.isnan(missed.assd_mm)
     assert missed.gt_present and not missed.pred_present
     assert missed.volume_diff_ml == pytest.approx(-27 * VOXEL_ML)
+    assert (missed.fp_volume_ratio, missed.fn_volume_ratio, missed.misclassification_rate) == (0.0, 1.0, 0.0)
+    assert (missed.bf1, missed.kappa_bbox) == (0.0, 0.0)
 
     extra = segmentation_metrics(gt, empty, SPACING_ZYX)  # predicted, absent from the ground truth
     assert (extra.dice, extra.iou, extra.precision, extra.nsd) == (0.0, 0.0, 0.0, 0.0)
     assert math.isnan(extra.recall) and math.isnan(extra.hd95_mm) and math.isnan(extra.assd_mm)
     assert not extra.gt_present and extra.pred_present
     assert extra.volume_diff_ml == pytest.approx(27 * VOXEL_ML)
+    assert all(math.isnan(v) for v in (extra.fp_volume_ratio, extra.fn_volume_ratio, extra.misclassification_rate))
+    assert (extra.bf1, extra.kappa_bbox) == (0.0, 0.0)
 
     neither = segmentation_metrics(empty, empty, SPACING_ZYX)
     assert not neither.gt_present and not neither.pred_present
-    assert all(math.isnan(getattr(neither, f)) for f in ("dice", "iou", "precision", "recall", "hd95_mm", "nsd"))
+    assert all(math.isnan(getattr(neither, f)) for f in METRIC_FIELDS)
 
 
 def test_label_maps_rows_and_mean_follow_the_rules():

@@ -18,8 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "identification rate",
         handler=_eval3d,
         description="Score a predicted 3D label map against a ground-truth label map per class: Dice, IoU, "
-        "precision, recall, HD95 and ASSD (mm, MONAI), normalised surface Dice at a tolerance, volume difference "
-        "(prediction − ground truth, ml); optionally centroid identification rate as VerSe counts it. A prediction "
+        "precision, recall, HD95 and ASSD (mm, MONAI), normalised surface Dice and boundary F1 at a tolerance, volume "
+        "difference (prediction − ground truth, ml), false-positive and false-negative volume ratios, "
+        "misclassification rate, Cohen's kappa inside the structure's bounding box; optionally centroid "
+        "identification rate as VerSe counts it. A prediction "
         "on another grid is resampled (nearest neighbour) onto the ground-truth grid. Each label map is read in the "
         "scheme --gt-scheme/--pred-scheme name, else class id + 1 when lift wrote it (its <name>.json beside it), "
         "else the scheme its ids are recognised as (as ct2yolo does); a map whose ids fit several schemes is "
@@ -36,7 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out(p, help="metrics CSV path (metrics.json and metrics.md are written beside it)")
     add_record_paths(p)
     p.add_argument(
-        "--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM, help="tolerance of the normalised surface Dice"
+        "--tolerance-mm",
+        type=float,
+        default=DEFAULT_TOLERANCE_MM,
+        help="tolerance of the normalised surface Dice and boundary F1, mm",
     )
     p.add_argument(
         "--gt-scheme",

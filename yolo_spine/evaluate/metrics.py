@@ -6,7 +6,8 @@ Arrays are SimpleITK's ``(z, y, x)`` order and every spacing here is in the SAME
 
 Implementations:
 
-* Dice, IoU, precision, recall and volume difference come from voxel counts.
+* Dice, IoU, precision, recall, volume difference, the false-positive and false-negative volume ratios, the
+  misclassification rate and Cohen's kappa come from voxel counts.
 * Surface distances come from MONAI (``monai.metrics.utils.get_edge_surface_distance``, the routine behind
   ``compute_hausdorff_distance``, ``compute_average_surface_distance`` and ``compute_surface_dice``): it finds
   the edge voxels of each mask (foreground voxels with a 6-connected background neighbour) and measures exact
@@ -15,26 +16,57 @@ Implementations:
   with them): HD95 is the larger of the two directed 95th percentiles (linear interpolation,
   ``torch.quantile``); ASSD is the mean of all distances of both directions pooled; NSD is the fraction of
   edge voxels of both masks within the tolerance (``<=``) of the other mask's edge voxels (MONAI's default
-  voxel-count form, not the surface-area-weighted one).
+  voxel-count form, not the surface-area-weighted one). Boundary F1 (Csurka et al., BMVC 2013, "What is a
+  good evaluation measure for semantic segmentation?") takes the two directed sets apart: its precision is the
+  fraction of the prediction's edge voxels within the tolerance of the ground truth's edge, its recall the
+  fraction of the ground truth's edge voxels within the tolerance of the prediction's, and BF1 their harmonic
+  mean, at the same tolerance as NSD (NSD pools the two sets, BF1 weighs each direction equally).
 * Each class is cropped to the bounding box of the union of its two masks, padded by one voxel, before MONAI
   sees it: distances are between the two masks' surfaces, which both lie inside that box, and the one-voxel
   pad keeps every edge voxel an edge voxel, so cropping changes no distance but makes 18 vertebrae on a
   512×512×133 CT a matter of a second instead of a one-hot volume per class.
 
+With P the predicted and G the ground-truth voxels of one class, |·| a voxel count:
+
+* false-positive volume ratio ``fp_volume_ratio`` = |P ∖ G| / |G| (predicted volume outside the ground truth,
+  relative to the ground-truth volume; can exceed 1);
+* false-negative volume ratio ``fn_volume_ratio`` = |G ∖ P| / |G| (ground truth not predicted as this class,
+  = 1 − recall; it includes voxels labelled as another class);
+* misclassification rate ``misclassification_rate`` = |{v ∈ G : label_pred(v) ∉ {0, this class}}| / |G|: the
+  share of this class's ground truth labelled as ANOTHER class (a vertebra named as its neighbour), as opposed
+  to missed (labelled background). Only a label map has other classes: for a binary mask pair it is 0;
+* Cohen's kappa ``kappa_bbox`` of the binary "this class or not" ratings of the two maps over the N voxels of
+  the bounding box of P ∪ G (no margin; over the whole volume the background would dominate and push kappa
+  towards Dice). With a = |P ∩ G|, b = |P ∖ G|, c = |G ∖ P|, d = N − a − b − c:
+  p_o = (a + d)/N, p_e = ((a+b)(a+c) + (c+d)(b+d))/N², kappa = (p_o − p_e)/(1 − p_e)
+  = 2(ad − bc) / ((a+b)(b+d) + (a+c)(c+d)). When that denominator is 0 both masks fill the box
+  identically (p_o = p_e = 1) and kappa is 1. Inside a tight box there is little background, so kappa can be
+  0 or negative for a good overlap; it measures agreement beyond chance in the structure's neighbourhood.
+
 Empty-mask rules (``NaN`` = missing: ``NaN`` in memory, an empty cell in CSV, ``null`` in JSON; never 0):
 
-=====================  =====  =====  =========  ======  ==============  =====  ==============  ============
-case                   Dice   IoU    precision  recall  HD95 and ASSD   NSD    volume diff     in the mean
-=====================  =====  =====  =========  ======  ==============  =====  ==============  ============
-gt and pred present    value  value  value      value   value           value  pred − gt       yes
-gt present, no pred    0      0      missing    0       missing         0      −gt volume      yes
-no gt, pred present    0      0      0          missing missing         0      +pred volume    no
+=====================  =====  =====  =========  ======  ==============  ========  ==============  ============
+case                   Dice   IoU    precision  recall  HD95 and ASSD   NSD, BF1  volume diff     in the mean
+=====================  =====  =====  =========  ======  ==============  ========  ==============  ============
+gt and pred present    value  value  value      value   value           value     pred − gt       yes
+gt present, no pred    0      0      missing    0       missing         0         −gt volume      yes
+no gt, pred present    0      0      0          missing missing         0         +pred volume    no
 neither                (no row: the class is not reported)
-=====================  =====  =====  =========  ======  ==============  =====  ==============  ============
+=====================  =====  =====  =========  ======  ==============  ========  ==============  ============
+
+=====================  ===============  ===============  ==================  ==========
+case                   FP volume ratio  FN volume ratio  misclassification   kappa_bbox
+=====================  ===============  ===============  ==================  ==========
+gt and pred present    value            value            value               value
+gt present, no pred    0                1                value (0 if binary) 0
+no gt, pred present    missing          missing          missing             0
+=====================  ===============  ===============  ==================  ==========
 
 Precision of an unpredicted class is 0/0 and recall of a class absent from the ground truth is 0/0: both are
-missing, not 0 or 1. Distances to an empty mask do not exist, so they are missing, never 0 (a 0 would read as
-a perfect result). NSD behaves like Dice: no edge voxel of either mask is within the tolerance of the
+missing, not 0 or 1; so are the three ratios of a class absent from the ground truth (they divide by |G|).
+When exactly one mask is empty, every voxel of the box is rated alike by one map, so p_o = p_e and kappa is 0.
+Distances to an empty mask do not exist, so they are missing, never 0 (a 0 would read as
+a perfect result). NSD and BF1 behave like Dice: no edge voxel of either mask is within the tolerance of the
 other's, so it is 0 when exactly one mask is empty. The ``mean`` over classes present in the ground truth
 averages each metric over the classes where it is defined and records how many classes that was
 (see :func:`mean_metrics`), so a missed class pulls Dice, IoU, recall and NSD down and leaves the distance
@@ -74,6 +106,11 @@ METRIC_FIELDS: tuple[str, ...] = (
     "assd_mm",
     "nsd",
     "volume_diff_ml",
+    "fp_volume_ratio",
+    "fn_volume_ratio",
+    "misclassification_rate",
+    "bf1",
+    "kappa_bbox",
 )
 
 
@@ -90,6 +127,11 @@ class SegmentationMetrics:
         assd_mm: Average symmetric surface distance, mm.
         nsd: Normalised surface Dice at the tolerance, 0..1.
         volume_diff_ml: Prediction volume minus ground-truth volume, ml (signed).
+        fp_volume_ratio: |P ∖ G| / |G| (missing when the ground truth is empty).
+        fn_volume_ratio: |G ∖ P| / |G| = 1 − recall (missing when the ground truth is empty).
+        misclassification_rate: Share of |G| labelled as another class (missing when the ground truth is empty).
+        bf1: Boundary F1 at the tolerance, 0..1.
+        kappa_bbox: Cohen's kappa of the two masks over the bounding box of their union (not the whole volume).
         gt_present: The class has at least one ground-truth voxel.
         pred_present: The class has at least one predicted voxel.
         gt_volume_ml: Ground-truth volume, ml.
@@ -104,6 +146,11 @@ class SegmentationMetrics:
     assd_mm: float
     nsd: float
     volume_diff_ml: float
+    fp_volume_ratio: float
+    fn_volume_ratio: float
+    misclassification_rate: float
+    bf1: float
+    kappa_bbox: float
     gt_present: bool
     pred_present: bool
     gt_volume_ml: float = 0.0
@@ -137,6 +184,8 @@ def surface_metrics(
 ) -> tuple[float, float, float]:
     """Return (HD95 mm, ASSD mm, NSD) of two binary masks with MONAI, applying the empty-mask rules.
 
+    :func:`surface_scores` gives boundary F1 as well.
+
     The masks should already be cropped (see :func:`segmentation_metrics`); this function hands them to
     MONAI as they are.
 
@@ -151,6 +200,28 @@ def surface_metrics(
         ``(hd_mm, assd_mm, nsd)``; distances are ``NaN`` when either mask is empty, NSD is 0 when exactly one
         is empty and ``NaN`` when both are.
     """
+    return surface_scores(pred_mask, gt_mask, spacing_zyx, tolerance_mm, hd_percentile)[:3]
+
+
+def surface_scores(
+    pred_mask: np.ndarray,
+    gt_mask: np.ndarray,
+    spacing_zyx: Sequence[float],
+    tolerance_mm: float = 2.0,
+    hd_percentile: float = HD_PERCENTILE,
+) -> tuple[float, float, float, float]:
+    """Return (HD95 mm, ASSD mm, NSD, boundary F1) of two binary masks from one MONAI pass.
+
+    Args:
+        pred_mask: Predicted mask, (z, y, x) or (y, x), any dtype (non-zero = inside).
+        gt_mask: Ground-truth mask of the same shape.
+        spacing_zyx: Voxel size in mm, in array axis order.
+        tolerance_mm: NSD and boundary-F1 tolerance in mm.
+        hd_percentile: Percentile of the Hausdorff distance.
+
+    Returns:
+        ``(hd_mm, assd_mm, nsd, bf1)``; BF1 follows NSD's empty-mask rule (0 when exactly one mask is empty).
+    """
     pred = np.asarray(pred_mask).astype(bool, copy=False)
     gt = np.asarray(gt_mask).astype(bool, copy=False)
     if pred.shape != gt.shape:
@@ -159,7 +230,8 @@ def surface_metrics(
     _check_tolerance(tolerance_mm, hd_percentile)
     has_pred, has_gt = bool(pred.any()), bool(gt.any())
     if not (has_pred and has_gt):
-        return NAN, NAN, (0.0 if (has_pred or has_gt) else NAN)
+        one = 0.0 if (has_pred or has_gt) else NAN
+        return NAN, NAN, one, one
 
     import torch
     from monai.metrics.utils import get_edge_surface_distance
@@ -185,7 +257,34 @@ def surface_metrics(
     pooled = torch.cat([d_pred_gt, d_gt_pred])
     assd = float(pooled.mean())
     nsd = float((pooled <= tolerance_mm).sum()) / pooled.numel()
-    return hd, assd, nsd
+    bf_precision = float((d_pred_gt <= tolerance_mm).float().mean())  # prediction's edge near the truth's
+    bf_recall = float((d_gt_pred <= tolerance_mm).float().mean())  # truth's edge near the prediction's
+    bf_sum = bf_precision + bf_recall
+    bf1 = 2.0 * bf_precision * bf_recall / bf_sum if bf_sum > 0 else 0.0
+    return hd, assd, nsd, bf1
+
+
+def kappa_in_box(n_both: int, n_pred_only: int, n_gt_only: int, n_box: int) -> float:
+    """Cohen's kappa of two binary ratings from their counts over ``n_box`` voxels (exact integer arithmetic).
+
+    Args:
+        n_both: a = voxels both rate inside.
+        n_pred_only: b = voxels only the prediction rates inside.
+        n_gt_only: c = voxels only the ground truth rates inside.
+        n_box: N, all voxels rated (d = N − a − b − c rated outside by both).
+
+    Returns:
+        2(ad − bc) / ((a+b)(b+d) + (a+c)(c+d)); 1 when that denominator is 0 (both rate every voxel alike),
+        ``NaN`` for an empty box.
+    """
+    a, b, c = n_both, n_pred_only, n_gt_only
+    d = n_box - a - b - c
+    if n_box <= 0:
+        return NAN
+    if d < 0:
+        raise ValueError(f"counts exceed the box: a={a}, b={b}, c={c}, N={n_box}")
+    denominator = (a + b) * (b + d) + (a + c) * (c + d)
+    return 2.0 * (a * d - b * c) / denominator if denominator else 1.0
 
 
 def union_bbox(pred_mask: np.ndarray, gt_mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
@@ -207,12 +306,16 @@ def _metrics_from_crop(
     spacing: tuple[float, ...],
     tolerance_mm: float,
     hd_percentile: float,
+    n_other: int = 0,
 ) -> SegmentationMetrics:
+    """Metrics of a cropped mask pair; ``n_other`` = ground-truth voxels the prediction gave another class."""
     voxel_ml = float(np.prod(spacing)) / 1000.0
     n_pred, n_gt = int(pred.sum()), int(gt.sum())
     n_both = int(np.count_nonzero(pred & gt))
     n_union = n_pred + n_gt - n_both
-    hd, assd, nsd = surface_metrics(pred, gt, spacing, tolerance_mm, hd_percentile)
+    hd, assd, nsd, bf1 = surface_scores(pred, gt, spacing, tolerance_mm, hd_percentile)
+    tight = union_bbox(pred, gt, margin=0)  # the crop carries a one-voxel margin; kappa counts the exact box
+    n_box = int(np.prod([s.stop - s.start for s in tight])) if tight is not None else 0
     return SegmentationMetrics(
         dice=2.0 * n_both / (n_pred + n_gt) if n_union else NAN,
         iou=n_both / n_union if n_union else NAN,
@@ -222,6 +325,11 @@ def _metrics_from_crop(
         assd_mm=assd,
         nsd=nsd,
         volume_diff_ml=(n_pred - n_gt) * voxel_ml,
+        fp_volume_ratio=(n_pred - n_both) / n_gt if n_gt else NAN,
+        fn_volume_ratio=(n_gt - n_both) / n_gt if n_gt else NAN,
+        misclassification_rate=n_other / n_gt if n_gt else NAN,
+        bf1=bf1,
+        kappa_bbox=kappa_in_box(n_both, n_pred - n_both, n_gt - n_both, n_box) if n_union else NAN,
         gt_present=n_gt > 0,
         pred_present=n_pred > 0,
         gt_volume_ml=n_gt * voxel_ml,
@@ -247,7 +355,8 @@ def segmentation_metrics(
 
     Returns:
         The metrics; when both masks are empty every value is ``NaN`` and both presence flags are false
-        (callers drop such a class).
+        (callers drop such a class). A binary pair has no other class, so its misclassification rate is 0
+        (use :func:`label_map_metrics` for label maps).
     """
     pred = np.asarray(pred_mask).astype(bool, copy=False)
     gt = np.asarray(gt_mask).astype(bool, copy=False)
@@ -257,7 +366,7 @@ def segmentation_metrics(
     _check_tolerance(tolerance_mm, hd_percentile)
     box = union_bbox(pred, gt, margin=1)
     if box is None:
-        return SegmentationMetrics(NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, False, False)
+        return SegmentationMetrics(*([NAN] * len(METRIC_FIELDS)), False, False)
     return _metrics_from_crop(pred[box], gt[box], spacing, tolerance_mm, hd_percentile)
 
 
@@ -274,7 +383,8 @@ def label_map_metrics(
 
     Each label is cropped to the union of its bounding boxes in both maps (one pass of
     ``scipy.ndimage.find_objects`` per map), padded by one voxel, so the cost follows the structures' size,
-    not the volume's.
+    not the volume's. A ground-truth voxel of a label that the prediction gives any other non-zero label
+    counts towards that label's misclassification rate.
 
     Args:
         pred_labels: Predicted label map, (z, y, x), non-negative integers (0 = background).
@@ -312,7 +422,9 @@ def label_map_metrics(
         iterator = tqdm(todo, desc="scoring classes", unit="class", leave=False)
     for v in iterator:
         box = _merge_boxes(boxes_gt[v - 1], boxes_pred[v - 1], gt_labels.shape, margin=1)
-        out[v] = _metrics_from_crop(pred_labels[box] == v, gt_labels[box] == v, spacing, tolerance_mm, hd_percentile)
+        pred_crop, gt_crop = pred_labels[box], gt_labels[box] == v
+        n_other = int(np.count_nonzero(gt_crop & (pred_crop != v) & (pred_crop != 0)))
+        out[v] = _metrics_from_crop(pred_crop == v, gt_crop, spacing, tolerance_mm, hd_percentile, n_other)
     return out
 
 

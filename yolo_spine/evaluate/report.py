@@ -1,7 +1,10 @@
 """Write ``eval3d`` results: ``metrics.csv``, ``metrics.json`` (with the run manifest) and ``metrics.md``.
 
 CSV (segmentation mode) — columns exactly ``class, dice, iou, precision, recall, hd95_mm, assd_mm, nsd,
-volume_diff_ml, gt_present, pred_present``; one row per registry class present in either map, in registry
+volume_diff_ml, fp_volume_ratio, fn_volume_ratio, misclassification_rate, bf1, kappa_bbox, gt_present,
+pred_present`` (each described in JSON ``column_descriptions``; formulas in :mod:`yolo_spine.evaluate.metrics`;
+``kappa_bbox`` is Cohen's kappa over the bounding box of ground truth and prediction together, not the whole
+volume, where background would dominate); one row per registry class present in either map, in registry
 order, then a ``mean`` row over the classes present in the ground truth. Missing values are empty cells,
 booleans are ``true``/``false``, numbers have six significant digits. In the ``mean`` row, ``gt_present`` and
 ``pred_present`` hold counts: classes in the ground truth, and how many of them were predicted.
@@ -9,10 +12,10 @@ booleans are ``true``/``false``, numbers have six significant digits. In the ``m
 CSV (landmark mode, when an input is a centroid file) — ``class, identified, centroid_error_mm, gt_present,
 pred_present`` and a ``mean`` row holding the identification rate and the mean centroid error.
 
-JSON — the same rows under ``classes`` (plus ``gt_volume_ml`` and ``pred_volume_ml``) with ``null`` for
-missing, ``mean`` (values, per-metric ``counts``, ``n_gt_classes``, ``n_gt_classes_predicted``),
-``landmarks`` (identification rate, per-class identified flag, error and both centroids in LPS mm, or
-``null``), ``geometry``, ``unmapped_labels``, ``conventions`` and ``manifest``.
+JSON — ``column_descriptions`` (one sentence per column), the same rows under ``classes`` (plus
+``gt_volume_ml`` and ``pred_volume_ml``) with ``null`` for missing, ``mean`` (values, per-metric ``counts``,
+``n_gt_classes``, ``n_gt_classes_predicted``), ``landmarks`` (identification rate, per-class identified flag,
+error and both centroids in LPS mm, or ``null``), ``geometry``, ``unmapped_labels``, ``conventions`` and ``manifest``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,34 @@ CONVENTIONS = {
     "(see mean.counts)",
     "surface_metrics": "MONAI 'compute_hausdorff_distance' (95th percentile), "
     "'compute_average_surface_distance' (symmetric) and 'compute_surface_dice' on edge voxels, mm",
+    "boundary_f1": "bf1 uses the same tolerance_mm as nsd: harmonic mean of the fractions of each mask's edge "
+    "voxels within tolerance_mm of the other's",
+    "kappa_bbox": "Cohen's kappa of 'this class or not' over the voxels inside the bounding box of ground truth and "
+    "prediction together; over the whole volume the background would dominate",
     "identification": "VerSe: same-label ground-truth landmark closest to the prediction and within max_dist_mm",
+}
+
+
+#: One sentence per segmentation column (JSON ``column_descriptions``); P = predicted, G = ground-truth voxels.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "class": "registry class name, or 'mean' for the mean over classes present in the ground truth",
+    "dice": "Dice coefficient 2|P∩G| / (|P| + |G|)",
+    "iou": "intersection over union |P∩G| / |P∪G|",
+    "precision": "|P∩G| / |P|; empty when nothing is predicted",
+    "recall": "|P∩G| / |G|; empty when the ground truth is empty",
+    "hd95_mm": "95th-percentile symmetric Hausdorff distance between the surfaces, mm",
+    "assd_mm": "average symmetric surface distance, mm",
+    "nsd": "normalised surface Dice: fraction of both masks' edge voxels within tolerance_mm of the other's edge",
+    "volume_diff_ml": "prediction volume minus ground-truth volume, ml",
+    "fp_volume_ratio": "false-positive volume ratio |P∖G| / |G| (may exceed 1)",
+    "fn_volume_ratio": "false-negative volume ratio |G∖P| / |G| (= 1 − recall)",
+    "misclassification_rate": "share of |G| that the prediction labels as another class (not background)",
+    "bf1": "boundary F1 at tolerance_mm: harmonic mean of the share of predicted edge voxels within tolerance "
+    "of the ground-truth edge and the share of ground-truth edge voxels within tolerance of the predicted edge",
+    "kappa_bbox": "Cohen's kappa of 'this class or not' over the voxels inside the bounding box of ground truth "
+    "and prediction together (not the whole volume, where background would dominate)",
+    "gt_present": "the class is in the ground truth (mean row: how many classes are)",
+    "pred_present": "the class is predicted (mean row: how many ground-truth classes are)",
 }
 
 
@@ -175,6 +205,7 @@ def result_to_json(result: Eval3dResult, manifest: Mapping[str, Any] | None = No
         "inputs": sanitize(result.inputs),  # base names (or full paths with --record-paths)
         "options": result.options,
         "columns": list(CSV_COLUMNS if result.mode == "segmentation" else LANDMARK_CSV_COLUMNS),
+        "column_descriptions": COLUMN_DESCRIPTIONS if result.mode == "segmentation" else None,
         "classes": classes,
         "mean": mean,
         "landmarks": _landmarks_json(result),
@@ -225,10 +256,15 @@ def markdown_report(result: Eval3dResult) -> str:
             "ASSD (mm)",
             f"NSD@{tol:g} mm",
             "ΔV (ml)",
+            "FP vol",
+            "FN vol",
+            "miscl.",
+            f"BF1@{tol:g} mm",
+            "κ (bbox)",
             "gt",
             "pred",
         ]
-        digits = [3, 3, 3, 3, 2, 2, 3, 2]
+        digits = [3, 3, 3, 3, 2, 2, 3, 2, 3, 3, 3, 3, 3]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in rows:
             cells = [_md(row[f], d) for f, d in zip(METRIC_FIELDS, digits, strict=True)]
@@ -244,7 +280,10 @@ def markdown_report(result: Eval3dResult) -> str:
             "",
             f"Mean over the {mean.n_gt_classes} classes present in the ground truth ({missed} not predicted); "
             f"HD95 and ASSD over the {mean.counts['hd95_mm']} classes where both masks exist. ΔV = prediction − "
-            "ground truth. — = undefined (precision with nothing predicted, recall with no ground truth, "
+            "ground truth. FP vol = |P∖G|/|G| and FN vol = |G∖P|/|G| (P predicted, G ground-truth voxels); "
+            "miscl. = share of the ground truth labelled as another class; κ (bbox) = Cohen's kappa over the "
+            "voxels inside the bounding box of ground truth and prediction together, not the whole volume. "
+            "— = undefined (precision with nothing predicted, recall and the ratios with no ground truth, "
             "distances to an empty mask), never 0.",
         ]
     else:
