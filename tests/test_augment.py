@@ -18,11 +18,11 @@ from yolo_spine.datasets.augment import (
     masks_to_instances,
     rasterise_instances,
 )
-from yolo_spine.datasets.check import check_dataset, read_data_yaml
+from yolo_spine.datasets.check import check_dataset
 from yolo_spine.datasets.options import AugmentOptions
 from yolo_spine.errors import OutputExistsError, UserError
 from yolo_spine.geometry import polygon_area, polygon_centroid, polygons_to_mask
-from yolo_spine.io.labels import SegInstance, read_yolo_labels
+from yolo_spine.io.labels import SegInstance, read_data_yaml, read_yolo_labels
 from yolo_spine.registry import load_registry
 
 

@@ -470,3 +470,11 @@ def test_dicom_series_folder_is_read_as_a_volume(tmp_path):
     assert np.allclose(vol.GetSpacing(), image.GetSpacing(), atol=1e-3)
     assert np.allclose(vol.GetOrigin(), image.GetOrigin(), atol=1e-3)
     assert np.array_equal(sitk.GetArrayFromImage(vol), sitk.GetArrayFromImage(image))
+
+
+def test_slice_planes_are_the_shared_names():
+    """ct2yolo's plane geometry is keyed by the one PLANES tuple lift and the CLI validate against, in its order."""
+    from yolo_spine.ct.slices import PLANE_AXES
+    from yolo_spine.layout import PLANES
+
+    assert tuple(PLANE_AXES) == PLANES

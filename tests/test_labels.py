@@ -26,3 +26,16 @@ def test_prediction_rows_with_conf_round_trip(tmp_path: Path):
 
 def test_missing_file_is_empty(tmp_path: Path):
     assert read_yolo_labels(tmp_path / "none.txt").instances == []
+
+
+def test_data_yaml_round_trip(tmp_path):
+    """read_data_yaml reads what write_data_yaml writes: folders per split, names in id order, the anatomy."""
+    from yolo_spine.io.labels import read_data_yaml, write_data_yaml
+    from yolo_spine.layout import SPLITS
+
+    path = write_data_yaml(tmp_path, tmp_path, {0: "C7", 1: "T1", 2: "T2"}, "spine", splits=("train", "val"))
+    lay = read_data_yaml(path)
+    assert lay.names == ["C7", "T1", "T2"] and lay.nc == 3 and lay.anatomy == "spine"
+    assert lay.image_dirs == {s: tmp_path / "images" / s for s in ("train", "val")}
+    assert lay.label_dirs == {s: tmp_path / "labels" / s for s in ("train", "val")}
+    assert list(read_data_yaml(write_data_yaml(tmp_path, tmp_path, {0: "C7"}, "spine")).image_dirs) == list(SPLITS)

@@ -159,9 +159,9 @@ def test_amp_is_off_on_the_cpu():
     """CPU autocast runs in bfloat16, many times slower on CPUs without native bf16: AMP must stay off there."""
     import torch
 
-    from yolo_spine.train.trainer import _offline_check_amp
+    from yolo_spine.ultra import offline_check_amp
 
-    assert _offline_check_amp(torch.nn.Linear(2, 2)) is False
+    assert offline_check_amp(torch.nn.Linear(2, 2)) is False
 
 
 def test_run_json_comes_from_the_run_folder_alone(tiny_model: Path, tmp_path: Path):

@@ -183,12 +183,6 @@ def _thin_polygon(pts: np.ndarray) -> np.ndarray:
     return np.array([a, b, (a + b) / 2.0 + 0.25], dtype=np.float64)
 
 
-def polygon_bbox_xyxy(poly_xy: np.ndarray) -> np.ndarray:
-    """Return ``[x1, y1, x2, y2]`` of a polygon's vertices."""
-    p = np.asarray(poly_xy, dtype=np.float64).reshape(-1, 2)
-    return np.concatenate([p.min(0), p.max(0)])
-
-
 def polygon_centroid(poly_xy: np.ndarray) -> np.ndarray:
     """Return the area centroid ``[x, y]`` of a simple polygon (vertex mean for degenerate ones)."""
     p = np.asarray(poly_xy, dtype=np.float64).reshape(-1, 2)

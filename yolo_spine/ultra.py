@@ -13,6 +13,15 @@ Ultralytics reads its environment at import time, so everything here must happen
   every core this process may use), and that count stays until a caller asks for another.
 * Sharing the machine: idle OpenMP threads sleep instead of spinning
   (:func:`yolo_spine.parallel.configure_thread_policy`), so a second job on the same cores does not collapse.
+
+Every change yolo_spine makes to Ultralytics' own behaviour lives here too, each applied by a function the stage
+calls when it needs it (nothing is patched at import):
+
+* :func:`load_segmentation_model`: ``.pt``/ONNX/OpenVINO loaded offline, refused unless it segments;
+* :func:`skip_requirement_checks`: the validator and exporter would pip-install packages (faster-coco-eval,
+  onnx tools) at run time, which fails offline; yolo_spine declares what it needs in its extras;
+* :func:`install_offline_amp_check`: the GPU AMP self-check would download ``yolo26n.pt``;
+* :func:`drop_upload_callbacks`: the trainer's Platform/hub upload and usage-event callbacks.
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ import os
 import shutil
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from yolo_spine.errors import UserError
 from yolo_spine.parallel import available_cpus, configure_thread_policy
 
 log = logging.getLogger("yolo_spine")
@@ -131,3 +142,101 @@ def import_ultralytics(threads: int | None = None) -> ModuleType:
         SETTINGS.update(changes)
     set_torch_threads(threads)
     return ultralytics
+
+
+def load_segmentation_model(weights: str | Path, threads: int | None = None) -> Any:
+    """Load a YOLO segmentation model (``.pt``, ``.onnx`` or an OpenVINO folder) offline.
+
+    Args:
+        weights: The model file or folder.
+        threads: CPU threads for torch; ``None`` keeps the count this process already chose (``predict
+            --threads``), or every core if none was chosen.
+
+    Returns:
+        The Ultralytics ``YOLO`` model.
+
+    Raises:
+        UserError: If the file is missing, unreadable, or not a segmentation model.
+    """
+    import_ultralytics(threads)
+    from ultralytics import YOLO
+
+    w = Path(weights)
+    if not w.exists():
+        raise UserError(f"weights not found: {w}")
+    try:
+        model = YOLO(str(w), task="segment" if w.suffix != ".pt" else None)
+    except Exception as exc:  # torch/onnx loaders raise many types for a bad file
+        raise UserError(f"cannot load {w} as a YOLO model ({type(exc).__name__}: {exc})") from None
+    if model.task != "segment":
+        raise UserError(f"{w} is a '{model.task}' model, not a segmentation model")
+    return model
+
+
+#: Ultralytics modules whose ``check_requirements`` would pip-install at run time (what each one wants).
+_REQUIREMENT_CHECKERS = {
+    "validator": "ultralytics.models.yolo.segment.val",  # faster-coco-eval, for COCO files never read here
+    "exporter": "ultralytics.engine.exporter",  # onnx/openvino tools the export extra already provides
+}
+
+
+def skip_requirement_checks(*which: str) -> None:
+    """Keep Ultralytics' validator and/or exporter from trying to pip-install packages (offline that fails).
+
+    Args:
+        which: ``"validator"`` and/or ``"exporter"``.
+    """
+    import importlib
+
+    for name in which:
+        module = importlib.import_module(_REQUIREMENT_CHECKERS[name])
+        module.check_requirements = lambda *a, **k: True  # type: ignore[attr-defined]
+
+
+def offline_check_amp(model: Any) -> bool:
+    """Ultralytics' AMP check on GPUs loads yolo26n.pt and downloads it when missing; never download it.
+
+    Without the file AMP stays on, as Ultralytics itself does when it cannot download (its own warning text).
+    On the CPU (and MPS) AMP is always off, as in Ultralytics' own check: CPU autocast runs in bfloat16, which
+    CPUs without native bf16 execute several times slower than float32 (measured: 0.8 → 4+ images/s).
+    """
+    import ultralytics.engine.trainer as ul_trainer
+    from ultralytics.utils import LOGGER, WEIGHTS_DIR
+
+    device = next(model.parameters()).device
+    if device.type in {"cpu", "mps"}:
+        return False
+    if not (WEIGHTS_DIR / "yolo26n.pt").is_file():
+        LOGGER.warning(
+            "AMP: skipping Ultralytics' AMP self-check (it needs yolo26n.pt, which yolo_spine never "
+            "downloads); training with amp=True. Disable it with --config and amp: false if losses turn NaN."
+        )
+        return True
+    return getattr(ul_trainer, "_yolo_spine_original_check_amp", ul_trainer.check_amp)(model)
+
+
+def install_offline_amp_check() -> None:
+    """Make Ultralytics' trainer use :func:`offline_check_amp` (idempotent)."""
+    import ultralytics.engine.trainer as ul_trainer
+
+    if ul_trainer.check_amp is not offline_check_amp:
+        ul_trainer._yolo_spine_original_check_amp = ul_trainer.check_amp  # type: ignore[attr-defined]
+        ul_trainer.check_amp = offline_check_amp
+
+
+#: Callback modules that send data off the machine (Platform uploads, usage events, hub).
+_UPLOAD_CALLBACK_MODULES = (
+    "ultralytics.utils.callbacks.platform",
+    "ultralytics.utils.callbacks.events",
+    "ultralytics.utils.callbacks.hub",
+)
+
+
+def drop_upload_callbacks(callbacks: dict[str, list[Any]]) -> None:
+    """Remove, in place, every callback that could upload data or send usage events.
+
+    Args:
+        callbacks: A trainer's or validator's ``callbacks`` (event name → functions).
+    """
+    for event, funcs in callbacks.items():
+        callbacks[event] = [f for f in funcs if not getattr(f, "__module__", "").startswith(_UPLOAD_CALLBACK_MODULES)]

@@ -39,14 +39,13 @@ from yolo_spine.errors import DataError, OutputExistsError, UserError
 from yolo_spine.identifiers import FOLDER, input_record, path_name, pseudonym, records_paths
 from yolo_spine.io.atomic import atomic_output, write_json_atomic
 from yolo_spine.io.labels import SegInstance, write_data_yaml
+from yolo_spine.layout import PLANES, SPLITS
 from yolo_spine.parallel import LocalExecutor
 from yolo_spine.provenance import run_manifest, sha256_file
 from yolo_spine.registry import AnatomyRegistry, detect_label_scheme, load_registry
 
 log = logging.getLogger("yolo_spine")
 
-SPLITS = ("train", "val", "test")
-PLANE_NAMES = ("axial", "coronal", "sagittal")
 VIEW_NAMES = ("ap", "lat")
 
 
@@ -232,9 +231,9 @@ def resolve_options(anatomy: str, preset: str | Path | None, overrides: Mapping[
         except UserError:
             preset = None
     opts = load_options("ct", preset, overrides)
-    bad = [p for p in opts["planes"] if p not in PLANE_NAMES]
+    bad = [p for p in opts["planes"] if p not in PLANES]
     if bad:
-        raise UserError(f"unknown plane(s) {', '.join(bad)}; choose from {', '.join(PLANE_NAMES)}")
+        raise UserError(f"unknown plane(s) {', '.join(bad)}; choose from {', '.join(PLANES)}")
     bad = [v for v in opts["views"] if v not in VIEW_NAMES]
     if bad:
         raise UserError(f"unknown view(s) {', '.join(bad)}; choose from {', '.join(VIEW_NAMES)}")

@@ -29,7 +29,7 @@ from yolo_spine.io.labels import SegInstance
 from yolo_spine.io.xray import window_to_uint8
 
 #: plane → (world axis of the normal, (world axis, sign) of u, (world axis, sign) of v); world axes LPS 0, 1, 2.
-PLANES: dict[str, tuple[int, tuple[int, int], tuple[int, int]]] = {
+PLANE_AXES: dict[str, tuple[int, tuple[int, int], tuple[int, int]]] = {
     "axial": (2, (0, +1), (1, +1)),
     "coronal": (1, (0, +1), (2, -1)),
     "sagittal": (0, (1, +1), (2, -1)),
@@ -92,9 +92,9 @@ def plane_layout(geom: VolumeGeometry, plane: str) -> PlaneLayout:
     Raises:
         ValueError: For an unknown plane name (the CLI validates names before calling).
     """
-    if plane not in PLANES:
-        raise ValueError(f"unknown plane {plane!r}; choose from {', '.join(PLANES)}")
-    normal_world, (u_world, u_dir), (v_world, v_dir) = PLANES[plane]
+    if plane not in PLANE_AXES:
+        raise ValueError(f"unknown plane {plane!r}; choose from {', '.join(PLANE_AXES)}")
+    normal_world, (u_world, u_dir), (v_world, v_dir) = PLANE_AXES[plane]
     d = np.abs(geom.direction_matrix)  # rows world axes, columns voxel axes
     free = [0, 1, 2]
     picks = {}

@@ -40,14 +40,15 @@ import cv2
 import numpy as np
 
 from yolo_spine import __version__
-from yolo_spine.datasets.check import manifest_groups, read_data_yaml
+from yolo_spine.datasets.check import manifest_groups
 from yolo_spine.datasets.options import AugmentOptions
-from yolo_spine.datasets.roboflow import SPLITS, roboflow_group
+from yolo_spine.datasets.roboflow import roboflow_group
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import mask_to_polygons, polygons_to_mask
 from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
-from yolo_spine.io.labels import SegInstance, format_labels, read_yolo_labels, write_data_yaml
+from yolo_spine.io.labels import SegInstance, format_labels, read_data_yaml, read_yolo_labels, write_data_yaml
 from yolo_spine.io.xray import XRAY_SUFFIXES, read_xray
+from yolo_spine.layout import SPLITS
 from yolo_spine.options import resolve_options
 from yolo_spine.parallel import LocalExecutor
 from yolo_spine.provenance import run_manifest

@@ -13,14 +13,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from yolo_spine.datasets.merge import inspect_image
-from yolo_spine.datasets.roboflow import SPLITS, roboflow_group
-from yolo_spine.errors import DataError, UserError
+from yolo_spine.datasets.roboflow import roboflow_group
+from yolo_spine.errors import UserError
 from yolo_spine.geometry import polygon_area
-from yolo_spine.io.labels import read_yolo_labels
+from yolo_spine.io.labels import read_data_yaml, read_yolo_labels
 from yolo_spine.io.xray import XRAY_SUFFIXES
+from yolo_spine.layout import SPLITS
 from yolo_spine.registry import load_registry
 
 
@@ -55,60 +54,6 @@ class CheckReport:
     def ok(self) -> bool:
         """Whether no problem was found."""
         return not self.problems
-
-
-@dataclass
-class DatasetLayout:
-    """Where a ``data.yaml`` points: root, per-split image and label folders, names and anatomy."""
-
-    root: Path
-    image_dirs: dict[str, Path]
-    label_dirs: dict[str, Path]
-    names: list[str]
-    nc: int
-    anatomy: str | None
-
-
-def read_data_yaml(data_yaml: str | Path) -> DatasetLayout:
-    """Resolve a ``data.yaml`` into folders and names (relative ``path`` is taken from the YAML's folder).
-
-    Raises:
-        DataError: If the file is missing, not YAML, or lacks ``names`` or a train split.
-    """
-    data_yaml = Path(data_yaml)
-    if not data_yaml.is_file():
-        raise DataError(f"data.yaml not found: {data_yaml}")
-    try:
-        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise DataError(f"{data_yaml} is not valid YAML") from None
-    if not isinstance(data, dict) or "names" not in data:
-        raise DataError(f"{data_yaml} has no 'names'")
-    root = Path(data.get("path") or data_yaml.parent)
-    if not root.is_absolute():
-        root = (data_yaml.parent / root).resolve()
-    names_raw = data["names"]
-    names = (
-        [str(names_raw[k]) for k in sorted(names_raw, key=int)]
-        if isinstance(names_raw, dict)
-        else [str(n) for n in names_raw]
-    )
-    image_dirs, label_dirs = {}, {}
-    for split in SPLITS:
-        rel = data.get(split)
-        if not rel:
-            continue
-        if not isinstance(rel, str):
-            raise DataError(f"{data_yaml}: '{split}' must be one folder (lists and .txt files are not supported)")
-        d = Path(rel) if Path(rel).is_absolute() else root / rel
-        image_dirs[split] = d
-        # Ultralytics' rule: the last "images" path component becomes "labels"
-        parts = list(d.parts)
-        idx = max((i for i, p in enumerate(parts) if p == "images"), default=None)
-        label_dirs[split] = Path(*parts[:idx], "labels", *parts[idx + 1 :]) if idx is not None else d.parent / "labels"
-    if "train" not in image_dirs:
-        raise DataError(f"{data_yaml} has no 'train' split")
-    return DatasetLayout(root, image_dirs, label_dirs, names, int(data.get("nc", len(names))), data.get("anatomy"))
 
 
 def check_dataset(data_yaml: str | Path) -> CheckReport:

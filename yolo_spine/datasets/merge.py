@@ -34,13 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from yolo_spine import __version__
-from yolo_spine.datasets.roboflow import SPLITS, Export, SourceImage, read_export, roboflow_group
+from yolo_spine.datasets.roboflow import Export, SourceImage, read_export, roboflow_group
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import clip_polygon_to_rect, polygon_area
 from yolo_spine.identifiers import input_record
 from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
 from yolo_spine.io.labels import SegInstance, format_labels, write_data_yaml
 from yolo_spine.io.xray import DICOM_SUFFIXES, read_xray, write_png
+from yolo_spine.layout import SPLITS
 from yolo_spine.parallel import LocalExecutor, available_cpus
 from yolo_spine.provenance import run_manifest
 from yolo_spine.registry import AnatomyRegistry, load_registry, normalize_name

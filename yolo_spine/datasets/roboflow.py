@@ -24,7 +24,6 @@ from yolo_spine.io.xray import XRAY_SUFFIXES
 
 _RF_NAME = re.compile(r"^(?P<stem>.+)_(?P<ext>[A-Za-z0-9]{2,5})\.rf\.(?P<hash>[0-9a-fA-F]{16,64})$")
 SPLIT_ALIASES = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
-SPLITS = ("train", "val", "test")
 
 
 def roboflow_group(file_name: str) -> str:

@@ -6,8 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolo_spine.datasets.check import read_data_yaml
-from yolo_spine.io.labels import read_yolo_labels
+from yolo_spine.io.labels import read_data_yaml, read_yolo_labels
 from yolo_spine.io.xray import XRAY_SUFFIXES
 
 

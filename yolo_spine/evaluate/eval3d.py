@@ -28,7 +28,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +37,7 @@ from yolo_spine.errors import DataError, UserError
 from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
 from yolo_spine.evaluate.metrics import (
     HD_PERCENTILE,
-    IdentificationResult,
-    MeanMetrics,
-    SegmentationMetrics,
+    Eval3dResult,
     identification_rate,
     label_map_metrics,
     mean_metrics,
@@ -52,42 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("yolo_spine")
 
-#: File endings read as label maps (anything SimpleITK reads works; these are the documented ones).
-LABEL_MAP_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 _RESAMPLE_METHOD = "nearest neighbour onto the ground-truth grid (SimpleITK Resample, identity transform)"
-
-
-@dataclass
-class Eval3dResult:
-    """Everything ``eval3d`` measured, ready for :mod:`yolo_spine.evaluate.report`.
-
-    Attributes:
-        anatomy: Registry name.
-        mode: ``"segmentation"`` (label maps) or ``"landmarks"`` (at least one input is a centroid file).
-        classes: Class names of the rows, registry order (present in either input).
-        per_class: Class name → segmentation metrics (empty in landmark mode).
-        mean: The mean over classes present in the ground truth (``None`` in landmark mode).
-        landmarks: Identification rate and centroid errors, when computed.
-        centroids_lps_mm: ``{"gt": {name: [x, y, z]}, "pred": {...}}`` when landmarks were computed.
-        geometry: Grids and whether the prediction was resampled.
-        unmapped_labels: ``{"gt": {id: voxels}, "pred": {...}}`` for label ids that name no class.
-        options: The options used (tolerance, the schemes read, what decided them (``decided_by``), distances).
-        inputs: ``{"pred": path, "gt": path}``.
-        seconds: Wall time of the evaluation.
-    """
-
-    anatomy: str
-    mode: str
-    classes: list[str]
-    per_class: dict[str, SegmentationMetrics] = field(default_factory=dict)
-    mean: MeanMetrics | None = None
-    landmarks: IdentificationResult | None = None
-    centroids_lps_mm: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    geometry: dict[str, Any] = field(default_factory=dict)
-    unmapped_labels: dict[str, dict[int, int]] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------- reading inputs

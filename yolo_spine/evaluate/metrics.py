@@ -88,6 +88,7 @@ import math
 import warnings
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -550,3 +551,42 @@ def identification_rate(
         error_mm=errors,
         mean_error_mm=float(np.mean(list(errors.values()))) if errors else NAN,
     )
+
+
+# ------------------------------------------------------------------------------------------------ eval3d result
+
+
+@dataclass
+class Eval3dResult:
+    """Everything ``eval3d`` measured, ready for :mod:`yolo_spine.evaluate.report`.
+
+    It lives here, beside the metrics it holds, so that ``report`` (which writes it) does not import ``eval3d``
+    (which computes it and imports ``report``).
+
+    Attributes:
+        anatomy: Registry name.
+        mode: ``"segmentation"`` (label maps) or ``"landmarks"`` (at least one input is a centroid file).
+        classes: Class names of the rows, registry order (present in either input).
+        per_class: Class name → segmentation metrics (empty in landmark mode).
+        mean: The mean over classes present in the ground truth (``None`` in landmark mode).
+        landmarks: Identification rate and centroid errors, when computed.
+        centroids_lps_mm: ``{"gt": {name: [x, y, z]}, "pred": {...}}`` when landmarks were computed.
+        geometry: Grids and whether the prediction was resampled.
+        unmapped_labels: ``{"gt": {id: voxels}, "pred": {...}}`` for label ids that name no class.
+        options: The options used (tolerance, the schemes read, what decided them (``decided_by``), distances).
+        inputs: ``{"pred": path, "gt": path}``.
+        seconds: Wall time of the evaluation.
+    """
+
+    anatomy: str
+    mode: str
+    classes: list[str]
+    per_class: dict[str, SegmentationMetrics] = field(default_factory=dict)
+    mean: MeanMetrics | None = None
+    landmarks: IdentificationResult | None = None
+    centroids_lps_mm: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    geometry: dict[str, Any] = field(default_factory=dict)
+    unmapped_labels: dict[str, dict[int, int]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from yolo_spine.errors import UserError
-from yolo_spine.evaluate.eval3d import Eval3dResult
-from yolo_spine.evaluate.metrics import METRIC_FIELDS
+from yolo_spine.evaluate.metrics import METRIC_FIELDS, Eval3dResult
 from yolo_spine.identifiers import sanitize
 from yolo_spine.io.atomic import atomic_output, ensure_can_write
 from yolo_spine.provenance import to_jsonable

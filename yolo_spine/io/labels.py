@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from yolo_spine.errors import DataError
+from yolo_spine.layout import SPLITS
 
 
 @dataclass
@@ -133,7 +134,7 @@ def write_data_yaml(
     dataset_path: str | Path,
     names: dict[int, str],
     anatomy: str,
-    splits: tuple[str, ...] = ("train", "val", "test"),
+    splits: tuple[str, ...] = SPLITS,
 ) -> Path:
     """Write the Ultralytics ``data.yaml`` of a yolo_spine dataset.
 
@@ -152,3 +153,59 @@ def write_data_yaml(
     path = Path(folder) / "data.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+@dataclass
+class DatasetLayout:
+    """Where a ``data.yaml`` points: root, per-split image and label folders, names and anatomy."""
+
+    root: Path
+    image_dirs: dict[str, Path]
+    label_dirs: dict[str, Path]
+    names: list[str]
+    nc: int
+    anatomy: str | None
+
+
+def read_data_yaml(data_yaml: str | Path) -> DatasetLayout:
+    """Resolve a ``data.yaml`` into folders and names (relative ``path`` is taken from the YAML's folder).
+
+    Raises:
+        DataError: If the file is missing, not YAML, or lacks ``names`` or a train split.
+    """
+    import yaml
+
+    data_yaml = Path(data_yaml)
+    if not data_yaml.is_file():
+        raise DataError(f"data.yaml not found: {data_yaml}")
+    try:
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        raise DataError(f"{data_yaml} is not valid YAML") from None
+    if not isinstance(data, dict) or "names" not in data:
+        raise DataError(f"{data_yaml} has no 'names'")
+    root = Path(data.get("path") or data_yaml.parent)
+    if not root.is_absolute():
+        root = (data_yaml.parent / root).resolve()
+    names_raw = data["names"]
+    names = (
+        [str(names_raw[k]) for k in sorted(names_raw, key=int)]
+        if isinstance(names_raw, dict)
+        else [str(n) for n in names_raw]
+    )
+    image_dirs, label_dirs = {}, {}
+    for split in SPLITS:
+        rel = data.get(split)
+        if not rel:
+            continue
+        if not isinstance(rel, str):
+            raise DataError(f"{data_yaml}: '{split}' must be one folder (lists and .txt files are not supported)")
+        d = Path(rel) if Path(rel).is_absolute() else root / rel
+        image_dirs[split] = d
+        # Ultralytics' rule: the last "images" path component becomes "labels"
+        parts = list(d.parts)
+        idx = max((i for i, p in enumerate(parts) if p == "images"), default=None)
+        label_dirs[split] = Path(*parts[:idx], "labels", *parts[idx + 1 :]) if idx is not None else d.parent / "labels"
+    if "train" not in image_dirs:
+        raise DataError(f"{data_yaml} has no 'train' split")
+    return DatasetLayout(root, image_dirs, label_dirs, names, int(data.get("nc", len(names))), data.get("anatomy"))

@@ -6,15 +6,14 @@ import argparse
 from pathlib import Path
 
 from yolo_spine._cli_common import add_command, add_out, add_record_paths, say
-
-_PLANES = ("axial", "coronal", "sagittal")
+from yolo_spine.layout import PLANES
 
 
 def _planes(text: str) -> list[str]:
     planes = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in planes if p not in _PLANES]
+    bad = [p for p in planes if p not in PLANES]
     if bad or not planes:
-        raise argparse.ArgumentTypeError(f"planes are a comma-separated subset of {','.join(_PLANES)}")
+        raise argparse.ArgumentTypeError(f"planes are a comma-separated subset of {','.join(PLANES)}")
     return planes
 
 

@@ -18,10 +18,9 @@ from typing import Any
 from yolo_spine.ct.sidecar import find_sidecars, read_sidecar
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.io.labels import SegInstance, read_yolo_labels
+from yolo_spine.layout import PLANES
 
 log = logging.getLogger("yolo_spine")
-
-PLANES = ("axial", "coronal", "sagittal")
 
 
 @dataclass

@@ -20,7 +20,8 @@ import numpy as np
 
 from yolo_spine.ct.sidecar import VolumeGeometry
 from yolo_spine.errors import UserError
-from yolo_spine.lift.io import PLANES, LiftInputs, read_lift_inputs
+from yolo_spine.layout import PLANES
+from yolo_spine.lift.io import LiftInputs, read_lift_inputs
 from yolo_spine.registry import AnatomyRegistry, load_registry
 
 log = logging.getLogger("yolo_spine")

@@ -75,6 +75,7 @@ def export_model(
     from yolo_spine.options import resolve_options
     from yolo_spine.predict.model import load_model, model_format
     from yolo_spine.provenance import run_manifest
+    from yolo_spine.ultra import skip_requirement_checks
 
     opts = resolve_options(ExportOptions, options, option_values)
     format, int8 = opts.format, opts.int8
@@ -91,7 +92,7 @@ def export_model(
         work_weights = target.parent / f"{weights.stem}.pt"  # Ultralytics writes the export beside the weights
         shutil.copyfile(weights, work_weights)
         model = load_model(work_weights)
-        _quiet_requirements()
+        skip_requirement_checks("exporter")
         args: dict[str, Any] = {"format": format, "dynamic": opts.dynamic, "verbose": False}
         if format == "onnx":
             args["simplify"] = False  # onnxslim is not in the export extra
@@ -116,10 +117,3 @@ def export_model(
     write_json_atomic(Path(f"{out}.json"), manifest)
     log.info("exported %s -> %s", weights.name, out)
     return out
-
-
-def _quiet_requirements() -> None:
-    """Keep Ultralytics' exporter from trying to pip-install what the export extra already provides."""
-    import ultralytics.engine.exporter as exporter
-
-    exporter.check_requirements = lambda *a, **k: True

@@ -67,7 +67,7 @@ def load_model(weights: str | Path, threads: int | None = None) -> Any:
 
     fmt = model_format(weights)
     require_runtime(fmt)
-    from yolo_spine.review.val import load_segmentation_model
+    from yolo_spine.ultra import load_segmentation_model
 
     w = Path(weights)
     if fmt == "openvino" and w.is_file():

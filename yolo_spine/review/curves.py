@@ -12,9 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Curve names as in the review's file names (Box/Mask × P/R/F1/PR).
-KINDS = {"Box": "box", "Mask": "seg"}
-
 
 @dataclass
 class CurveSet:

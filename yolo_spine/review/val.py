@@ -37,41 +37,6 @@ log = logging.getLogger("yolo_spine")
 CURVE_FILES = [f"{p}{c}_curve.png" for p in ("Box", "Mask") for c in ("P", "R", "PR", "F1")]
 
 
-def load_segmentation_model(weights: str | Path, threads: int | None = None) -> Any:
-    """Load a YOLO segmentation model (``.pt``, ``.onnx`` or an OpenVINO folder) offline.
-
-    Args:
-        weights: The model file or folder.
-        threads: CPU threads for torch; ``None`` keeps the count this process already chose (``predict
-            --threads``), or every core if none was chosen.
-
-    Raises:
-        UserError: If the file is missing, unreadable, or not a segmentation model.
-    """
-    from yolo_spine.ultra import import_ultralytics
-
-    import_ultralytics(threads)
-    from ultralytics import YOLO
-
-    w = Path(weights)
-    if not w.exists():
-        raise UserError(f"weights not found: {w}")
-    try:
-        model = YOLO(str(w), task="segment" if w.suffix != ".pt" else None)
-    except Exception as exc:  # torch/onnx loaders raise many types for a bad file
-        raise UserError(f"cannot load {w} as a YOLO model ({type(exc).__name__}: {exc})") from None
-    if model.task != "segment":
-        raise UserError(f"{w} is a '{model.task}' model, not a segmentation model")
-    return model
-
-
-def _silence_coco_requirement() -> None:
-    """Ultralytics wants faster-coco-eval for COCO files it never reads here; keep it from trying to pip install."""
-    import ultralytics.models.yolo.segment.val as seg_val
-
-    seg_val.check_requirements = lambda *a, **k: True
-
-
 def _per_class(metric: Any, names: list[str], counts: dict[int, int]) -> dict[str, dict]:
     out = {}
     for k, c in enumerate(np.asarray(metric.ap_class_index, dtype=int)):
@@ -185,15 +150,16 @@ def review(
 
     opts = resolve_options(ReviewOptions, options, option_values)
     split = opts.split
-    from yolo_spine.datasets.check import read_data_yaml
+    from yolo_spine.io.labels import read_data_yaml
     from yolo_spine.registry import load_registry
+    from yolo_spine.ultra import load_segmentation_model, skip_requirement_checks
 
     data = Path(data).resolve()
     lay = read_data_yaml(data)
     if split not in lay.image_dirs or not lay.image_dirs[split].is_dir():
         raise DataError(f"{data} has no '{split}' split")
     model = load_segmentation_model(weights)
-    _silence_coco_requirement()
+    skip_requirement_checks("validator")
     names = [str(model.names[i]) for i in range(len(model.names))]
     if len(names) != len(lay.names):
         raise UserError(f"the model has {len(names)} classes but {data} has {len(lay.names)}")

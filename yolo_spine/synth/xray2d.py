@@ -22,9 +22,8 @@ import numpy as np
 from yolo_spine.geometry import mask_to_polygons
 from yolo_spine.io.labels import SegInstance, write_data_yaml, write_yolo_labels
 from yolo_spine.io.xray import write_png
+from yolo_spine.layout import SPLITS
 from yolo_spine.registry import AnatomyRegistry, load_registry
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass

@@ -21,37 +21,15 @@ from yolo_spine.ultra import configure_environment
 
 configure_environment()  # must precede the first Ultralytics import, also in DDP worker processes
 
-import ultralytics.engine.trainer as _ul_trainer  # noqa: E402
 from ultralytics.data.augment import Compose, RandomFlip  # noqa: E402
 from ultralytics.data.dataset import YOLODataset  # noqa: E402
 from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
-from ultralytics.utils import LOGGER, WEIGHTS_DIR  # noqa: E402
+from ultralytics.utils import LOGGER  # noqa: E402
 
 from yolo_spine.registry import load_registry  # noqa: E402
+from yolo_spine.ultra import drop_upload_callbacks, install_offline_amp_check  # noqa: E402
 
-_check_amp = _ul_trainer.check_amp
-
-
-def _offline_check_amp(model: Any) -> bool:
-    """Ultralytics' AMP check on GPUs loads yolo26n.pt and downloads it when missing; never download it.
-
-    Without the file AMP stays on, as Ultralytics itself does when it cannot download (its own warning text).
-    On the CPU (and MPS) AMP is always off, as in Ultralytics' own check: CPU autocast runs in bfloat16, which
-    CPUs without native bf16 execute several times slower than float32 (measured: 0.8 → 4+ images/s).
-    """
-    device = next(model.parameters()).device
-    if device.type in {"cpu", "mps"}:
-        return False
-    if not (WEIGHTS_DIR / "yolo26n.pt").is_file():
-        LOGGER.warning(
-            "AMP: skipping Ultralytics' AMP self-check (it needs yolo26n.pt, which yolo_spine never "
-            "downloads); training with amp=True. Disable it with --config and amp: false if losses turn NaN."
-        )
-        return True
-    return _check_amp(model)
-
-
-_ul_trainer.check_amp = _offline_check_amp
+install_offline_amp_check()  # also in DDP workers, which import this module by name
 
 
 def mirror_map_for(data: dict[str, Any]) -> np.ndarray | None:
@@ -128,18 +106,7 @@ class AnatomySegmentationTrainer(SegmentationTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for event, funcs in self.callbacks.items():
-            self.callbacks[event] = [
-                f
-                for f in funcs
-                if not getattr(f, "__module__", "").startswith(
-                    (
-                        "ultralytics.utils.callbacks.platform",
-                        "ultralytics.utils.callbacks.events",
-                        "ultralytics.utils.callbacks.hub",
-                    )
-                )
-            ]
+        drop_upload_callbacks(self.callbacks)
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         """Build the dataset as Ultralytics does; for training with mirror pairs, make flips mirror-aware."""
