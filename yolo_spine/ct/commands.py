@@ -57,6 +57,7 @@ def _ct2yolo(args: argparse.Namespace) -> int:
             "drr": drr or None,
             "split": split or None,
             "study_id_salt": args.study_salt,
+            "realism": {"preset": args.realism} if args.realism else None,
         },
         transform=args.transform,
         resample_labels=args.resample_labels,
@@ -122,6 +123,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="DRR renderer: planes (shear-warp, fast on CPUs; default) or nanodrr (ray marching, fast on GPUs)",
     )
     p.add_argument("--drr-device", help="torch device for --drr-backend nanodrr (e.g. cuda:0; default cpu)")
+    p.add_argument(
+        "--realism",
+        metavar="off|physics|randomized|FILE",
+        help="radiograph realism of the DRRs: off (clean, default), physics (fixed published parameters), "
+        "randomized (drawn per image, for sim-to-real training) or a preset YAML (configs/ct/realism/)",
+    )
     p.add_argument("--split-mode", choices=("study", "slab"), help="split whole studies, or slabs/poses of one")
     p.add_argument("--transform", type=Path, help="ITK transform file: label frame → image frame")
     p.add_argument("--resample-labels", action="store_true", help="resample labels onto the volume grid if needed")

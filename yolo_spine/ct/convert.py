@@ -257,6 +257,13 @@ def resolve_options(anatomy: str, preset: str | Path | None, overrides: Mapping[
         raise UserError("the planes DRR backend runs on the CPU; use --drr-backend nanodrr to render on a GPU")
     if str(opts["drr"]["device"]) != "cpu":
         _check_torch_device(str(opts["drr"]["device"]))
+    from yolo_spine.ct.realism import load_preset
+
+    if opts["realism"]["preset"] is False:  # YAML 1.1 reads an unquoted `off` as false
+        opts["realism"]["preset"] = "off"
+    load_preset(opts["realism"]["preset"])  # one sentence for a bad preset, before any work
+    if isinstance(opts["realism"]["seed"], bool) or not isinstance(opts["realism"]["seed"], int):
+        raise UserError(f"realism seed must be an integer, not {opts['realism']['seed']!r}")
     return opts
 
 
@@ -501,9 +508,15 @@ def _convert_drrs(
     from tqdm import tqdm
 
     from yolo_spine.ct import drr as drr_mod
+    from yolo_spine.ct import realism as realism_mod
     from yolo_spine.geometry import mask_to_polygons
 
     d = options["drr"]
+    preset = realism_mod.load_preset(options["realism"]["preset"])
+    materials = None
+    if preset.enabled:  # thresholds are fixed per preset: the material volumes are built once per study
+        v = preset.values
+        materials = realism_mod.material_densities(image, v["air_max_hu"], v["bone_min_hu"])
     size = int(d["size"])
     det = drr_mod.DrrGeometry(
         size=size,
@@ -521,6 +534,7 @@ def _convert_drrs(
         threads=int(d["threads"]),
         backend=str(d["backend"]),
         device=str(d["device"]),
+        materials=materials,
     )
     center_ijk = (np.asarray(geom.size_xyz, float) - 1.0) / 2.0
     iso = (geom.ijk_to_world() @ np.r_[center_ijk, 1.0])[:3]
@@ -533,7 +547,11 @@ def _convert_drrs(
     jobs = [(v, k) for v in options["views"] for k in range(n_poses + 1)]
     canonical = {}
     for view, k in tqdm(jobs, desc=f"{spec.name} DRR", disable=not progress, leave=False):
-        stats = views.setdefault(view, {"images": 0, "instances": 0, "dropped_small": 0, "classes_missing": []})
+        stats = views.setdefault(
+            view,
+            {"images": 0, "instances": 0, "dropped_small": 0, "classes_missing": []}
+            | ({"clipped_hidden": 0, "dropped_hidden": 0} if preset.enabled else {}),
+        )
         pose = {"rot_deg": [0.0, 0.0, 0.0], "trans_mm": [0.0, 0.0, 0.0]}
         if k == 0:
             cam = drr_mod.make_camera(geom, det, view, iso)
@@ -546,10 +564,20 @@ def _convert_drrs(
             cam = drr_mod.make_camera(
                 geom, det, view, iso, drr_mod.rotation_xyz_deg(rot), trans, intrinsics_from=canonical[view]
             )
-        pixels = drr_mod.display_radiograph(renderer.render_image(cam, size), percentiles)
+        stem = f"{spec.name}_drr_{view}_p{k:03d}"
+        masks = renderer.render_masks(cam, size)
+        extra: dict[str, Any] = {}
+        if preset.enabled:
+            look = _realistic(renderer, preset, options, cam, det, size, view, stem)
+            pixels = look.pixels
+            extra["realism"] = look.record
+            masks, hidden = _clip_hidden(masks, look.visible, float(d["min_area_px"]))
+            stats["clipped_hidden"] += hidden["clipped"]
+            stats["dropped_hidden"] += hidden["dropped"]
+        else:
+            pixels = drr_mod.display_radiograph(renderer.render_image(cam, size), percentiles)
         instances: list[SegInstance] = []
         dropped: dict[int, int] = {}
-        masks = renderer.render_masks(cam, size)
         for cls, mask in masks.items():
             polys, small = mask_to_polygons(mask, min_area_px=float(d["min_area_px"]))
             if small:
@@ -558,7 +586,6 @@ def _convert_drrs(
         if k == 0:
             stats["classes_missing"] = [reg.names[c] for c in renderer.classes if c not in masks]
         split = _pose_split(k, n_poses, options["split"], study_split)
-        stem = f"{spec.name}_drr_{view}_p{k:03d}"
         sidecar = {
             "kind": "drr",
             **base,
@@ -567,6 +594,7 @@ def _convert_drrs(
             "pose_offset": pose,
             "image_size_wh": [size, size],
             "camera": cam.to_json(),
+            **extra,
         }
         _write_item(root, split, stem, pixels, instances, sidecar)
         tally(instances, dropped, "drr_instances")
@@ -575,6 +603,44 @@ def _convert_drrs(
         stats["dropped_small"] += sum(dropped.values())
         per_split[split] += 1
     return views
+
+
+def _realistic(renderer, preset, options, cam, det, size: int, view: str, stem: str):
+    """One view through the realism chain (``ct.realism``), seeded by ``realism.seed`` and the image's stem."""
+    from yolo_spine.ct import realism as realism_mod
+
+    rng = realism_mod.image_rng(int(options["realism"]["seed"]), stem)
+    params = realism_mod.draw_parameters(preset, rng)
+    pixel_mm = 1.0 / float(cam.K[0, 0]) * (1.0 if det.orthographic else det.sdd_mm)
+    magnification = 1.0 if det.orthographic else det.sdd_mm / det.sod_mm
+    look = realism_mod.apply_realism(
+        renderer.render_materials(cam, size), params, pixel_mm, magnification, "R" if view == "ap" else "L", rng
+    )
+    look.record = {"preset": preset.name, "seed": int(options["realism"]["seed"]), **look.record}
+    return look
+
+
+def _clip_hidden(
+    masks: Mapping[int, np.ndarray], visible: np.ndarray, min_area_px: float
+) -> tuple[dict[int, np.ndarray], dict[str, int]]:
+    """Cut the label masks to the pixels that still show anatomy (collimation and markers hide the rest).
+
+    A structure losing any pixel counts as ``clipped``; one left with fewer than ``min_area_px`` pixels is
+    dropped and counted as ``dropped`` (as ``augment`` counts pieces a transform pushes out of view).
+    """
+    out: dict[int, np.ndarray] = {}
+    counts = {"clipped": 0, "dropped": 0}
+    for cls, mask in masks.items():
+        kept = mask & visible
+        n = int(kept.sum())
+        if n == int(mask.sum()):
+            out[cls] = mask
+        elif n < max(min_area_px, 1.0):
+            counts["dropped"] += 1
+        else:
+            counts["clipped"] += 1
+            out[cls] = kept
+    return out, counts
 
 
 def _detect_scheme(reg: AnatomyRegistry, labels: np.ndarray, spec: StudySpec) -> str:

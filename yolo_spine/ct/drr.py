@@ -172,6 +172,8 @@ class Renderer:
             ``nanodrr`` (PyTorch's CPU ``grid_sample`` parallelises over the batch).
         device: Torch device (``nanodrr``).
         backend: ``planes`` or ``nanodrr``.
+        materials: Optional ``(k, j, i, M)`` float32 per-material densities (``realism.material_densities``),
+            projected by :meth:`render_materials`.
     """
 
     def __init__(
@@ -184,6 +186,7 @@ class Renderer:
         threads: int = 0,
         device: str = "cpu",
         backend: str = "planes",
+        materials: np.ndarray | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown DRR backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -191,6 +194,9 @@ class Renderer:
         self.geom = geom
         self.n_samples = int(n_samples)
         self.threads = int(threads)
+        self.materials = materials
+        self._material_stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # axis → (slabs, M channels), centres
+        self._material_subjects: list | None = None
         # Labels: crop to the structures' bounding box and renumber compactly (1..n) for the label pass.
         present = np.unique(class_kji)
         self.classes = [int(c) for c in present if c >= 0]
@@ -303,6 +309,46 @@ class Renderer:
 
         with torch.inference_mode():
             return self._render(self.subject, camera, (0, 0, size, size))[0].astype(np.float32)
+
+    def render_materials(self, camera: Camera, size: int) -> np.ndarray:
+        """Line integrals of each material's density, ``(size, size, M)`` float32 (g/cm³·mm).
+
+        ``planes`` warps the M material slabs as one M-channel image per slab (one pass for every material);
+        ``nanodrr`` renders one subject per material.
+        """
+        if self.materials is None:
+            raise ValueError("this renderer was made without material volumes")
+        if self.backend == "planes":
+            axis = self._axis(camera)
+            if axis not in self._material_stacks:
+                self._material_stacks[axis] = shearwarp.slab_sums(self.materials, axis, self.n_samples)
+            with _cv2_threads(self.threads):
+                return shearwarp.project_stack(
+                    *self._material_stacks[axis], axis, camera, self.geom.ijk_to_world(), (0, 0, size, size)
+                )
+        import torch
+        from nanodrr.data import Subject
+
+        if self._material_subjects is None:
+            ijk_to_world = torch.from_numpy(self.geom.ijk_to_world()).float()
+            self._material_subjects = []
+            for m in range(self.materials.shape[-1]):
+                vol = torch.from_numpy(np.ascontiguousarray(self.materials[..., m]))[None, None]
+                self._material_subjects.append(
+                    Subject(
+                        vol,
+                        torch.zeros_like(vol),
+                        ijk_to_world,
+                        ijk_to_world.inverse(),
+                        Subject._make_voxel_to_grid(vol.shape),
+                        torch.zeros(3),
+                        max_label=0,
+                        convert_to_mu=False,
+                    ).to(self.device)
+                )
+        with torch.inference_mode():
+            chans = [self._render(s, camera, (0, 0, size, size))[0] for s in self._material_subjects]
+        return np.stack(chans, axis=-1).astype(np.float32)
 
     def render_masks(self, camera: Camera, size: int) -> dict[int, np.ndarray]:
         """Binary ``(size, size)`` masks of each class whose projection reaches the detector."""

@@ -97,18 +97,22 @@ def project_stack(
     ijk_to_world: np.ndarray,
     window: tuple[int, int, int, int],
 ) -> np.ndarray:
-    """Line integral of a slab stack over the detector window ``(u0, v0, w, h)``; ``(h, w)`` float32."""
+    """Line integral of a slab stack over the detector window ``(u0, v0, w, h)``; ``(h, w)`` float32.
+
+    Slabs with a trailing channel axis ``(n, rows, cols, C)`` (C ≤ 4, e.g. material densities) are warped as
+    one C-channel image each and give ``(h, w, C)``.
+    """
     import cv2
 
     u0, v0, w, h = window
     proj = _window_projection(camera, window)
-    acc = np.zeros((h, w), np.float32)
+    acc = np.zeros((h, w, *slabs.shape[3:]), np.float32)
     for slab, t in zip(slabs, centres, strict=True):
         hom = plane_homography(proj, ijk_to_world, axis, float(t))
         warped = cv2.warpPerspective(slab, hom, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         cv2.add(acc, warped, dst=acc)
     full = path_length_per_slice(camera, ijk_to_world, axis, (u0 + w, v0 + h))[v0:, u0:]
-    return acc * full
+    return acc * (full if acc.ndim == 2 else full[..., None])
 
 
 def pack_label_bits(class_kji: np.ndarray, n_classes: int) -> np.ndarray:
