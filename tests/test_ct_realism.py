@@ -1,0 +1,278 @@
+"""Physics sanity of the DRR realism stage (``yolo_spine.ct.realism``) and its place in ``ct2yolo``.
+
+Small phantoms only (fast tier): flat slabs of known material thickness for the detector physics, the spine
+phantom for the end-to-end checks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from yolo_spine.ct import realism as R
+from yolo_spine.ct.convert import ct2yolo
+from yolo_spine.errors import UserError
+from yolo_spine.synth.phantoms import spine_phantom, write_phantom
+
+FAST_DRR = {"size": 96, "n_samples": 48, "threads": 1, "min_area_px": 2}
+PIXEL_MM = 0.5
+
+
+def _params(**changes) -> dict:
+    """Physics parameters with every effect but the quantum noise switched off, then ``changes``."""
+    p = R.draw_parameters(R.load_preset("physics"), np.random.default_rng(0))
+    quiet = {
+        "electronic_noise_quanta": 0.0,
+        "scatter_to_primary": 0.0,
+        "focal_spot_mm": 0.0,
+        "detector_sigma_mm": 0.0,
+        "glare_fraction": 0.0,
+        "heel": 0.0,
+        "marker": False,
+        **{f"collimation_{s}": 0.0 for s in ("left", "right", "top", "bottom")},
+    }
+    return {**p, **quiet, **changes}
+
+
+def _slabs(tissue_mm: np.ndarray, bone_mm: np.ndarray | float = 0.0) -> np.ndarray:
+    """Material line integrals (g/cm³·mm) of soft tissue (1.0 g/cm³) and bone (1.9 g/cm³) thicknesses."""
+    out = np.zeros((*tissue_mm.shape, 3), np.float32)
+    out[..., 1] = tissue_mm * 1.0
+    out[..., 2] = np.asarray(bone_mm) * 1.9
+    return out
+
+
+def test_quantum_noise_variance_grows_with_signal_as_poisson():
+    # four bands of tissue thickness: four mean signals; no blur, no electronic noise
+    tissue = np.repeat(np.array([50.0, 100.0, 150.0, 200.0]), 64)[:, None] * np.ones((1, 256), np.float32)
+    det = R.detector_image(_slabs(tissue), _params(), PIXEL_MM, 1.0, "R", np.random.default_rng(1))
+    means, variances = [], []
+    for band in range(4):
+        sig = det.signal[band * 64 + 4 : band * 64 + 60]
+        means.append(float(sig.mean()))
+        variances.append(float(sig.var()))
+    assert means[0] > means[1] > means[2] > means[3] > 50  # thicker → fewer quanta
+    assert variances[0] > variances[1] > variances[2] > variances[3]
+    for m, v in zip(means, variances, strict=True):
+        assert v / m == pytest.approx(1.0, rel=0.1)  # Poisson: variance = mean
+    # additive electronic noise adds a constant variance on top
+    det_e = R.detector_image(
+        _slabs(tissue), _params(electronic_noise_quanta=20.0), PIXEL_MM, 1.0, "R", np.random.default_rng(1)
+    )
+    v_e = float(det_e.signal[200:250].var())
+    assert v_e - variances[3] == pytest.approx(400.0, rel=0.25)
+
+
+def test_scatter_raises_the_floor_and_lowers_contrast():
+    tissue = np.full((128, 128), 200.0, np.float32)
+    bone = np.zeros_like(tissue)
+    bone[:, 48:80] = 30.0  # a bone bar behind 20 cm of tissue
+    rng = np.random.default_rng(2)
+    ref = R.detector_image(_slabs(tissue, bone), _params(detector_kerma_ugy=200.0), PIXEL_MM, 1.0, "R", rng)
+    rng = np.random.default_rng(2)
+    sc = R.detector_image(
+        _slabs(tissue, bone), _params(detector_kerma_ugy=200.0, scatter_to_primary=1.0), PIXEL_MM, 1.0, "R", rng
+    )
+
+    def contrast(img: np.ndarray) -> tuple[float, float]:
+        bg, fg = float(img[:, 8:32].mean()), float(img[:, 56:72].mean())
+        return fg, (bg - fg) / (bg + fg)
+
+    floor_ref, c_ref = contrast(ref.signal / ref.open_quanta)
+    floor_sc, c_sc = contrast(sc.signal / sc.open_quanta)
+    assert floor_sc > 1.5 * floor_ref  # behind the bone: scatter fills in
+    assert c_sc < 0.7 * c_ref
+    assert c_ref > 0.2
+
+
+def _edge_strength(signal: np.ndarray) -> float:
+    profile = signal[16:-16].mean(axis=0)
+    return float(np.abs(np.diff(profile)).max() / (profile.max() - profile.min()))
+
+
+def test_detector_blur_lowers_the_edge_response():
+    tissue = np.full((96, 96), 100.0, np.float32)
+    bone = np.zeros_like(tissue)
+    bone[:, 48:] = 20.0  # a step edge
+    kw = {"detector_kerma_ugy": 500.0}
+    sharp = R.detector_image(_slabs(tissue, bone), _params(**kw), PIXEL_MM, 1.0, "R", np.random.default_rng(3))
+    blurred = R.detector_image(
+        _slabs(tissue, bone), _params(detector_sigma_mm=1.0, **kw), PIXEL_MM, 1.0, "R", np.random.default_rng(3)
+    )
+    glare = R.detector_image(
+        _slabs(tissue, bone),
+        _params(glare_fraction=0.3, glare_gamma_mm=3.0, **kw),
+        PIXEL_MM,
+        1.0,
+        "R",
+        np.random.default_rng(3),
+    )
+    focal = R.detector_image(
+        _slabs(tissue, bone), _params(focal_spot_mm=1.2, **kw), PIXEL_MM, 1.5, "R", np.random.default_rng(3)
+    )
+    e_sharp = _edge_strength(sharp.signal)
+    assert e_sharp > 0.9  # the whole step in one pixel
+    assert _edge_strength(blurred.signal) < 0.5 * e_sharp
+    assert _edge_strength(glare.signal) < 0.85 * e_sharp
+    assert _edge_strength(focal.signal) < 0.9 * e_sharp  # geometric unsharpness of the focal spot
+
+
+def test_heel_effect_falls_from_cathode_to_anode():
+    tissue = np.full((128, 64), 100.0, np.float32)
+    det = R.detector_image(
+        _slabs(tissue),
+        _params(heel=0.2, cathode_side="bottom", detector_kerma_ugy=200.0),
+        PIXEL_MM,
+        1.0,
+        "R",
+        np.random.default_rng(4),
+    )
+    top, bottom = float(det.signal[:16].mean()), float(det.signal[-16:].mean())
+    assert bottom / top == pytest.approx((1 + 0.1 * 15 / 16) / (1 - 0.1 * 15 / 16), rel=0.03)
+
+
+def test_harder_beam_lowers_bone_contrast():
+    tissue = np.full((32, 64), 150.0, np.float32)
+    bone = np.zeros_like(tissue)
+    bone[:, 32:] = 15.0
+    m = _slabs(tissue, bone)
+    c = []
+    for kvp in (60.0, 120.0):
+        t = R.transmission(m / 10.0, kvp, 2.5)
+        c.append(float(np.log(t[:, :32].mean() / t[:, 32:].mean())))
+    assert c[0] > 1.3 * c[1] > 0  # bone's photoelectric attenuation falls with energy
+
+
+def test_material_split_by_hu():
+    hu = np.array([-1000.0, -900.0, -100.0, 40.0, 349.0, 350.0, 1500.0], np.float32)
+    rho = R.material_densities(hu, -800.0, 350.0)
+    assert (rho[:2, 1:] == 0).all() and (rho[:2, 0] > 0).all()  # air
+    assert (rho[2:5, [0, 2]] == 0).all() and (rho[2:5, 1] > 0).all()  # soft tissue
+    assert (rho[5:, :2] == 0).all() and rho[6, 2] == pytest.approx(1.9, abs=0.01)  # bone, cortical ≈ 1.9 g/cm³
+    assert rho[3, 1] == pytest.approx(1.024, abs=0.002)  # muscle-like 40 HU
+
+
+def test_shipped_presets_load_and_physics_is_fixed():
+    phys = R.load_preset("physics")
+    rand = R.load_preset("randomized")
+    assert not R.load_preset("off").enabled and not R.load_preset(False).enabled
+    assert phys.enabled and rand.enabled
+    assert not any(
+        isinstance(v, tuple) and len(v) == 2 and v[0] != v[1] for k, v in phys.values.items() if k in R.NUMERIC
+    )
+    assert sum(isinstance(v, tuple) for k, v in rand.values.items() if k in R.NUMERIC) >= 15
+    a = R.draw_parameters(rand, R.image_rng(0, "s_drr_ap_p000"))
+    b = R.draw_parameters(rand, R.image_rng(0, "s_drr_ap_p000"))
+    c = R.draw_parameters(rand, R.image_rng(0, "s_drr_ap_p001"))
+    assert a == b and a != c
+    lo, hi = rand.values["kvp"]
+    assert lo <= a["kvp"] <= hi
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("kvp: 500\n", "kvp must be a number in [40, 150]"),
+        ("kvp: [100, 70]\n", "low above high"),
+        ("kvpp: 80\n", "unknown key 'kvpp'"),
+        ("lut: curvy\n", "lut must be one or a list of linear, gamma, sigmoid"),
+        ("bone_min_hu: [300, 400]\n", "must be one number"),
+        ("base: chest\n", "base must be physics or randomized"),
+        ("window_low_pct: 40\nwindow_high_pct: 50\n", None),
+    ],
+)
+def test_bad_preset_values_are_refused_in_one_sentence(tmp_path, text, words):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    if words is None:
+        R.load_preset(path)  # a partial file over physics is fine
+        return
+    with pytest.raises(UserError) as err:
+        R.load_preset(path)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_preset_name_is_refused():
+    with pytest.raises(UserError, match="neither a shipped preset"):
+        R.load_preset("photorealistic")
+
+
+@pytest.fixture(scope="module")
+def phantom_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("phantom")
+    return write_phantom(spine_phantom(), folder, "sp")
+
+
+def _run(out: Path, files, realism: str | Path, seed: int = 0, views=("ap", "lat")) -> Path:
+    vol, lab = files[:2]
+    ct2yolo(
+        out,
+        volume=vol,
+        labels=lab,
+        study="sp",
+        overrides={
+            "planes": [],
+            "views": list(views),
+            "drr": FAST_DRR,
+            "realism": {"preset": str(realism), "seed": seed},
+        },
+        progress=False,
+    )
+    return out
+
+
+def _files(root: Path, sub: str) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / sub).rglob("*")) if p.is_file()}
+
+
+def test_polygons_identical_with_realism_on_and_deterministic(tmp_path, phantom_files):
+    off = _run(tmp_path / "off", phantom_files, "off")
+    phys = _run(tmp_path / "phys", phantom_files, "physics")
+    again = _run(tmp_path / "again", phantom_files, "physics")
+    other = _run(tmp_path / "other", phantom_files, "physics", seed=1)
+    labels_off = _files(off, "labels")
+    assert labels_off and labels_off == _files(phys, "labels")  # geometry never changes
+    img_off, img_phys = _files(off, "images"), _files(phys, "images")
+    assert img_off.keys() == img_phys.keys() and all(img_off[k] != img_phys[k] for k in img_off)
+    assert img_phys == _files(again, "images")  # same seed and names: same pixels
+    assert all(img_phys[k] != v for k, v in _files(other, "images").items())  # another seed: other noise
+    sc = json.loads(next((phys / "sidecars").rglob("sp_drr_ap_p000.json")).read_text())
+    rec = sc["realism"]
+    assert rec["preset"] == "physics" and rec["kvp"] == 80.0 and rec["seed"] == 0
+    assert 30 < rec["mean_energy_kev"] < 60 and rec["open_field_quanta_per_px"] > 0
+    assert "realism" not in json.loads(next((off / "sidecars").rglob("sp_drr_ap_p000.json")).read_text())
+    pix = np.asarray(Image.open(next((phys / "images").rglob("sp_drr_ap_p000.png"))))
+    assert pix.dtype == np.uint8 and pix.std() > 10
+
+
+def test_collimation_and_marker_clip_polygons_and_are_counted(tmp_path, phantom_files):
+    preset = tmp_path / "tight.yaml"
+    preset.write_text("base: physics\ncollimation: 0.3\nmarker: 1.0\n")
+    out = _run(tmp_path / "tight", phantom_files, preset, views=("ap",))
+    study = json.loads((out / "studies" / "sp.json").read_text())["views"]["ap"]
+    assert study["clipped_hidden"] + study["dropped_hidden"] > 0
+    sc = json.loads(next((out / "sidecars").rglob("sp_drr_ap_p000.json")).read_text())["realism"]
+    x0, y0, x1, y1 = sc["collimator_window_xyxy"]
+    assert sc["marker_text"] == "R"
+    label = next((out / "labels").rglob("sp_drr_ap_p000.txt")).read_text().split("\n")
+    size = FAST_DRR["size"]
+    for row in filter(None, label):
+        xy = np.array(row.split()[1:], float).reshape(-1, 2) * size
+        assert (xy[:, 0] >= x0 - 1).all() and (xy[:, 0] <= x1).all()
+        assert (xy[:, 1] >= y0 - 1).all() and (xy[:, 1] <= y1).all()
+    pix = np.asarray(Image.open(next((out / "images").rglob("sp_drr_ap_p000.png"))))
+    inside = pix[y0:y1, x0:x1]
+    assert pix[: max(y0 - 2, 1)].mean() > inside.mean()  # collimated border shows bright (only scatter reaches it)
+
+
+def test_cli_refuses_a_bad_realism_preset_in_one_line(tmp_path, run_cli, phantom_files):
+    vol, lab = phantom_files[:2]
+    out = tmp_path / "bad"
+    res = run_cli("ct2yolo", "--volume", vol, "--labels", lab, "--out", out, "--realism", "glossy")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "--realism 'glossy'" in res.stderr
+    assert not out.exists()
