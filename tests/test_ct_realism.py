@@ -15,6 +15,7 @@ from PIL import Image
 
 from yolo_spine.ct import realism as R
 from yolo_spine.ct.convert import ct2yolo
+from yolo_spine.ct.sidecar import read_sidecar, realism_record
 from yolo_spine.errors import UserError
 from yolo_spine.synth.phantoms import spine_phantom, write_phantom
 
@@ -240,11 +241,10 @@ def test_polygons_identical_with_realism_on_and_deterministic(tmp_path, phantom_
     assert img_off.keys() == img_phys.keys() and all(img_off[k] != img_phys[k] for k in img_off)
     assert img_phys == _files(again, "images")  # same seed and names: same pixels
     assert all(img_phys[k] != v for k, v in _files(other, "images").items())  # another seed: other noise
-    sc = json.loads(next((phys / "sidecars").rglob("sp_drr_ap_p000.json")).read_text())
-    rec = sc["realism"]
+    rec = realism_record(read_sidecar(next((phys / "sidecars").rglob("sp_drr_ap_p000.json"))))
     assert rec["preset"] == "physics" and rec["kvp"] == 80.0 and rec["seed"] == 0
     assert 30 < rec["mean_energy_kev"] < 60 and rec["open_field_quanta_per_px"] > 0
-    assert "realism" not in json.loads(next((off / "sidecars").rglob("sp_drr_ap_p000.json")).read_text())
+    assert realism_record(read_sidecar(next((off / "sidecars").rglob("sp_drr_ap_p000.json")))) is None
     pix = np.asarray(Image.open(next((phys / "images").rglob("sp_drr_ap_p000.png"))))
     assert pix.dtype == np.uint8 and pix.std() > 10
 

@@ -14,6 +14,10 @@ A slice sidecar holds ``pixel_to_world``, a 4×4 affine taking ``(u, v, w, 1)`` 
 A DRR sidecar holds a pinhole (or orthographic) ``camera``: ``world_to_camera`` (4×4, LPS mm → camera mm, the
 camera looks along +z, +x is +u and +y is +v) and intrinsics ``K`` (3×3, pixels). Perspective:
 ``u = K[0,0]·x/z + K[0,2]``, ``v = K[1,1]·y/z + K[1,2]``; orthographic: ``u = K[0,0]·x + K[0,2]`` (``K`` in px/mm).
+A DRR made with ``--realism`` other than ``off`` also holds ``realism``: the preset, seed and every parameter
+drawn for that image, and derived values (``collimator_window_xyxy``, ``marker_box_xyxy`` in pixels,
+``mean_energy_kev``, ``open_field_quanta_per_px``, ``pixel_mm`` …); see :mod:`yolo_spine.ct.realism`. Optional:
+readers that do not need it ignore it, and its absence means a clean DRR.
 
 Sidecars live at ``OUT/sidecars/<split>/<stem>.json`` beside ``OUT/images/<split>/<stem>.png``.
 """
@@ -215,3 +219,17 @@ def find_sidecars(roots: Sequence[str | Path]) -> dict[str, Path]:
                 raise DataError(f"two sidecars named {p.stem}.json: {index[p.stem]} and {p}")
             index[p.stem] = p
     return index
+
+
+def realism_record(sidecar: dict[str, Any]) -> dict[str, Any] | None:
+    """The realism a DRR was made with (its drawn parameters, ``ct.realism``); ``None`` for a clean DRR or a slice.
+
+    Raises:
+        DataError: A ``realism`` block that is not a mapping with a ``preset``.
+    """
+    rec = sidecar.get("realism")
+    if rec is None:
+        return None
+    if not isinstance(rec, dict) or "preset" not in rec:
+        raise DataError(f"sidecar {sidecar.get('image', '?')}: realism must be a mapping with a preset")
+    return rec
