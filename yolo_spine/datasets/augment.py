@@ -24,6 +24,7 @@ seed is derived from ``--seed``, the file name and the copy number, so ``--worke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -101,6 +102,20 @@ def build_pipeline(opts: AugmentOptions) -> Any:
                 p=aff.p,
             )
         )
+    el = opts.elastic
+    if el.p > 0:
+        t.append(
+            A.ElasticTransform(
+                alpha=el.alpha,
+                sigma=el.sigma,
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=0,
+                p=el.p,
+            )
+        )
     bc = opts.brightness_contrast
     if bc.p > 0:
         t.append(A.RandomBrightnessContrast(brightness_limit=bc.brightness, contrast_limit=bc.contrast, p=bc.p))
@@ -114,7 +129,87 @@ def build_pipeline(opts: AugmentOptions) -> Any:
         t.append(A.GaussNoise(std_range=nz.std, per_channel=False, noise_scale_factor=nz.scale, p=nz.p))
     if opts.blur.p > 0:
         t.append(A.Blur(blur_limit=opts.blur.kernel, p=opts.blur.p))
+    t += _sim2real_transforms(A, opts)
     return A.Compose(t, save_applied_params=True, mask_interpolation=cv2.INTER_NEAREST)
+
+
+def _sim2real_transforms(A: Any, opts: AugmentOptions) -> list[Any]:
+    """The image-only transforms of SyntheX's strong randomisation (``xray-sim2real``), those with ``p > 0``.
+
+    Dropout boxes change the image only (``fill_mask=None``): the labels keep the anatomy a box covers.
+    """
+    t: list[Any] = []
+    if opts.invert > 0:
+        t.append(A.InvertImg(p=opts.invert))
+    if opts.multiply.p > 0:
+        t.append(A.MultiplicativeNoise(multiplier=opts.multiply.range, per_channel=False, p=opts.multiply.p))
+    cc = opts.contrast_curve
+    if cc.p > 0:
+        t.append(_contrast_curve(A)(gamma=cc.gamma, gain=cc.gain, p=cc.p))
+    if opts.salt_pepper.p > 0:
+        t.append(A.SaltAndPepper(amount=opts.salt_pepper.range, p=opts.salt_pepper.p))
+    if opts.gaussian_blur.p > 0:
+        t.append(A.GaussianBlur(blur_limit=0, sigma_limit=opts.gaussian_blur.range, p=opts.gaussian_blur.p))
+    if opts.sharpen.p > 0:
+        t.append(A.Sharpen(alpha=opts.sharpen.range, p=opts.sharpen.p))
+    if opts.emboss.p > 0:
+        t.append(A.Emboss(alpha=opts.emboss.range, p=opts.emboss.p))
+    ds = opts.downscale
+    if ds.p > 0:
+        t.append(A.Downscale(scale_range=(1.0 / ds.range[1], 1.0 / ds.range[0]), p=ds.p))
+    if opts.dropout.p > 0:
+        lo, hi = opts.dropout.range
+        t.append(A.PixelDropout(dropout_prob=(lo + hi) / 2.0, drop_value=0, mask_drop_value=None, p=opts.dropout.p))
+    for box, fill in ((opts.coarse_dropout, 0), (opts.noisy_boxes, "random")):
+        if box.p > 0:
+            t.append(
+                A.CoarseDropout(
+                    num_holes_range=box.holes,
+                    hole_height_range=box.size,
+                    hole_width_range=box.size,
+                    fill=fill,
+                    fill_mask=None,
+                    p=box.p,
+                )
+            )
+    return t
+
+
+@functools.cache
+def _contrast_curve(A: Any) -> type:
+    """An albumentations transform drawing one contrast curve: linear, gamma, log or sigmoid (SyntheX's four).
+
+    Made on first use (albumentations is imported lazily); draws come from the transform's own seeded
+    generator, so a copy's seed fixes its curve.
+    """
+
+    class ContrastCurve(A.ImageOnlyTransform):
+        def __init__(self, gamma: tuple[float, float], gain: tuple[float, float], p: float = 0.5) -> None:
+            super().__init__(p=p)
+            self.gamma = tuple(gamma)
+            self.gain = tuple(gain)
+
+        def get_params(self) -> dict[str, Any]:
+            kind = ("linear", "gamma", "log", "sigmoid")[self.py_random.randrange(4)]
+            lo, hi = self.gamma if kind == "gamma" else self.gain
+            return {"curve": kind, "value": self.py_random.uniform(lo, hi)}
+
+        def apply(self, img: np.ndarray, curve: str = "linear", value: float = 1.0, **params: Any) -> np.ndarray:
+            x = img.astype(np.float32) / 255.0
+            if curve == "gamma":
+                x = np.power(x, value)
+            elif curve == "log":
+                x = np.log1p(x * (np.e - 1.0))  # log curve from 0 to 1
+            elif curve == "sigmoid":
+                s = 1.0 / (1.0 + np.exp(-value * (x - 0.5)))
+                a, b = 1.0 / (1.0 + np.exp(value / 2.0)), 1.0 / (1.0 + np.exp(-value / 2.0))
+                x = (s - a) / (b - a)
+            return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+        def get_transform_init_args_names(self) -> tuple[str, ...]:
+            return ("gamma", "gain")
+
+    return ContrastCurve
 
 
 def _import_albumentations() -> Any:
@@ -330,6 +425,8 @@ def _summarise_params(applied: Sequence[tuple[str, Mapping[str, Any]]], seed: in
                 continue
             if isinstance(value, (bool, np.bool_)):
                 d[key] = bool(value)
+            elif isinstance(value, str):
+                d[key] = value
             elif isinstance(value, (int, float, np.integer, np.floating)):
                 d[key] = round(float(value), 5) if isinstance(value, (float, np.floating)) else int(value)
             elif isinstance(value, Mapping):

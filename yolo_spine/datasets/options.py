@@ -79,6 +79,41 @@ class BlurOptions:
 
 
 @dataclass(frozen=True)
+class ElasticOptions:
+    """Elastic warp: a random displacement field smoothed by ``sigma`` pixels, scaled by ``alpha``."""
+
+    p: float = spec(range=_P)
+    alpha: float = spec(range=(0, None))
+    sigma: float = spec(range=(0.1, None))
+
+
+@dataclass(frozen=True)
+class RangeOptions:
+    """A transform with a probability and one ``[low, high]`` range."""
+
+    p: float = spec(range=_P)
+    range: tuple[float, float] = spec(range=(0, None), ordered=True)
+
+
+@dataclass(frozen=True)
+class ContrastCurveOptions:
+    """One of four contrast curves: linear, gamma (``gamma`` range), log, sigmoid (``gain`` range)."""
+
+    p: float = spec(range=_P)
+    gamma: tuple[float, float] = spec(range=(0.05, None), ordered=True)
+    gain: tuple[float, float] = spec(range=(0.1, None), ordered=True)
+
+
+@dataclass(frozen=True)
+class BoxesOptions:
+    """Rectangles written over the image (not the labels): ``holes`` count range, ``size`` side range (fraction)."""
+
+    p: float = spec(range=_P)
+    holes: tuple[int, int] = spec(range=(1, None), ordered=True)
+    size: tuple[float, float] = spec(range=(0.001, 1), ordered=True)
+
+
+@dataclass(frozen=True)
 class AugmentOptions(StageOptions):
     """``configs/augment/default.yaml`` ← ``--config`` (default ``xray-spine``) ← ``--set`` ← flags.
 
@@ -98,14 +133,30 @@ class AugmentOptions(StageOptions):
     vflip: float = spec(range=_P)
     rot90: float = spec(range=_P)
     affine: AffineOptions
+    elastic: ElasticOptions
     brightness_contrast: BrightnessContrastOptions
     clahe: ClaheOptions
     gamma: GammaOptions
     noise: NoiseOptions
     blur: BlurOptions
+    invert: float = spec(range=_P)
+    multiply: RangeOptions
+    contrast_curve: ContrastCurveOptions
+    salt_pepper: RangeOptions
+    gaussian_blur: RangeOptions
+    sharpen: RangeOptions
+    emboss: RangeOptions
+    downscale: RangeOptions
+    dropout: RangeOptions
+    coarse_dropout: BoxesOptions
+    noisy_boxes: BoxesOptions
 
     def __post_init__(self) -> None:
         used = [k for k in ORDER_BREAKING if getattr(self, k) > 0]
+        if self.downscale.p > 0 and self.downscale.range[0] < 1:
+            raise UserError("downscale range must be factors of at least 1 (e.g. [2, 4] for 2-4x down-sampling)")
+        if self.dropout.p > 0 and self.dropout.range[1] >= 1:
+            raise UserError("dropout range must be fractions of pixels below 1 (e.g. [0.01, 0.1])")
         if used and not self.allow_order_breaking:
             verb = "break" if len(used) > 1 else "breaks"
             raise UserError(
