@@ -25,10 +25,11 @@ DeepDRR, Unberath et al., MICCAI 2018). This module turns the per-material line 
    quadrature) and a Lorentzian glare tail (weight ``glare_fraction``, width ``glare_gamma_mm``), applied after
    the quanta are counted (the light spread correlates the noise, as in indirect detectors); then additive
    electronic noise (Gaussian, ``electronic_noise_quanta`` in quanta per pixel).
-7. **Clinical look**: log transform, a window on the body's percentiles, optional unsharp-mask edge
-   enhancement (as CR/DR processing does), a look-up curve (linear, gamma or sigmoid), collimation (no primary
-   outside the collimator window; only scatter reaches it, so it shows bright) and an optional burned-in lead
-   side marker (``R`` on AP, ``L`` on lateral views).
+7. **Clinical look**: log transform, dynamic range compression (the large-scale trend of body thickness
+   partly subtracted), a window on the body's percentiles, optional unsharp-mask edge enhancement (as CR/DR
+   processing does), a look-up curve (linear, gamma or sigmoid), collimation (no primary outside the
+   collimator window; only scatter reaches it, so it shows bright) and an optional burned-in lead side
+   marker (``R`` on AP, ``L`` on lateral views).
 
 Parameters come from a preset (``configs/ct/realism/*.yaml``): a number is used as given, ``[low, high]`` is
 drawn uniformly per image, a list of words is a choice. Draws are seeded by ``(seed, image stem)`` and recorded in
@@ -91,6 +92,8 @@ NUMERIC: dict[str, tuple[float, float]] = {
     "window_high_pct": (50.0, 100.0),
     "lut_gamma": (0.1, 10.0),
     "lut_sigmoid_gain": (0.1, 50.0),
+    "drc_amount": (0.0, 1.0),
+    "drc_sigma_mm": (1.0, 200.0),
     "unsharp_amount": (0.0, 5.0),
     "unsharp_sigma_mm": (0.1, 100.0),
     "collimation": (0.0, 0.3),
@@ -462,11 +465,18 @@ def detector_image(
 
 
 def clinical_look(det: DetectorImage, params: Mapping[str, Any], pixel_mm: float) -> np.ndarray:
-    """Log transform, window on the body, unsharp mask and look-up curve: the 8-bit radiograph (bone bright)."""
+    """Log transform, dynamic range compression, window on the body, unsharp mask and look-up curve: 8-bit, bone bright.
+
+    Dynamic range compression subtracts ``drc_amount`` of the log image's large-scale trend (a Gaussian of
+    ``drc_sigma_mm``), as CR/DR processing flattens body thickness so bone and lung show in one window.
+    """
     p = params
     log_img = -np.log(np.maximum(det.signal, 0.5) / det.open_quanta)  # attenuation: bone bright
     roi = det.visible & det.body
     roi = roi if roi.sum() > 0.01 * roi.size else det.visible
+    if p["drc_amount"] > 0:
+        trend = _smooth(log_img.astype(np.float32), p["drc_sigma_mm"] / pixel_mm)
+        log_img = log_img - p["drc_amount"] * (trend - float(np.median(log_img[roi])))
     lo, hi = np.percentile(log_img[roi], [p["window_low_pct"], p["window_high_pct"]])
     x = np.clip((log_img - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
     if p["unsharp_amount"] > 0:
