@@ -78,6 +78,23 @@ def test_check_cli_exit_codes(cli_main, broken: Path, spine_dataset: Path):
     assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_wrong_file_for_data_yaml_is_one_sentence(cli_main, spine_dataset: Path, tmp_path: Path):
+    """An image, a folder, a YAML file of something else: each says what was expected, never "unexpected error"."""
+    image = next((spine_dataset.parent / "images" / "val").glob("*.png"))
+    other = tmp_path / "other.yaml"
+    other.write_text("epochs: 3\n")
+    cases = {
+        image: "is not a dataset's data.yaml: give the data.yaml",
+        spine_dataset.parent: f"is a folder; give the dataset's data.yaml; did you mean {spine_dataset}",
+        other: "is not a dataset's data.yaml: it has no 'names'",
+    }
+    for command in ("stats", "check"):
+        for path, expected in cases.items():
+            proc = cli_main(command, path)
+            assert proc.returncode != 0 and expected in proc.stderr, (command, path, proc.stderr)
+            assert "unexpected" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_check_flags_alphabetical_names(spine_dataset: Path, tmp_path: Path):
     root = tmp_path / "ds"
     shutil.copytree(spine_dataset.parent, root)

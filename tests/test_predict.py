@@ -422,3 +422,41 @@ def test_export_refuses_bad_requests(weights: Path, tmp_path: Path) -> None:
         export_model(onnx, format="onnx")
     with pytest.raises(UserError, match="--int8 needs --data"):
         export_model(weights, format="openvino", out=tmp_path / "ov", int8=True)
+
+
+def test_cli_says_the_summary_once(weights: Path, val_images: list[Path], video: Path, tmp_path: Path, run_cli) -> None:
+    """One summary line (the library logs its own at debug level only); no order-fix count without --order-fix.
+
+    A failing run leaves nothing behind, not even the --out parents it created, and a GPU that is not there is one
+    sentence naming --device, not an "unexpected error".
+    """
+    proc = run_cli("predict", "--weights", weights, "--source", val_images[0], "--out", tmp_path / "p", offline=True)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout + proc.stderr
+    assert text.count("frame(s)") == 1 and "frames," not in text, text
+    assert "order fix" not in text and "relabelled" not in text, text
+
+    out = tmp_path / "a" / "b" / "p"
+    proc = run_cli(
+        "predict", "--weights", weights, "--source", video, "--out", out, "--set", "video_codec=ZZZZ", offline=True
+    )
+    assert proc.returncode != 0 and "codec 'ZZZZ'" in proc.stderr, proc.stderr
+    assert not (tmp_path / "a").exists()
+
+    proc = run_cli("predict", "--weights", weights, "--source", val_images[0], "--out", out, "--device", "9")
+    assert proc.returncode != 0 and "--device 9 cannot be used here" in proc.stderr, proc.stderr
+    assert "unexpected error" not in proc.stderr and not (tmp_path / "a").exists()
+
+
+def test_fps_overlay_on_a_single_image(weights: Path, val_images: list[Path], tmp_path: Path) -> None:
+    """A single image (the first frame of any stream) carries the FPS box too: green text on black, top left."""
+    out = tmp_path / "one"
+    run_predict(weights, val_images[0], out, conf=0.99)
+    ann = cv2.imread(str(out / "annotated" / f"{val_images[0].stem}.png"))
+    original = cv2.imread(str(val_images[0]))
+
+    def green(img: np.ndarray) -> int:
+        corner = img[:30, :90].astype(int)
+        return int(((corner[..., 1] > 200) & (corner[..., 0] < 80) & (corner[..., 2] < 80)).sum())
+
+    assert green(original) == 0 and green(ann) > 10

@@ -77,11 +77,11 @@ def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
 
 
 def add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    """Add ``--device`` in Ultralytics' syntax."""
+    """Add ``--device`` in Ultralytics' syntax, one device (``val`` and ``predict`` run on one; ``train`` has DDP)."""
     p.add_argument(
         "--device",
         default=default,
-        help="cpu, a GPU index (0), several for DDP (0,1), or mps; default: GPU 0 if present, else cpu",
+        help="cpu, a GPU index (0) or mps; default: GPU 0 if present, else cpu",
     )
 
 

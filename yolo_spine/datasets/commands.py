@@ -135,10 +135,12 @@ def _augment(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add fetch, merge, check, stats and augment."""
     p = add_command(sub, "fetch", "download a Roboflow dataset version (needs network and an API key)", _fetch)
-    p.add_argument("--workspace", required=True)
-    p.add_argument("--project", required=True)
-    p.add_argument("--version", type=int, required=True)
-    p.add_argument("--format", default="yolov11", choices=["yolov11", "coco-segmentation"])
+    p.add_argument("--workspace", required=True, help="Roboflow workspace (the first part of the project URL)")
+    p.add_argument("--project", required=True, help="Roboflow project (the second part of the project URL)")
+    p.add_argument("--version", type=int, required=True, help="dataset version number of the project")
+    p.add_argument(
+        "--format", default="yolov11", choices=["yolov11", "coco-segmentation"], help="export format to download"
+    )
     p.add_argument("--api-key", default=None, help="Roboflow API key (default: $ROBOFLOW_API_KEY)")
     p.add_argument("--out", type=Path, default=Path("datasets/raw"), help="receives <project>-<version>/")
     p.add_argument("--overwrite", action="store_true", help="replace an existing download")
@@ -180,10 +182,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_record_paths(p)
 
     p = add_command(sub, "check", "validate a dataset as training will read it (non-zero exit on problems)", _check)
-    p.add_argument("data", type=Path, metavar="DATA_YAML")
+    p.add_argument("data", type=Path, metavar="DATA_YAML", help="the dataset's data.yaml")
 
     p = add_command(sub, "stats", "images and instances per split and class, and a class histogram", _stats)
-    p.add_argument("data", type=Path, metavar="DATA_YAML")
+    p.add_argument("data", type=Path, metavar="DATA_YAML", help="the dataset's data.yaml")
     p.add_argument(
         "--out", type=Path, default=None, help="histogram PNG (default: class_histogram.png beside data.yaml)"
     )
@@ -194,7 +196,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "offline augmentation of the training split: polygon-exact, anatomy order kept, left/right classes swapped",
         _augment,
     )
-    p.add_argument("data", type=Path, metavar="DATA_YAML")
+    p.add_argument("data", type=Path, metavar="DATA_YAML", help="the dataset's data.yaml")
     add_out(p, "output dataset folder (val/test copied untouched, train = originals + copies)")
     p.add_argument("--copies", type=int, default=None, help="copies per training image (default: the config's)")
     add_config(p, "augment", default="xray-spine", preset_alias=True)

@@ -176,14 +176,20 @@ def read_data_yaml(data_yaml: str | Path) -> DatasetLayout:
     import yaml
 
     data_yaml = Path(data_yaml)
+    if data_yaml.is_dir():
+        hint = f"; did you mean {data_yaml / 'data.yaml'}?" if (data_yaml / "data.yaml").is_file() else ""
+        raise DataError(f"{data_yaml} is a folder; give the dataset's data.yaml{hint}")
     if not data_yaml.is_file():
         raise DataError(f"data.yaml not found: {data_yaml}")
+    not_a_dataset = f"{data_yaml} is not a dataset's data.yaml"
+    if data_yaml.suffix.lower() not in {".yaml", ".yml"}:
+        raise DataError(f"{not_a_dataset}: give the data.yaml that merge, augment or ct2yolo wrote")
     try:
         data = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeDecodeError):
         raise DataError(f"{data_yaml} is not valid YAML") from None
     if not isinstance(data, dict) or "names" not in data:
-        raise DataError(f"{data_yaml} has no 'names'")
+        raise DataError(f"{not_a_dataset}: it has no 'names' (the class list)")
     root = Path(data.get("path") or data_yaml.parent)
     if not root.is_absolute():
         root = (data_yaml.parent / root).resolve()

@@ -295,7 +295,12 @@ def predict(
     # Load (OpenVINO compiles here) and run once on a blank frame before the clock starts, as a live viewer does
     # before it opens the camera: the FPS then measures frames, not start-up.
     blank = opts.imgsz or 640
-    model.predict(np.zeros((blank, blank, 3), np.uint8), **pred_args)
+    try:
+        model.predict(np.zeros((blank, blank, 3), np.uint8), **pred_args)
+    except ValueError as exc:  # Ultralytics' select_device: a GPU that is not there
+        if opts.device is None:
+            raise
+        raise UserError(f"--device {opts.device} cannot be used here: {str(exc).splitlines()[0]}") from None
     counts = {"frames": 0, "instances": 0, "order_changed": 0, "annotated": 0, "label_files": 0, "skipped_live": 0}
     ms_sum = {"pre": 0.0, "infer": 0.0, "post": 0.0, "draw": 0.0}
     state: dict[str, Any] = {"interrupted": False}
@@ -335,6 +340,12 @@ def predict(
             )
             per_frame = fr.is_video or fr.frame > 0
             name = f"{fr.stem}_{fr.frame:06d}" if per_frame else fr.stem
+            # The FPS is measured before drawing, so the first frame (and a single image) shows one too: the time
+            # since the last frame was done (since the start for the first), inference included.
+            now = time.perf_counter()
+            inst_fps = 1.0 / max(now - t_prev, 1e-6)
+            fps_ema = inst_fps if fps_ema is None else (1 - FPS_SMOOTHING) * fps_ema + FPS_SMOOTHING * inst_fps
+            t_prev = now
             if opts.save_annotated or show:
                 img = draw_frame(fr.image_bgr, instances, colors, fps_ema, opts.mask_alpha, opts.line_width)
                 if opts.save_annotated:
@@ -384,12 +395,8 @@ def predict(
             counts["order_changed"] += changed
             for k in ms_sum:
                 ms_sum[k] += ms[k]
-            now = time.perf_counter()
-            inst_fps = 1.0 / max(now - t_prev, 1e-6)
-            fps_ema = inst_fps if fps_ema is None else (1 - FPS_SMOOTHING) * fps_ema + FPS_SMOOTHING * inst_fps
-            t_prev = now
             if counts["frames"] == WARMUP_FRAMES:
-                t_warm = now
+                t_warm = t_prev  # frame 10 was ready to draw: fps_steady counts whole periods from here
             if state["interrupted"]:
                 break
         close_writers()
@@ -428,11 +435,12 @@ def predict(
         write_json_atomic(tmp / "run.json", manifest)
     if counts["frames"] == 0 and not state["interrupted"]:
         log.warning("no frame was predicted (see run.json: dropped)")
-    log.info(
-        "%d frames, %d instances (%d relabelled by the order fix), %.1f FPS -> %s",
+    # The command prints the summary a user reads (predict.commands); this is for callers of the library only.
+    log.debug(
+        "%d frames, %d instances%s, %.1f FPS -> %s",
         counts["frames"],
         counts["instances"],
-        counts["order_changed"],
+        f" ({counts['order_changed']} relabelled by the order fix)" if opts.order_fix else "",
         manifest["fps"] or 0.0,
         out,
     )

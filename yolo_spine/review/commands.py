@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``val``."""
     p = add_command(sub, "val", "review a model: P/R/PR/F1 curves, best-F1 confidence, metrics, HTML report", _val)
     p.add_argument("--weights", type=Path, required=True, help="model (.pt, .onnx or OpenVINO folder)")
-    p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML")
+    p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML", help="the dataset's data.yaml")
     add_out(p, "review folder (REVIEW_DIR)")
     add_record_paths(p)
     p.add_argument("--split", default=None, choices=["val", "test"], help="split to review (default: val)")
