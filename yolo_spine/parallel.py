@@ -520,22 +520,44 @@ def _in_process(fn: Callable[[T], R], items: list[T], bar: Any) -> Iterator[Outc
 #: Executors by ``--executor`` name; a cluster backend adds itself here.
 EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
 
+#: Executors whose module (and its optional dependency) is imported only when one is asked for.
+LAZY_EXECUTORS: dict[str, str] = {"ray": "yolo_spine.cluster"}
 
-def make_executor(name: str = "local", **options: Any) -> Executor:
+
+def executor_names() -> list[str]:
+    """Every ``--executor`` name, also of the executors not imported yet."""
+    return [*EXECUTORS, *(n for n in LAZY_EXECUTORS if n not in EXECUTORS)]
+
+
+def make_executor(name: str = "local", *, address: str | None = None, **options: Any) -> Executor:
     """Build the executor called ``name`` (``--executor``) with its options (``workers``, ``task_cpus`` …).
 
+    Args:
+        name: ``local`` or ``ray``.
+        address: Cluster address (``--ray-address``); only for a cluster executor.
+        **options: The executor's keyword options.
+
     Raises:
-        UserError: For an unknown executor name.
+        UserError: For an unknown executor name, an address for the local executor, or Ray not installed.
     """
+    if name not in EXECUTORS and name in LAZY_EXECUTORS:
+        import importlib
+
+        importlib.import_module(LAZY_EXECUTORS[name])  # registers itself in EXECUTORS
     try:
         cls = EXECUTORS[name]
     except KeyError:
-        raise UserError(f"--executor must be one of {', '.join(EXECUTORS)}, not {name!r}") from None
-    return cls(**options)
+        raise UserError(f"--executor must be one of {', '.join(executor_names())}, not {name!r}") from None
+    if cls is LocalExecutor:
+        if address is not None:
+            raise UserError("--ray-address needs --executor ray")
+        return cls(**options)
+    return cls(address=address, **options)
 
 
 __all__ = [
     "EXECUTORS",
+    "LAZY_EXECUTORS",
     "PASSIVE_WAIT_ENV",
     "THREAD_ENV_VARS",
     "Executor",
@@ -546,6 +568,7 @@ __all__ = [
     "available_cpus",
     "available_memory",
     "configure_thread_policy",
+    "executor_names",
     "make_executor",
     "plan_workers",
     "set_thread_env",

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_anatomy, add_command, add_out, add_record_paths, add_workers, say
+from yolo_spine._cli_common import (
+    add_anatomy,
+    add_batch,
+    add_command,
+    add_out,
+    add_record_paths,
+    add_workers,
+    say,
+)
 from yolo_spine.errors import UserError
 
 
@@ -26,6 +34,7 @@ def _window(text: str | None) -> dict[str, float] | None:
 
 
 def _ct2yolo(args: argparse.Namespace) -> int:
+    from yolo_spine.ct.batch import BatchOptions
     from yolo_spine.ct.convert import ct2yolo
 
     drr = {
@@ -63,13 +72,23 @@ def _ct2yolo(args: argparse.Namespace) -> int:
         resample_labels=args.resample_labels,
         label_map=args.label_map,
         study_map=args.study_map,
-        workers=args.workers,
         overwrite=args.overwrite,
+        batch=BatchOptions(
+            executor=args.executor,
+            address=args.ray_address,
+            workers=args.workers,
+            task_cpus=args.task_cpus,
+            task_memory=args.task_memory,
+            retries=args.retries,
+            redo=args.redo,
+            skip_failed=args.skip_failed,
+        ),
     )
     n = manifest["images_per_split"]
     unmapped = ", ".join(
         f"{s['study']} {len(s['unmapped_label_ids'])}" for s in manifest["studies"] if s["unmapped_label_ids"]
     )
+    say(f"studies: {manifest['ledger']['line']}")
     say(
         f"converted {len(manifest['studies'])} stud{'y' if len(manifest['studies']) == 1 else 'ies'} into "
         f"{Path(args.out).resolve()}: images train {n['train']}, val {n['val']}, test {n['test']}"
@@ -133,5 +152,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transform", type=Path, help="ITK transform file: label frame → image frame")
     p.add_argument("--resample-labels", action="store_true", help="resample labels onto the volume grid if needed")
     p.add_argument("--label-map", type=Path, help="YAML/JSON {id: name} or CSV (id, name|structure)")
-    add_workers(p)
+    add_workers(p, help="studies converted at once (processes, or Ray tasks); 0: as many as the cores allow")
+    add_batch(p)
     add_record_paths(p)

@@ -34,13 +34,14 @@ import numpy as np
 
 from yolo_spine import __version__
 from yolo_spine.config import load_options, preset_path, read_yaml
+from yolo_spine.ct.batch import BatchOptions, assemble, convert_batch, finish, summary_record
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, OutputExistsError, UserError
 from yolo_spine.identifiers import FOLDER, input_record, path_name, pseudonym, records_paths
 from yolo_spine.io.atomic import atomic_output, write_json_atomic
 from yolo_spine.io.labels import SegInstance, write_data_yaml
 from yolo_spine.layout import PLANES, SPLITS
-from yolo_spine.parallel import LocalExecutor
+from yolo_spine.ledger import options_hash
 from yolo_spine.provenance import run_manifest, sha256_file
 from yolo_spine.registry import AnatomyRegistry, detect_label_scheme, load_registry
 
@@ -673,6 +674,7 @@ def ct2yolo(
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    batch: BatchOptions | None = None,
 ) -> dict[str, Any]:
     """Convert one study (``volume`` + ``labels``) or a CSV list of studies into a YOLO-seg dataset.
 
@@ -690,15 +692,19 @@ def ct2yolo(
         label_map: File mapping label ids to class names (overrides the registry's scheme).
         study_map: CSV to write the pseudonymous ids with the names they replace (``study,original_name,volume,
             labels``); refused if it exists (without ``overwrite``) or lies inside ``out``.
-        workers: Studies converted in parallel (processes).
+        workers: Studies converted at once (used when ``batch`` is not given).
         overwrite: Replace an existing ``out``.
         progress: Progress bars.
+        batch: Executor, workers, per-study CPUs/memory, retries, ``redo`` and ``skip_failed`` (see
+            :mod:`yolo_spine.ct.batch`); default: the local executor with ``workers``.
 
     Returns:
-        The manifest written to ``out/manifest.json``.
+        The manifest written to ``out/manifest.json``, plus ``ledger``: this run's done/skipped/failed studies
+        (not written: it differs between a first run and a resumed one).
 
     Raises:
-        UserError: Bad options or inputs, two studies with one id, an existing output or study map.
+        UserError: Bad options or inputs, two studies with one id, an existing output or study map, a study that
+            failed every attempt (without ``batch.skip_failed``).
     """
     reg = load_registry(anatomy)
     options = resolve_options(anatomy, preset, overrides)
@@ -726,24 +732,29 @@ def ct2yolo(
         scheme = options["label_scheme"]  # None: recognised per study from its label ids
         class_of_id = reg.label_id_map(scheme) if scheme else None
     specs = name_studies(specs, str(options["study_id_salt"]))
-    workers = max(1, min(int(workers), len(specs)))
+    batch = batch or BatchOptions(workers=workers)
+    in_process = batch.executor == "local" and batch.workers == 1
+    write = functools.partial(
+        _write_study,
+        options=options,
+        anatomy=anatomy,
+        class_of_id=class_of_id,
+        resample_labels=resample_labels,
+        progress=progress and in_process,
+    )
+    digest = options_hash(
+        {
+            "options": options,
+            "anatomy": reg.name,
+            "classes": list(reg.names),
+            "class_of_id": class_of_id,
+            "resample_labels": resample_labels,
+            "yolo_spine": __version__,
+        }
+    )
+    ledger, summary, done = convert_batch(specs, final, write, digest, batch, overwrite=overwrite, progress=progress)
     with atomic_output(final, overwrite) as tmp:
-        if workers == 1:
-            reports = [
-                convert_study(s, tmp, options, anatomy, class_of_id, resample_labels, progress=progress) for s in specs
-            ]
-        else:  # each worker process gets its share of the cores (threads for torch, OpenCV and OpenMP)
-            convert = functools.partial(
-                convert_study,
-                root=tmp,
-                options=options,
-                anatomy=anatomy,
-                class_of_id=class_of_id,
-                resample_labels=resample_labels,
-                progress=False,
-            )
-            with LocalExecutor(workers, n_items=len(specs)) as ex:
-                reports = [o.get() for o in ex.map(convert, specs, desc="studies", unit="study", progress=progress)]
+        reports = assemble(ledger, done, tmp, SPLITS)
         write_data_yaml(tmp, final, reg.names_dict, reg.name)
         totals = dict.fromkeys(SPLITS, 0)
         for r in reports:
@@ -751,7 +762,7 @@ def ct2yolo(
                 totals[s] += r["images_per_split"][s]
         manifest = run_manifest(
             "ct2yolo",
-            {**options, "anatomy": reg.name, "label_scheme": scheme, "workers": workers, "study_map": map_path},
+            {**options, "anatomy": reg.name, "label_scheme": scheme, "study_map": map_path},
             hidden_names=_hidden_names(specs),
             extra={
                 "anatomy": reg.name,
@@ -771,12 +782,20 @@ def ct2yolo(
                     for r in reports
                 ],
                 "images_per_split": totals,
+                # listed only when --skip-failed left them out: a dataset never drops a study silently
+                **({"failed_studies": summary.failed} if summary.failed else {}),
             },
         )
         write_json_atomic(tmp / "manifest.json", manifest)
         if map_path is not None:  # inside the block: no key file for a dataset that was never written
             _write_study_map(map_path, specs, overwrite)
-    return manifest
+    finish(ledger)
+    return {**manifest, "ledger": summary_record(summary)}
+
+
+def _write_study(spec: StudySpec, root: Path, **kwargs: Any) -> None:
+    """Ledger entry point: convert one study into ``root`` (module level, so worker processes and Ray can run it)."""
+    convert_study(spec, root, **kwargs)
 
 
 def _hidden_names(specs: list[StudySpec]) -> set[str]:
