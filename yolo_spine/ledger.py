@@ -30,6 +30,7 @@ import logging
 import os
 import resource
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -82,6 +83,7 @@ class StudyRecord:
         seconds: Wall time of the successful (or last) attempt.
         peak_memory_bytes: Peak resident memory of the process during that attempt (``None`` where unknown).
         attempts: Attempts made in the run that wrote the record.
+        worker: ``host:pid`` of the process that wrote the study (which node and worker, on a cluster).
         error: ``Type: message`` of the last failure (``failed`` only).
     """
 
@@ -93,6 +95,7 @@ class StudyRecord:
     seconds: float = 0.0
     peak_memory_bytes: int | None = None
     attempts: int = 1
+    worker: str | None = None
     error: str | None = None
     version: int = RECORD_VERSION
 
@@ -208,6 +211,7 @@ class StudyLedger:
             seconds=round(seconds, 3),
             peak_memory_bytes=peak,
             attempts=attempt,
+            worker=f"{socket.gethostname()}:{os.getpid()}",
         )
         final = self.folder(task.study)
         (self.records / f"{task.study}.json").unlink(missing_ok=True)  # no record may describe a folder in flux

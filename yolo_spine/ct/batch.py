@@ -131,13 +131,19 @@ def convert_batch(
 
 
 def assemble(ledger: StudyLedger, specs: list[Any], root: Path, splits: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Hard-link the finished studies into the dataset folder ``root``; return their reports in list order."""
+    """Hard-link the finished studies into the dataset folder ``root``; return their reports in list order.
+
+    Each study's ledger record goes along as ``root/ledger/<study>.json`` (its inputs' and outputs' SHA-256s,
+    seconds, peak memory and worker): a later check of the files, and the per-study cost, need no other log.
+    """
     for sub in ("images", "labels", "sidecars"):
         for s in splits:
             (root / sub / s).mkdir(parents=True, exist_ok=True)
     reports = []
     for spec in specs:
         link_tree(ledger.folder(spec.name), root)
+        (root / "ledger").mkdir(exist_ok=True)
+        shutil.copy2(ledger.records / f"{spec.name}.json", root / "ledger" / f"{spec.name}.json")
         reports.append(json.loads((root / "studies" / f"{spec.name}.json").read_text(encoding="utf-8")))
     return reports
 
@@ -147,9 +153,26 @@ def finish(ledger: StudyLedger) -> None:
     shutil.rmtree(ledger.work, ignore_errors=True)
 
 
+def failure_reasons(summary: LedgerSummary, specs: list[Any]) -> dict[str, str]:
+    """Why each failed study failed, for the manifest: input paths in the messages become ``<volume>`` etc.
+
+    The error messages name input files, which for a pseudonymous study are what the pseudonym hides.
+    """
+    by_name = {s.name: s for s in specs}
+    out = {}
+    for study, reason in summary.failed.items():
+        spec = by_name.get(study)
+        for role in ("volume", "labels", "transform"):
+            path = getattr(spec, role, None) if spec is not None else None
+            if path is not None:
+                reason = reason.replace(str(path), f"<{role}>").replace(Path(path).name, f"<{role}>")
+        out[study] = reason
+    return out
+
+
 def summary_record(summary: LedgerSummary) -> Mapping[str, Any]:
     """The run's accounting for the command's output (not written into the dataset: it differs between runs)."""
     return {"done": summary.done, "skipped": summary.skipped, "failed": summary.failed, "line": summary.line()}
 
 
-__all__ = ["BatchOptions", "assemble", "convert_batch", "finish", "input_hashes", "summary_record"]
+__all__ = ["BatchOptions", "assemble", "convert_batch", "failure_reasons", "finish", "input_hashes", "summary_record"]

@@ -34,7 +34,7 @@ import numpy as np
 
 from yolo_spine import __version__
 from yolo_spine.config import load_options, preset_path, read_yaml
-from yolo_spine.ct.batch import BatchOptions, assemble, convert_batch, finish, summary_record
+from yolo_spine.ct.batch import BatchOptions, assemble, convert_batch, failure_reasons, finish, summary_record
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, OutputExistsError, UserError
 from yolo_spine.identifiers import FOLDER, input_record, path_name, pseudonym, records_paths
@@ -296,6 +296,15 @@ def _pick(fractions: Mapping[str, float], u: float) -> str:
     return SPLITS[int(np.searchsorted(cum, u, side="right").clip(0, 2))]
 
 
+def split_of_study(study: str, split_options: Mapping[str, Any]) -> str:
+    """The split of a whole study: a pure function of its id, the fractions and the seed (``split`` options).
+
+    No other study, list order, shard or machine enters, so any shard of a study list converted on any node puts
+    each study where the whole list would.
+    """
+    return _pick(split_options["fractions"], _unit_hash(study, split_options["seed"]))
+
+
 def slab_splits(n: int, fractions: Mapping[str, float]) -> list[str]:
     """Assign ``n`` consecutive slabs to splits, interleaved so each split samples the whole extent.
 
@@ -412,7 +421,7 @@ def convert_study(
         "views": {},
     }
     split_opts = options["split"]
-    study_split = _pick(split_opts["fractions"], _unit_hash(spec.name, split_opts["seed"]))
+    study_split = split_of_study(spec.name, split_opts)
     window = (float(options["window"]["center"]), float(options["window"]["width"]))
 
     def tally(instances: list[SegInstance], dropped: Mapping[int, int], key: str) -> None:
@@ -783,7 +792,7 @@ def ct2yolo(
                 ],
                 "images_per_split": totals,
                 # listed only when --skip-failed left them out: a dataset never drops a study silently
-                **({"failed_studies": summary.failed} if summary.failed else {}),
+                **({"failed_studies": failure_reasons(summary, specs)} if summary.failed else {}),
             },
         )
         write_json_atomic(tmp / "manifest.json", manifest)

@@ -1,0 +1,81 @@
+"""ct2yolo on a real Ray cluster (a head on 127.0.0.1 in a loopback-only network namespace) equals the local run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+
+from yolo_spine.synth.phantoms import spine_phantom, write_phantom
+
+FLAGS = ("--planes", "axial,sagittal", "--step", "4", "--views", "ap,lat", "--poses", "1", "--size", "96")
+
+
+@pytest.fixture(scope="module")
+def example_ct():
+    from yolo_spine.data import example_ct as get
+
+    return get()
+
+
+def _needs_namespaces() -> str | None:
+    if importlib_missing("ray"):
+        return 'Ray is not installed (pip install -e ".[cluster]")'
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "needs root, unshare and ip to make a loopback-only network namespace"
+    return None
+
+
+def importlib_missing(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is None
+
+
+@pytest.mark.slow
+def test_ray_cluster_on_loopback_converts_byte_for_byte_like_the_local_executor(tmp_path, run_cli, example_ct):
+    reason = _needs_namespaces()
+    if reason:
+        pytest.skip(reason)
+    rows = ["volume,labels,study"]
+    for k in range(4):
+        vol, lab = write_phantom(spine_phantom(size_xyz=(24, 24, 32), seed=k), tmp_path, f"p{k}")
+        rows.append(f"{vol.name},{lab.name},phantom{k}")
+    # the real example CT, cropped in-plane to the spine's half and every other voxel (a quick study)
+    for src, name in ((example_ct.volume, "cxr_ct.nii.gz"), (example_ct.labels, "cxr_labels.nii.gz")):
+        img = sitk.ReadImage(str(src))
+        sx, sy, _ = img.GetSize()
+        sitk.WriteImage(img[sx // 4 : 3 * sx // 4 : 2, sy // 4 : sy : 2, :], str(tmp_path / name))
+    rows.append("cxr_ct.nii.gz,cxr_labels.nii.gz,cxr")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    local = run_cli("ct2yolo", "--csv", tmp_path / "list.csv", "--out", tmp_path / "local", "--workers", "2", *FLAGS)
+    assert local.returncode == 0, local.stderr
+    helper = Path(__file__).with_name("ray_cluster_check.py")
+    result_path = tmp_path / "result.json"
+    cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", sys.executable, str(helper)]
+    cmd += [str(tmp_path / "list.csv"), str(tmp_path / "local"), str(tmp_path / "ray"), str(result_path), *FLAGS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result_path.is_file(), proc.stderr[-3000:]
+    result = json.loads(result_path.read_text())
+    assert result["interfaces"] == ["lo"]  # the head, the command and the checks saw loopback only
+    assert result["head_rc"] == 0, result.get("head_log")
+    assert result["ct2yolo_rc"] == 0, result.get("stderr")
+    assert "5 done, 0 skipped" in result["ct2yolo_stdout"]
+    diff = {k: result.get(k) for k in ("only_local", "only_ray", "different")}
+    assert result["equal"] and result["files"] > 100, diff
+    assert proc.returncode == 0
+    # the studies ran in Ray's worker processes, not in the command's own process
+    assert result["workers"] and all(not w.endswith(f":{result['command_pid']}") for w in result["workers"])
+    # and a test that reads the files itself, outside the helper
+    for sub in ("images", "labels", "sidecars"):
+        a = sorted((tmp_path / "local" / sub).rglob("*.*"))
+        b = sorted((tmp_path / "ray" / sub).rglob("*.*"))
+        assert [p.relative_to(tmp_path / "local") for p in a] == [p.relative_to(tmp_path / "ray") for p in b]
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b, strict=True))
+    assert any(p.name.startswith("cxr_drr_lat") for p in (tmp_path / "ray" / "images").rglob("*.png"))

@@ -1,0 +1,195 @@
+"""Study ledger and resumable ct2yolo: skips, retries, failures without partial files, a killed run resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from yolo_spine.ct.convert import ct2yolo, split_of_study
+from yolo_spine.errors import DataError, UserError
+from yolo_spine.ledger import StudyLedger, StudyTask, options_hash
+from yolo_spine.parallel import LocalExecutor, make_executor
+from yolo_spine.synth.phantoms import spine_phantom, write_phantom
+
+FAST = {"planes": ["axial", "sagittal"], "step": 2, "views": ["ap"], "drr": {"size": 96, "threads": 1}}
+FAST_FLAGS = ("--planes", "axial,sagittal", "--step", "2", "--views", "ap", "--size", "96")
+
+
+# ------------------------------------------------------------------------------------------------ the ledger
+def _write(payload: dict, folder: Path) -> None:
+    """A study writer for the ledger tests: fails as told, else writes two files."""
+    marker = payload.get("fail_once")
+    if marker is not None and not Path(marker).exists():
+        Path(marker).write_text("failed once")
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("transient")
+    if payload.get("bad"):
+        (folder / "half.txt").write_text("half")
+        raise DataError("this study's label map is empty")
+    (folder / "a").mkdir()
+    (folder / "a" / f"{payload['name']}.txt").write_text(payload["name"])
+    (folder / "b.txt").write_text(str(payload.get("version", 1)))
+
+
+def _tasks(payloads: list[dict]) -> list[tuple[StudyTask, dict]]:
+    return [
+        (StudyTask(p["name"], {"volume": p["name"] * 4}, options_hash({"v": p.get("version", 1)})), p) for p in payloads
+    ]
+
+
+def test_ledger_skips_done_studies_and_redoes_changed_or_tampered_ones(tmp_path):
+    ledger = StudyLedger(tmp_path / "work")
+    payloads = [{"name": "s1"}, {"name": "s2"}, {"name": "s3"}]
+    with LocalExecutor(1) as ex:
+        first = ledger.run(_tasks(payloads), _write, ex, progress=False)
+        assert first.done == ["s1", "s2", "s3"] and not first.skipped and not first.failed
+        rec = json.loads((tmp_path / "work" / "ledger" / "s1.json").read_text())
+        assert rec["status"] == "done" and set(rec["outputs"]) == {"a/s1.txt", "b.txt"}
+        assert rec["peak_memory_bytes"] > 0 and rec["seconds"] >= 0 and rec["inputs"] == {"volume": "s1s1s1s1"}
+        again = ledger.run(_tasks(payloads), _write, ex, progress=False)
+        assert again.skipped == ["s1", "s2", "s3"] and not again.done
+        # other options for s2, a tampered output of s3: only those two are converted again
+        (tmp_path / "work" / "studies" / "s3" / "b.txt").write_text("edited")
+        payloads[1]["version"] = 2
+        third = ledger.run(_tasks(payloads), _write, ex, progress=False)
+        assert third.skipped == ["s1"] and third.done == ["s2", "s3"]
+        assert (tmp_path / "work" / "studies" / "s3" / "b.txt").read_text() == "1"
+        assert ledger.run(_tasks(payloads), _write, ex, redo=True, progress=False).done == ["s1", "s2", "s3"]
+    assert not list((tmp_path / "work" / "studies").glob(".*"))  # no temporary folder left
+
+
+def test_ledger_retries_a_transient_failure_and_records_a_bad_study_without_partial_files(tmp_path):
+    ledger = StudyLedger(tmp_path / "work")
+    payloads = [{"name": "ok"}, {"name": "flaky", "fail_once": str(tmp_path / "m")}, {"name": "bad", "bad": True}]
+    with make_executor("local", workers=2, n_items=3) as ex:
+        summary = ledger.run(_tasks(payloads), _write, ex, retries=1, progress=False)
+    assert summary.done == ["ok", "flaky"]
+    assert list(summary.failed) == ["bad"] and "label map is empty" in summary.failed["bad"]
+    assert json.loads((tmp_path / "work" / "ledger" / "flaky.json").read_text())["attempts"] == 2
+    bad = json.loads((tmp_path / "work" / "ledger" / "bad.json").read_text())
+    assert bad["status"] == "failed" and bad["attempts"] == 1  # a UserError is not retried
+    assert not (tmp_path / "work" / "studies" / "bad").exists()
+    assert not list((tmp_path / "work").rglob("half.txt"))
+    assert "2 done, 0 skipped (already done), 1 failed: bad: DataError" in summary.line()
+    # with no retries the transient failure is final
+    (tmp_path / "m").unlink()
+    with LocalExecutor(1) as ex:
+        s2 = StudyLedger(tmp_path / "w2").run(_tasks(payloads[1:2]), _write, ex, retries=0, progress=False)
+    assert s2.failed == {"flaky": "RuntimeError: transient"}
+
+
+def test_executor_options_are_checked(tmp_path):
+    with pytest.raises(UserError, match="--ray-address needs --executor ray"):
+        make_executor("local", address="auto")
+    with pytest.raises(UserError, match="must be one of local, ray"):
+        make_executor("dask")
+    with LocalExecutor(1) as ex, pytest.raises(UserError, match="--retries"):
+        StudyLedger(tmp_path).run([], _write, ex, retries=-1)
+
+
+def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, run_cli):
+    fake = tmp_path / "site" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no ray here')\n")
+    vol, lab = write_phantom(spine_phantom(size_xyz=(20, 20, 24)), tmp_path, "p")
+    res = run_cli(
+        "ct2yolo", "--volume", vol, "--labels", lab, "--out", tmp_path / "o", "--executor", "ray",
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ["PYTHONPATH"]])},
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert res.stderr.strip().splitlines() == [
+        'yolo_spine ct2yolo: error: --executor ray needs Ray, which is not installed: pip install "yolo_spine[cluster]"'
+    ]
+    assert not (tmp_path / "o").exists() and not (tmp_path / ".o.partial").exists()
+
+
+# --------------------------------------------------------------------------------------------------- ct2yolo
+def _study_list(folder: Path, n: int, size=(20, 20, 24), names: bool = True) -> Path:
+    rows = ["volume,labels,study" if names else "volume,labels"]
+    for k in range(n):
+        vol, lab = write_phantom(spine_phantom(size_xyz=size, seed=k), folder, f"p{k}")
+        rows.append(f"{vol.name},{lab.name}" + (f",case{k}" if names else ""))
+    (folder / "list.csv").write_text("\n".join(rows) + "\n")
+    return folder / "list.csv"
+
+
+def _files(root: Path, subs=("images", "labels", "sidecars", "studies")) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for s in subs for p in (root / s).rglob("*") if p.is_file()}
+
+
+def _stable_manifest(root: Path) -> dict:
+    m = json.loads((root / "manifest.json").read_text())
+    return {k: m[k] for k in ("studies", "images_per_split", "options", "anatomy", "kind")}
+
+
+def test_rerun_skips_done_studies_and_a_failed_study_leaves_no_files(tmp_path):
+    csv = _study_list(tmp_path, 2)
+    with open(csv, "a") as f:  # a third study whose label map names nothing of the anatomy
+        f.write("p0_ct.nii.gz,p0_ct.nii.gz,broken\n")
+    with pytest.raises(UserError, match=r"1 of 3 studies failed .*broken: DataError"):
+        ct2yolo(tmp_path / "ds", study_list=csv, progress=False, **{"overrides": FAST})
+    assert not (tmp_path / "ds").exists()
+    work = tmp_path / ".ds.partial"
+    assert sorted(p.name for p in (work / "studies").iterdir()) == ["case0", "case1"]
+    assert json.loads((work / "ledger" / "broken.json").read_text())["status"] == "failed"
+    # the same command with --skip-failed: done studies are not converted again; the failure is in the manifest
+    from yolo_spine.ct.batch import BatchOptions
+
+    m = ct2yolo(tmp_path / "ds", study_list=csv, progress=False, overrides=FAST, batch=BatchOptions(skip_failed=True))
+    assert m["ledger"]["skipped"] == ["case0", "case1"] and list(m["ledger"]["failed"]) == ["broken"]
+    written = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert [s["study"] for s in written["studies"]] == ["case0", "case1"]
+    assert "DataError" in written["failed_studies"]["broken"] and "p0_ct" not in written["failed_studies"]["broken"]
+    assert not list((tmp_path / "ds").rglob("broken*")) and not work.exists()
+    assert sorted(p.name for p in (tmp_path / "ds" / "ledger").iterdir()) == ["case0.json", "case1.json"]
+
+
+def test_killed_run_resumes_to_the_same_dataset_redoing_only_studies_in_flight(tmp_path, run_cli):
+    csv = _study_list(tmp_path, 5, size=(28, 28, 40), names=False)  # pseudonymous ids, as without a study column
+    ref = run_cli("ct2yolo", "--csv", csv, "--out", tmp_path / "ref", *FAST_FLAGS)
+    assert ref.returncode == 0, ref.stderr
+    # the same command, killed as soon as a study is recorded
+    cmd = [sys.executable, "-m", "yolo_spine", "ct2yolo", "--csv", str(csv), "--out", str(tmp_path / "ds"), *FAST_FLAGS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = tmp_path / ".ds.partial" / "ledger"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list(ledger.glob("*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    recorded = sorted(p.stem for p in ledger.glob("*.json"))
+    assert 1 <= len(recorded) < 5, "the kill came too late to interrupt the run"
+    assert not (tmp_path / "ds").exists()  # the dataset appears complete or not at all
+    res = run_cli("ct2yolo", "--csv", csv, "--out", tmp_path / "ds", *FAST_FLAGS)
+    assert res.returncode == 0, res.stderr
+    assert f"{5 - len(recorded)} done, {len(recorded)} skipped" in res.stdout
+    assert _files(tmp_path / "ds") == _files(tmp_path / "ref")
+    assert _stable_manifest(tmp_path / "ds") == _stable_manifest(tmp_path / "ref")
+    assert not (tmp_path / ".ds.partial").exists()
+    assert not list(tmp_path.glob(".ds.*"))  # no temporary folder of any kind left
+
+
+def test_shards_assign_the_splits_and_bytes_of_the_whole_list(tmp_path):
+    csv = _study_list(tmp_path, 6, size=(16, 16, 20))
+    rows = csv.read_text().splitlines()
+    whole = ct2yolo(tmp_path / "whole", study_list=csv, progress=False, overrides=FAST, workers=2)
+    parts = {}
+    for k, shard in enumerate((rows[1:3], rows[3:7])):  # uneven shards, in reverse order on the second
+        (tmp_path / f"shard{k}.csv").write_text("\n".join([rows[0], *shard[::-1]]) + "\n")
+        m = ct2yolo(tmp_path / f"part{k}", study_list=tmp_path / f"shard{k}.csv", progress=False, overrides=FAST)
+        parts |= {s["study"]: s["split"] for s in m["studies"]}
+        assert _files(tmp_path / f"part{k}").items() <= _files(tmp_path / "whole").items()
+    splits = {s["study"]: s["split"] for s in whole["studies"]}
+    assert parts == splits and len(splits) == 6
+    assert splits == {s: split_of_study(s, {"fractions": {"train": 0.7, "val": 0.15, "test": 0.15}, "seed": 0})
+                      for s in splits}  # fmt: skip
+    assert len(set(splits.values())) > 1  # six studies do not all land in one split
+    for study, split in splits.items():
+        assert {p.parent.name for p in (tmp_path / "whole" / "images").rglob(f"{study}_*.png")} == {split}
