@@ -276,3 +276,29 @@ def test_cli_refuses_a_bad_realism_preset_in_one_line(tmp_path, run_cli, phantom
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "--realism 'glossy'" in res.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow  # about 10 s: nanodrr's CPU ray marcher
+def test_both_backends_project_the_same_material_line_integrals():
+    import SimpleITK as sitk
+
+    from yolo_spine.ct import drr
+    from yolo_spine.ct.sidecar import VolumeGeometry
+
+    ph = spine_phantom()
+    hu = sitk.GetArrayFromImage(ph.image)
+    geom = VolumeGeometry.from_image(ph.image)
+    classes = np.where(sitk.GetArrayFromImage(ph.labels) > 0, 0, -1)
+    mats = R.material_densities(hu)
+    det = drr.DrrGeometry(64, 1000.0, 800.0, False, 0.05)
+    iso = (geom.ijk_to_world() @ np.r_[(np.array(geom.size_xyz) - 1) / 2, 1])[:3]
+    cam = drr.make_camera(geom, det, "lat", iso)
+    planes = drr.Renderer(hu, classes, geom, materials=mats, threads=1).render_materials(cam, 64)
+    rays = drr.Renderer(hu, classes, geom, materials=mats, threads=1, backend="nanodrr", n_samples=512)
+    rays = rays.render_materials(cam, 64)
+    assert planes.shape == rays.shape == (64, 64, 3)
+    for m in (1, 2):  # soft tissue and bone (the phantom's air is outside the body)
+        ref = planes[..., m]
+        inside = ref > 0.05 * ref.max()
+        assert np.median(np.abs(rays[..., m] - ref)[inside] / ref[inside]) < 0.01
+    assert planes[..., 2].max() > 5.0  # bone: g/cm³·mm through the vertebrae
