@@ -150,11 +150,13 @@ def test_harder_beam_lowers_bone_contrast():
 
 def test_material_split_by_hu():
     hu = np.array([-1000.0, -900.0, -100.0, 40.0, 349.0, 350.0, 1500.0], np.float32)
-    rho = R.material_densities(hu, -800.0, 350.0)
-    assert (rho[:2, 1:] == 0).all() and (rho[:2, 0] > 0).all()  # air
-    assert (rho[2:5, [0, 2]] == 0).all() and (rho[2:5, 1] > 0).all()  # soft tissue
-    assert (rho[5:, :2] == 0).all() and rho[6, 2] == pytest.approx(1.9, abs=0.01)  # bone, cortical ≈ 1.9 g/cm³
-    assert rho[3, 1] == pytest.approx(1.024, abs=0.002)  # muscle-like 40 HU
+    air, soft, bone = R.material_densities(hu, -800.0, 350.0)
+    assert (air[:2] > 0).all() and (air[2:] == 0).all()
+    assert (soft[2:5] > 0).all() and (soft[[0, 1, 5, 6]] == 0).all()
+    assert (bone[5:] > 0).all() and (bone[:5] == 0).all()
+    assert bone[6] == pytest.approx(1.9, abs=0.01)  # cortical bone ≈ 1.9 g/cm³
+    assert soft[3] == pytest.approx(1.024, abs=0.002)  # muscle-like 40 HU
+    assert air[0] == pytest.approx(0.0012)  # air's density, never 0
 
 
 def test_shipped_presets_load_and_physics_is_fixed():

@@ -172,8 +172,9 @@ class Renderer:
             ``nanodrr`` (PyTorch's CPU ``grid_sample`` parallelises over the batch).
         device: Torch device (``nanodrr``).
         backend: ``planes`` or ``nanodrr``.
-        materials: Optional ``(k, j, i, M)`` float32 per-material densities (``realism.material_densities``),
-            projected by :meth:`render_materials`.
+        materials: Optional ``(M, k, j, i)`` float32 per-material densities (``realism.material_densities``),
+            projected by :meth:`render_materials`. The attenuation volume of :meth:`render_image` is then
+            made on its first use only (a realistic DRR needs only the materials).
     """
 
     def __init__(
@@ -215,7 +216,8 @@ class Renderer:
             offset[:3, 3] = self.box_lo_ijk
             self.box_ijk_to_world = geom.ijk_to_world() @ offset
         if backend == "planes":
-            self.mu_kji = hu_to_mu(image_kji, bone_hu)
+            self._image_kji, self._bone_hu = image_kji, bone_hu
+            self._mu_kji: np.ndarray | None = None if materials is not None else hu_to_mu(image_kji, bone_hu)
             self._stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # axis → slabs, centres
             self._label_stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # axis → slices, non-empty ones
             self.label_bits = None if crop is None else shearwarp.pack_label_bits(crop, len(self.classes))
@@ -300,7 +302,9 @@ class Renderer:
         if self.backend == "planes":
             axis = self._axis(camera)
             if axis not in self._stacks:
-                self._stacks[axis] = shearwarp.slab_sums(self.mu_kji, axis, self.n_samples)
+                if self._mu_kji is None:
+                    self._mu_kji = hu_to_mu(self._image_kji, self._bone_hu)
+                self._stacks[axis] = shearwarp.slab_sums(self._mu_kji, axis, self.n_samples)
             with _cv2_threads(self.threads):
                 return shearwarp.project_stack(
                     *self._stacks[axis], axis, camera, self.geom.ijk_to_world(), (0, 0, size, size)
@@ -320,8 +324,9 @@ class Renderer:
             raise ValueError("this renderer was made without material volumes")
         if self.backend == "planes":
             axis = self._axis(camera)
-            if axis not in self._material_stacks:
-                self._material_stacks[axis] = shearwarp.slab_sums(self.materials, axis, self.n_samples)
+            if axis not in self._material_stacks:  # one volume at a time (contiguous), then channels last
+                sums = [shearwarp.slab_sums(vol, axis, self.n_samples) for vol in self.materials]
+                self._material_stacks[axis] = (np.stack([s for s, _ in sums], axis=-1), sums[0][1])
             with _cv2_threads(self.threads):
                 return shearwarp.project_stack(
                     *self._material_stacks[axis], axis, camera, self.geom.ijk_to_world(), (0, 0, size, size)
@@ -332,8 +337,8 @@ class Renderer:
         if self._material_subjects is None:
             ijk_to_world = torch.from_numpy(self.geom.ijk_to_world()).float()
             self._material_subjects = []
-            for m in range(self.materials.shape[-1]):
-                vol = torch.from_numpy(np.ascontiguousarray(self.materials[..., m]))[None, None]
+            for density in self.materials:
+                vol = torch.from_numpy(np.ascontiguousarray(density))[None, None]
                 self._material_subjects.append(
                     Subject(
                         vol,

@@ -250,25 +250,27 @@ def draw_parameters(preset: RealismPreset, rng: np.random.Generator) -> dict[str
 
 
 def material_densities(image_hu: np.ndarray, air_max_hu: float = -800.0, bone_min_hu: float = 350.0) -> np.ndarray:
-    """Mass density (g/cm³) of each material per voxel: ``(..., 3)`` float32 in :data:`MATERIALS` order.
+    """Mass density (g/cm³) of each material per voxel: ``(3, ...)`` float32 in :data:`MATERIALS` order.
 
     Density from HU, bilinear after Schneider et al. (2000): ``ρ = 1 + HU/1000`` up to water (air-water
     mixtures; at least 0.0012, air) and ``ρ = 1 + 0.0006·HU`` above (tissue-bone mixtures; cortical bone at
     1500 HU → 1.9 g/cm³, ICRU-44 1.92). The material (HU thresholds as DeepDRR's default segmentation) only
-    selects which μ/ρ the density is attenuated with.
+    selects which μ/ρ the density is attenuated with. Channel-first, so each material is one contiguous volume.
     """
-    hu = np.asarray(image_hu, dtype=np.float32)
-    out = np.zeros((*hu.shape, len(MATERIALS)), np.float32)
-    flat_hu, flat_out = hu.reshape(-1), out.reshape(-1, len(MATERIALS))
-    chunk = 1 << 21
+    hu = np.asarray(image_hu)
+    out = np.zeros((len(MATERIALS), *hu.shape), np.float32)
+    flat_hu, flat_out = hu.reshape(-1), out.reshape(len(MATERIALS), -1)
+    chunk = 1 << 21  # a few MB of temporaries at a time
     for a in range(0, flat_hu.size, chunk):
-        x = flat_hu[a : a + chunk]
-        rho = np.where(x <= 0.0, np.maximum(1.0 + x / 1000.0, 0.0012), 1.0 + 0.0006 * x).astype(np.float32)
-        air = x < air_max_hu
-        bone = x >= bone_min_hu
-        flat_out[a : a + chunk, 0] = np.where(air, rho, 0.0)
-        flat_out[a : a + chunk, 1] = np.where(~air & ~bone, rho, 0.0)
-        flat_out[a : a + chunk, 2] = np.where(bone, rho, 0.0)
+        x = flat_hu[a : a + chunk].astype(np.float32, copy=False)
+        rho = np.where(x <= 0.0, x * np.float32(0.001), x * np.float32(0.0006))
+        rho += np.float32(1.0)
+        np.maximum(rho, np.float32(0.0012), out=rho)
+        air, bone = x < air_max_hu, x >= bone_min_hu
+        np.multiply(rho, air, out=flat_out[0, a : a + chunk])
+        np.multiply(rho, bone, out=flat_out[2, a : a + chunk])
+        rho[air | bone] = 0.0
+        flat_out[1, a : a + chunk] = rho
     return out
 
 

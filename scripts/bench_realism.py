@@ -1,0 +1,193 @@
+#!/usr/bin/env python
+"""Issue 15 §3: how far DRRs of the example chest CT are from the real chest radiograph, and what realism costs.
+
+Not yet run for BENCHMARKS.md (a later session runs it, reports the table and states any statistic that does
+not move toward the real radiograph). What it measures:
+
+* **Realism distance** between AP DRRs of the example CT (LIDC-IDRI-0001, ``yolo_spine.data.example_ct``) and
+  the real chest radiograph ``RG1_UNCR.dcm`` (``yolo_spine.data.example_radiograph``), each image first
+  normalised (its 1st–99th percentile to [0, 1], resized to ``--size`` on its long side):
+
+  - ``hist_w1``: 1-Wasserstein distance between the intensity histograms;
+  - ``nps_slope``: slope of the log-log radially averaged noise power spectrum of the high-pass residual
+    (image minus a 2-pixel Gaussian), over the upper half of the frequencies; its distance is the absolute
+    difference of slopes;
+  - ``edge_w1``: 1-Wasserstein distance between the distributions of Sobel gradient magnitude.
+
+  Conditions: ``off``, ``physics`` (one image) and ``randomized`` (median statistic over ``--draws`` ≥ 20 draws,
+  seeds ``realism.seed`` = 0 and the file names ``…_p000``, ``…_p001`` …). The presets were not fitted to the
+  radiograph: this is a check, not a target.
+* **Cost**: seconds of a whole ``ct2yolo`` DRR run of the example CT (AP + lateral, no slices: loading, material
+  volumes, rendering, realism, masks, polygons, files), realism off versus physics, median of ``--repeat``
+  alternating runs in one process (the target: at most +50 %).
+
+    python scripts/bench_realism.py                    # 512², 20 draws, 3 repeats; writes BENCHMARKS.md
+    python scripts/bench_realism.py --size 256 --draws 3 --repeat 1 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+PATHS = ["scripts/bench_realism.py", "yolo_spine/ct/realism.py", "yolo_spine/ct/drr.py", "configs/ct/realism"]
+
+
+def normalise(img, size: int):
+    """1st–99th percentile to [0, 1] (float32), resized so the long side is ``size``."""
+    import cv2
+    import numpy as np
+
+    x = img.astype(np.float32)
+    lo, hi = np.percentile(x, [1, 99])
+    x = np.clip((x - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
+    scale = size / max(x.shape)
+    return cv2.resize(x, (round(x.shape[1] * scale), round(x.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+
+
+def statistics_of(x) -> dict:
+    """The three statistics' raw material: histogram sample, NPS slope, gradient magnitudes."""
+    import cv2
+    import numpy as np
+
+    resid = x - cv2.GaussianBlur(x, (0, 0), 2.0)
+    power = np.abs(np.fft.fftshift(np.fft.fft2(resid))) ** 2
+    h, w = power.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((yy - h / 2) / h, (xx - w / 2) / w)  # cycles per pixel
+    bins = np.linspace(0.25, 0.5, 16)
+    idx = np.digitize(r.ravel(), bins)
+    radial = np.array([power.ravel()[idx == i].mean() for i in range(1, len(bins))])
+    centres = (bins[1:] + bins[:-1]) / 2
+    slope = float(np.polyfit(np.log(centres), np.log(radial + 1e-12), 1)[0])
+    gx, gy = cv2.Sobel(x, cv2.CV_32F, 1, 0), cv2.Sobel(x, cv2.CV_32F, 0, 1)
+    return {"pixels": x.ravel(), "nps_slope": slope, "edges": np.hypot(gx, gy).ravel()}
+
+
+def distances(a: dict, real: dict) -> dict:
+    """Distances of one image's statistics to the real radiograph's."""
+    from scipy.stats import wasserstein_distance
+
+    return {
+        "hist_w1": float(wasserstein_distance(a["pixels"], real["pixels"])),
+        "nps_slope": abs(a["nps_slope"] - real["nps_slope"]),
+        "edge_w1": float(wasserstein_distance(a["edges"], real["edges"])),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=512, help="DRR detector size and analysis size (pixels)")
+    p.add_argument("--draws", type=int, default=20, help="randomized draws (median reported)")
+    p.add_argument("--repeat", type=int, default=3, help="timing repeats")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-write", action="store_true", help="print instead of writing BENCHMARKS.md")
+    args = p.parse_args(argv)
+
+    import numpy as np
+    import SimpleITK as sitk
+    from _bench import command_line, git_rev, machine, write_section
+
+    from yolo_spine.ct import drr
+    from yolo_spine.ct import realism as R
+    from yolo_spine.ct.sidecar import VolumeGeometry
+    from yolo_spine.data import example_ct, example_radiograph
+    from yolo_spine.io.xray import read_xray
+
+    ct = example_ct()
+    image = sitk.ReadImage(str(ct.volume))
+    hu = sitk.GetArrayFromImage(image).astype(np.float32)
+    geom = VolumeGeometry.from_image(image)
+    det = drr.DrrGeometry(size=args.size, sdd_mm=1800.0, sod_mm=1440.0, orthographic=False, margin=0.05)
+    iso = (geom.ijk_to_world() @ np.r_[(np.asarray(geom.size_xyz) - 1) / 2.0, 1.0])[:3]
+    no_labels = np.full(hu.shape, -1, np.int16)
+    t0 = time.perf_counter()
+    materials = R.material_densities(hu)
+    t_materials = time.perf_counter() - t0
+    renderer = drr.Renderer(hu, no_labels, geom, threads=args.threads, materials=materials)
+    cam = drr.make_camera(geom, det, "ap", iso)
+    pixel_mm = det.sdd_mm / float(cam.K[0, 0])
+    mass = renderer.render_materials(cam, args.size)
+
+    real = statistics_of(normalise(read_xray(example_radiograph()).pixels, args.size))
+    rows = {
+        "off": distances(
+            statistics_of(
+                normalise(drr.display_radiograph(renderer.render_image(cam, args.size), (0.5, 99.5)), args.size)
+            ),
+            real,
+        )
+    }
+    for name, n in (("physics", 1), ("randomized", args.draws)):
+        preset = R.load_preset(name)
+        per_draw = []
+        for k in range(n):
+            rng = R.image_rng(0, f"cxr_drr_ap_p{k:03d}")
+            look = R.apply_realism(mass, R.draw_parameters(preset, rng), pixel_mm, det.sdd_mm / det.sod_mm, "R", rng)
+            per_draw.append(distances(statistics_of(normalise(look.pixels, args.size)), real))
+        rows[name] = {key: statistics.median(d[key] for d in per_draw) for key in per_draw[0]}
+
+    import tempfile
+
+    from yolo_spine.ct.convert import ct2yolo
+
+    timings: dict[str, list[float]] = {"off": [], "physics": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeat):  # alternate, so drifting load on a shared machine hits both alike
+            for preset in timings:
+                t = time.perf_counter()
+                ct2yolo(
+                    Path(tmp) / f"{preset}{rep}",
+                    volume=ct.volume,
+                    labels=ct.labels,
+                    study="cxr",
+                    anatomy="spine",
+                    overrides={
+                        "planes": [],
+                        "views": ["ap", "lat"],
+                        "drr": {"size": args.size, "threads": args.threads},
+                        "realism": {"preset": preset},
+                    },
+                    progress=False,
+                )
+                timings[preset].append(time.perf_counter() - t)
+
+    lines = [
+        "## DRR realism (issue 15 §3)",
+        "",
+        f"Machine: {machine()}. Commit {git_rev(PATHS)}. Command: `{command_line()}`.",
+        "",
+        "| condition | hist_w1 | nps_slope distance | edge_w1 | moves every statistic toward RG1_UNCR |",
+        "|---|---|---|---|---|",
+    ]
+    for name, d in rows.items():
+        toward = "—" if name == "off" else ("yes" if all(d[k] < rows["off"][k] for k in d) else "**no**")
+        lines.append(f"| {name} | {d['hist_w1']:.4f} | {d['nps_slope']:.3f} | {d['edge_w1']:.4f} | {toward} |")
+    off_t, phys_t = statistics.median(timings["off"]), statistics.median(timings["physics"])
+    lines += [
+        "",
+        f"Cost of a whole `ct2yolo` DRR run (AP + lateral at {args.size}², spine preset, {args.threads} thread(s), "
+        f"median of {args.repeat}, alternating): off {off_t:.3f} s "
+        f"(runs {', '.join(f'{t:.3f}' for t in timings['off'])}), physics {phys_t:.3f} s "
+        f"(runs {', '.join(f'{t:.3f}' for t in timings['physics'])}): ×{phys_t / off_t:.2f} "
+        f"({'within' if phys_t <= 1.5 * off_t else '**misses**'} the +50 % target); material volumes once per "
+        f"study {t_materials:.2f} s.",
+    ]
+    text = "\n".join(lines)
+    if args.no_write:
+        print(text)
+    else:
+        print(f"wrote {write_section('realism', text, PATHS)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
