@@ -217,6 +217,24 @@ def test_label_id_conventions_and_bad_inputs(tmp_path: Path):
         run_eval3d(ours_path, ours_path, "spine", tmp_path / "metrics.txt")
 
 
+def test_unmapped_ids_of_a_map_are_reported_once(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """The demo scores one ground truth twice (slices, DRR centroids): its unmapped ids are one line, not two."""
+    gt = np.zeros((8, 8, 8), np.uint8)
+    gt[1:4, 1:4, 1:4] = cls("S1")
+    gt[5:7, 5:7, 5:7] = 99
+    gt_path = write_map(tmp_path / "gt.nii.gz", gt)
+    with caplog.at_level("INFO", logger="yolo_spine"):
+        for _ in range(2):
+            assert evaluate_volumes(gt_path, gt_path, "spine", **OURS).unmapped_labels["gt"] == {99: 8}
+        gt[5:7, 5:7, 5:7] = 98  # another map under the same name is news
+        write_map(gt_path, gt)
+        evaluate_volumes(gt_path, gt_path, "spine", **OURS)
+    said = [r.getMessage() for r in caplog.records if "name no spine class" in r.getMessage()]
+    # ground truth and prediction are the same file, read as two roles: one line each, per content
+    assert [m.split(":")[0] for m in said] == ["ground truth", "prediction"] * 2, said
+    assert said[0].endswith(": 99") and said[2].endswith(": 98"), said
+
+
 def test_landmark_files(tmp_path: Path):
     gt = {"centroids_lps_mm": {"T11": [0, 0, 0], "T12": [0, 0, -30], "L1": [0, 0, -60]}}
     pred = {"vertebrae_T11": [0, 3, -4], "T12": [0, 0, -62], "L1": [0, 0, -28]}  # aliases; T12/L1 swapped

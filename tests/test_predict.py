@@ -379,6 +379,8 @@ def test_onnx_export_predicts_what_the_pt_model_predicts(
     onnx = tmp_path / "tiny.onnx"
     proc = run_cli("export", "--weights", pt, "--format", "onnx", "--out", onnx, "--imgsz", "64", offline=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    said = proc.stdout + proc.stderr  # no path of the temporary folder the export ran in; where it went, once
+    assert ".partial" not in said and "Results saved" not in said and said.count(str(onnx)) == 1, said
     record = json.loads(Path(f"{onnx}.json").read_text())
     assert record["command"] == "export"
     assert record["options"]["imgsz"] == 64 and record["options"]["options_from"] == {"format": "flag", "imgsz": "flag"}
@@ -410,6 +412,22 @@ def test_onnx_export_predicts_what_the_pt_model_predicts(
             pairs += 1
         assert all(b["conf"] < 0.002 for b in left), f"{r_pt['source']}: ONNX-only instances {left}"
     assert pairs >= 20  # enough instances that the comparison means something
+
+
+@pytest.mark.slow
+def test_openvino_int8_export_says_little(weights: Path, spine_dataset: Path, tmp_path: Path, run_cli) -> None:
+    """INT8 (NNCF) export: a quantised model, and neither NNCF's INFO flood nor Ultralytics' 'int8' deprecation."""
+    out = tmp_path / "ov8"
+    proc = run_cli(
+        "export", "--weights", weights, "--format", "openvino", "--int8", "--data", spine_dataset,
+        "--out", out, "--imgsz", "64", offline=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = proc.stdout + proc.stderr
+    assert "INFO:nncf" not in said and "is deprecated" not in said and ".partial" not in said, said
+    assert said.count(str(out)) == 1, said
+    (xml,) = out.glob("*.xml")
+    assert "FakeQuantize" in xml.read_text()  # really INT8
 
 
 def test_export_refuses_bad_requests(weights: Path, tmp_path: Path) -> None:

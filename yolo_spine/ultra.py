@@ -21,7 +21,9 @@ calls when it needs it (nothing is patched at import):
 * :func:`skip_requirement_checks`: the validator and exporter would pip-install packages (faster-coco-eval,
   onnx tools) at run time, which fails offline; yolo_spine declares what it needs in its extras;
 * :func:`install_offline_amp_check`: the GPU AMP self-check would download ``yolo26n.pt``;
-* :func:`drop_upload_callbacks`: the trainer's Platform/hub upload and usage-event callbacks.
+* :func:`drop_upload_callbacks`: the trainer's Platform/hub upload and usage-event callbacks;
+* :func:`quiet_loggers`: Ultralytics' (and NNCF's) INFO lines while a step works in a temporary folder whose
+  paths they would print.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -188,6 +192,7 @@ def skip_requirement_checks(*which: str) -> None:
     """
     import importlib
 
+    import_ultralytics()  # the environment first; keeps this process's thread count
     for name in which:
         module = importlib.import_module(_REQUIREMENT_CHECKERS[name])
         module.check_requirements = lambda *a, **k: True  # type: ignore[attr-defined]
@@ -240,3 +245,26 @@ def drop_upload_callbacks(callbacks: dict[str, list[Any]]) -> None:
     """
     for event, funcs in callbacks.items():
         callbacks[event] = [f for f in funcs if not getattr(f, "__module__", "").startswith(_UPLOAD_CALLBACK_MODULES)]
+
+
+@contextmanager
+def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the level of Ultralytics' logger (and the other ``names``) for the duration of a block.
+
+    For steps whose INFO lines would mislead: an export in a temporary folder prints that folder's paths and
+    suggests commands for files about to move, and NNCF's INFO flood buries the one line that matters. Warnings
+    and errors still show.
+
+    Args:
+        names: Further loggers to quieten (``"nncf"``).
+        level: The level they get inside the block.
+    """
+    loggers = [logging.getLogger(n) for n in ("ultralytics", *names)]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, saved, strict=True):
+            lg.setLevel(lv)

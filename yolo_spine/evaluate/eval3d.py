@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("yolo_spine")
 
+#: Unmapped label ids already reported in this process: (what, path, scheme, ids and voxel counts).
+_SAID_UNMAPPED: set[tuple[str, str, str, tuple[tuple[int, int], ...]]] = set()
 _RESAMPLE_METHOD = "nearest neighbour onto the ground-truth grid (SimpleITK Resample, identity transform)"
 
 
@@ -400,7 +402,9 @@ def _load_classes(
     image = read_label_map(path, what)
     scheme, source = label_scheme_of(path, image, reg, scheme, what, flag)
     labels_zyx, unmapped = to_class_labels(image, class_lookup(reg, scheme), what)
-    if unmapped:
+    said = (what, str(Path(path).resolve()), scheme, tuple(unmapped.items()))
+    if unmapped and said not in _SAID_UNMAPPED:  # once per map: the demo scores the same ground truth twice
+        _SAID_UNMAPPED.add(said)
         shown = ", ".join(f"{k}" for k in list(unmapped)[:12]) + (" …" if len(unmapped) > 12 else "")
         log.info(
             "%s: %d label id(s) name no %s class under the %s scheme and count as background: %s",

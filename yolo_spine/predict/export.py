@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def export_model(
     from yolo_spine.options import resolve_options
     from yolo_spine.predict.model import load_model, model_format
     from yolo_spine.provenance import run_manifest
-    from yolo_spine.ultra import skip_requirement_checks
+    from yolo_spine.ultra import quiet_loggers, skip_requirement_checks
 
     opts = resolve_options(ExportOptions, options, option_values)
     format, int8 = opts.format, opts.int8
@@ -91,7 +92,6 @@ def export_model(
     with atomic_output(out, overwrite, is_dir=False) as target:
         work_weights = target.parent / f"{weights.stem}.pt"  # Ultralytics writes the export beside the weights
         shutil.copyfile(weights, work_weights)
-        model = load_model(work_weights)
         skip_requirement_checks("exporter")
         args: dict[str, Any] = {"format": format, "dynamic": opts.dynamic, "verbose": False}
         if format == "onnx":
@@ -99,9 +99,17 @@ def export_model(
         if opts.imgsz:
             args["imgsz"] = list(opts.imgsz) if isinstance(opts.imgsz, tuple) else opts.imgsz
         if int8:
-            args.update(int8=True, data=str(Path(data).resolve()))
+            args.update(quantize=8, data=str(Path(data).resolve()))  # Ultralytics' name; `int8` is deprecated
+        log.info("exporting %s to %s%s ...", weights.name, format, " INT8" if int8 else "")
+        if int8:
+            import nncf  # noqa: F401  (its import sets its logger to INFO: import it before quietening it)
         try:
-            exported = Path(model.export(**args))
+            # Ultralytics would print paths in the temporary folder (gone once the export moves into place), NNCF
+            # one INFO line per operation it leaves unquantised, torch that the tracing Ultralytics uses is deprecated
+            with quiet_loggers("nncf"), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
+                model = load_model(work_weights)
+                exported = Path(model.export(**args))
         except (RuntimeError, AssertionError, ValueError) as exc:
             raise UserError(f"export to {format} failed: {exc}") from None
         if not exported.exists():
@@ -115,5 +123,5 @@ def export_model(
         extra={"exported": out.name},
     )
     write_json_atomic(Path(f"{out}.json"), manifest)
-    log.info("exported %s -> %s", weights.name, out)
+    log.debug("exported %s -> %s", weights.name, out)  # the command says where it went
     return out
