@@ -149,3 +149,24 @@ def test_demo_conf_falls_back_when_the_review_found_no_best_f1() -> None:
     none = {"best_conf": {"mask": {"all": {"conf": None}}}}
     assert _demo_conf("auto", found) == "auto" and _demo_conf("auto", none) == 0.25
     assert _demo_conf(0.001, none) == 0.001 and _demo_conf("0.5", found) == 0.5
+
+
+def test_training_eta_is_logged_after_every_epoch(caplog: pytest.LogCaptureFixture) -> None:
+    """While the demo trains it says the epoch and the time left: mean epoch time so far × epochs left."""
+    from types import SimpleNamespace
+
+    from yolo_spine.demo.run import training_eta_logger
+
+    now = [100.0]
+    callback = training_eta_logger(clock=lambda: now[0])
+    trainer = SimpleNamespace(epoch=0, epochs=20, start_epoch=0, epoch_time=12.0)
+    with caplog.at_level("INFO", logger="yolo_spine"):
+        callback(trainer)  # epoch 1 took 12 s: 19 left → 228 s
+        now[0] += 18.0
+        trainer.epoch, trainer.epoch_time = 1, 18.0
+        callback(trainer)  # (12 + 18) / 2 = 15 s each, 18 left → 270 s
+        trainer.epoch = 20  # Ultralytics' final validation: the event again, at epochs + 1
+        callback(trainer)
+    first, second = (r.getMessage() for r in caplog.records)
+    assert "epoch 1/20 (12 s each): about 3.8 min left in training" in first, first
+    assert "epoch 2/20 (15 s each): about 4.5 min left in training" in second, second

@@ -90,6 +90,7 @@ def _run_stages(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
             "val": False,  # no validation every epoch: the review below validates the final model once
             "plots": False,
         },
+        callbacks={"on_fit_epoch_end": training_eta_logger()},
     )
     stage("train")
     log.info("demo: [4/7] review on the held-out test split")
@@ -145,6 +146,50 @@ def _run_stages(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
     write_json_atomic(out / "summary.json", {**shown, "manifest": run_manifest("demo", opts)})
     write_text_atomic(out / "summary.md", _markdown(shown))
     return summary
+
+
+def training_eta_logger(clock: Any = time.monotonic) -> Any:
+    """Return an Ultralytics ``on_fit_epoch_end`` callback that logs the demo's progress and time left in training.
+
+    Training is most of the demo's time, and Ultralytics' bars only show the current epoch; this says after each
+    epoch how far the training is and when it should end (mean epoch time so far × epochs left; the shorter
+    stages after it are named, not timed).
+
+    Args:
+        clock: Seconds (monotonic); replaceable for tests.
+    """
+    started: dict[str, float] = {}
+
+    def on_fit_epoch_end(trainer: Any) -> None:
+        done, total = int(trainer.epoch) + 1, int(trainer.epochs)
+        if done > total:  # Ultralytics' final validation fires the event once more, at epochs + 1
+            return
+        now = clock()
+        first = int(getattr(trainer, "start_epoch", 0) or 0)
+        t0 = started.setdefault("t0", now - float(getattr(trainer, "epoch_time", 0.0) or 0.0))
+        per_epoch = (now - t0) / max(done - first, 1)
+        left = per_epoch * (total - done)
+        end = time.strftime("%H:%M", time.localtime(time.time() + left))
+        log.info(
+            "demo: training epoch %d/%d (%.0f s each): about %s left in training (until %s), then review, "
+            "predict, lift and eval3d",
+            done,
+            total,
+            per_epoch,
+            _duration(left),
+            end,
+        )
+
+    return on_fit_epoch_end
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``3.5 min`` or ``1.2 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _demo_conf(conf: Any, metrics: dict[str, Any]) -> str | float:
