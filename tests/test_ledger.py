@@ -85,6 +85,14 @@ def test_ledger_retries_a_transient_failure_and_records_a_bad_study_without_part
     assert s2.failed == {"flaky": "RuntimeError: transient"}
 
 
+def test_a_second_run_on_the_same_work_folder_is_refused(tmp_path):
+    ledger = StudyLedger(tmp_path / "work")
+    with ledger.locked(), LocalExecutor(1) as ex, pytest.raises(UserError, match="another command is converting"):
+        StudyLedger(tmp_path / "work").run(_tasks([{"name": "s1"}]), _write, ex, progress=False)
+    with LocalExecutor(1) as ex:  # released: the next run goes ahead
+        assert ledger.run(_tasks([{"name": "s1"}]), _write, ex, progress=False).done == ["s1"]
+
+
 def test_executor_options_are_checked(tmp_path):
     with pytest.raises(UserError, match="--ray-address needs --executor ray"):
         make_executor("local", address="auto")

@@ -23,6 +23,7 @@ the study's outputs into a folder it is given. The ledger lives in a *work folde
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -33,7 +34,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,26 @@ class StudyLedger:
         write_json_atomic(self.records / f"{task.study}.json", asdict(rec))
         return rec
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the work folder for one run: a second command on the same output is refused, not interleaved.
+
+        Raises:
+            UserError: Another process holds the work folder.
+        """
+        import fcntl
+
+        self.work.mkdir(parents=True, exist_ok=True)
+        with open(self.work / "lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"another command is converting into {self.work} right now; wait for it") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def sweep(self) -> None:
         """Delete temporary study folders left by a run that was killed."""
         if self.studies.is_dir():
@@ -271,10 +292,21 @@ class StudyLedger:
         """
         if retries < 0:
             raise UserError(f"--retries must be 0 or more, not {retries}")
+        with self.locked():
+            return self._run(list(tasks), write, executor, retries, redo, progress)
+
+    def _run(
+        self,
+        tasks: list[tuple[StudyTask, Any]],
+        write: Callable[[Any, Path], Any],
+        executor: Executor,
+        retries: int,
+        redo: bool,
+        progress: bool,
+    ) -> LedgerSummary:
         self.studies.mkdir(parents=True, exist_ok=True)
         self.records.mkdir(parents=True, exist_ok=True)
         self.sweep()
-        tasks = list(tasks)
         summary = LedgerSummary()
         todo: list[tuple[StudyTask, Any]] = []
         for task, payload in tasks:
