@@ -201,3 +201,17 @@ def test_shards_assign_the_splits_and_bytes_of_the_whole_list(tmp_path):
     assert len(set(splits.values())) > 1  # six studies do not all land in one split
     for study, split in splits.items():
         assert {p.parent.name for p in (tmp_path / "whole" / "images").rglob(f"{study}_*.png")} == {split}
+
+
+def test_task_memory_sizes_parse_and_cap_local_workers():
+    import argparse
+
+    from yolo_spine._cli_common import parse_bytes
+    from yolo_spine.parallel import plan_workers
+
+    assert parse_bytes("4G") == 4 * 2**30 and parse_bytes("512MiB") == 512 * 2**20 and parse_bytes("1000") == 1000
+    for bad in ("lots", "-1G", "0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_bytes(bad)
+    # --workers 0: as many as 16 cores allow at 2 threads each, but only 3 studies of 4 GiB fit in 12 GiB
+    assert plan_workers(0, task_cpus=2, task_memory=4 * 2**30, cpu_budget=16, memory_budget=12 * 2**30) == (3, 2)
