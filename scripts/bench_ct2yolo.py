@@ -139,17 +139,18 @@ def main() -> None:
 
     from yolo_spine.ct import drr as drr_mod
     from yolo_spine.ct import slices as sl
-    from yolo_spine.ct.convert import ct2yolo, resolve_options
+    from yolo_spine.ct.convert import ct2yolo
+    from yolo_spine.ct.options import CtOptions
     from yolo_spine.ct.sidecar import VolumeGeometry
     from yolo_spine.data import cache_dir, example_ct
     from yolo_spine.geometry import mask_to_polygons
     from yolo_spine.io.volume import load_study
     from yolo_spine.registry import load_registry
 
-    opts = resolve_options("spine", None, None)["drr"]
-    size, n_default = args.size, int(opts["n_samples"])
-    percentiles = tuple(float(x) for x in opts["display_percentiles"])
-    min_area = float(opts["min_area_px"])
+    opts = CtOptions.for_anatomy("spine").drr
+    size, n_default = args.size, opts.n_samples
+    percentiles = opts.display_percentiles
+    min_area = opts.min_area_px
     ex = example_ct()
     study = load_study(ex.volume, ex.labels, "cxr")
     reg = load_registry("spine")
@@ -159,12 +160,12 @@ def main() -> None:
     lut = sl.class_lut({k: reg.index(v) for k, v in ids.items()}, int(labels.max()))
     classes = lut[labels]
     geom = VolumeGeometry.from_image(study.image)
-    sdd = float(opts["sdd_mm"])
-    det = drr_mod.DrrGeometry(size, sdd, sdd * float(opts["sod_fraction"]), False, float(opts["margin"]))
+    sdd = opts.sdd_mm
+    det = drr_mod.DrrGeometry(size, sdd, sdd * opts.sod_fraction, False, opts.margin)
     iso = (geom.ijk_to_world() @ np.r_[(np.asarray(geom.size_xyz) - 1) / 2.0, 1.0])[:3]
     pair = [drr_mod.make_camera(geom, det, v, iso) for v in ("ap", "lat")]
     rng = np.random.default_rng(0)
-    rot_max, trans_max = np.asarray(opts["pose_rot_deg"], float), np.asarray(opts["pose_trans_mm"], float)
+    rot_max, trans_max = np.asarray(opts.pose_rot_deg, float), np.asarray(opts.pose_trans_mm, float)
     extra = [
         drr_mod.make_camera(
             geom,
@@ -179,7 +180,7 @@ def main() -> None:
         for _ in range(args.poses)
     ]
     cams = pair + extra
-    bone_hu = float(opts["bone_hu"])
+    bone_hu = opts.bone_hu
 
     def renderer(backend: str, n: int):
         return drr_mod.Renderer(image, classes, geom, n_samples=n, bone_hu=bone_hu, threads=threads, backend=backend)
@@ -304,11 +305,11 @@ def main() -> None:
             imgs, masks = unpack(args.ref_samples)
             crosscheck = accuracy(imgs, masks, refs, ref_masks, len(cams))["pair"]
 
-    def whole_run(overrides: dict) -> float:
+    def whole_run(option_values: dict) -> float:
         """Seconds of one ct2yolo run on the example CT, reading and writing included."""
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            ct2yolo(Path(tmp) / "ds", volume=ex.volume, labels=ex.labels, overrides=overrides, progress=False)
+            ct2yolo(Path(tmp) / "ds", volume=ex.volume, labels=ex.labels, **option_values, progress=False)
             return time.perf_counter() - t
 
     drr_threads = {"threads": threads}

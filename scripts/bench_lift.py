@@ -45,7 +45,7 @@ def main() -> None:
     repeat = 1 if args.quick else 3
     with tempfile.TemporaryDirectory() as tmp:
         ds = Path(tmp) / "ds"
-        ct2yolo(ds, volume=ex.volume, labels=ex.labels, anatomy="spine", overrides={"views": []}, progress=False)
+        ct2yolo(ds, volume=ex.volume, labels=ex.labels, anatomy="spine", views=[], progress=False)
         inputs = read_lift_inputs(ds)
         holder: dict = {}
 
@@ -58,7 +58,7 @@ def main() -> None:
         _write_volume(labels, geometry, seg, overwrite=True)
 
         def run_eval() -> None:
-            holder["eval"] = evaluate_volumes(seg, ex.labels, "spine", 2.0, gt_scheme=ex.label_scheme)
+            holder["eval"] = evaluate_volumes(seg, ex.labels, "spine", tolerance_mm=2.0, gt_scheme=ex.label_scheme)
 
         t_eval, _ = median_seconds(run_eval, repeat)
         result = holder["eval"]

@@ -150,12 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                     labels=ct.labels,
                     study="cxr",
                     anatomy="spine",
-                    overrides={
-                        "planes": [],
-                        "views": ["ap", "lat"],
-                        "drr": {"size": args.size, "threads": args.threads},
-                        "realism": {"preset": preset},
-                    },
+                    planes=[],
+                    views=["ap", "lat"],
+                    drr={"size": args.size, "threads": args.threads},
+                    realism={"preset": preset},
                     progress=False,
                 )
                 timings[preset].append(time.perf_counter() - t)

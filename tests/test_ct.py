@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from yolo_spine.ct.convert import ct2yolo, slab_splits
+from yolo_spine.ct.options import CtOptions
 from yolo_spine.ct.sidecar import find_sidecars, pixel_to_ijk, read_sidecar
 from yolo_spine.datasets.check import check_dataset
 from yolo_spine.errors import DataError, UserError
@@ -78,7 +79,8 @@ def test_slices_reproduce_the_label_map_through_sidecars(tmp_path, direction):
         volume=vol,
         labels=lab,
         anatomy="spine",
-        overrides={"views": [], "slice": {"min_area_px": 0, "skip_empty": False}},
+        views=[],
+        slice={"min_area_px": 0, "skip_empty": False},
         progress=False,
     )
     truth = _class_volume(ph.labels, "spine", ph.label_scheme)
@@ -94,7 +96,7 @@ def test_slice_orientation_is_radiological(tmp_path):
     ph = brain_phantom(size_xyz=(24, 28, 18), direction=OBLIQUE)
     vol, lab = write_phantom(ph, tmp_path, "br")
     out = tmp_path / "ds"
-    ct2yolo(out, volume=vol, labels=lab, anatomy="brain", overrides={"planes": ["axial", "coronal"]}, progress=False)
+    ct2yolo(out, volume=vol, labels=lab, anatomy="brain", planes=["axial", "coronal"], progress=False)
     reg = load_registry("brain")
     seen = 0
     for stem, path in find_sidecars([out / "sidecars"]).items():
@@ -143,7 +145,9 @@ def test_real_ct_ap_drr_has_every_vertebra(tmp_path, example_ct):
         labels=example_ct.labels,
         study="cxr",
         anatomy="spine",
-        overrides={"planes": [], "views": ["ap", "lat"], "drr": FAST_DRR},
+        planes=[],
+        views=["ap", "lat"],
+        drr=FAST_DRR,
         progress=False,
     )
     reg = load_registry("spine")
@@ -200,7 +204,7 @@ def test_transform_file_resamples_the_image_into_the_label_frame(tmp_path):
     pts = np.random.default_rng(0).uniform(-20, 20, (5, 3))
     for p in pts:
         assert np.allclose(read.TransformPoint(p.tolist()), tx.TransformPoint(p.tolist()), atol=1e-6)
-    common = {"anatomy": "spine", "study": "s", "overrides": {"planes": ["axial"], "views": []}, "progress": False}
+    common = {"anatomy": "spine", "study": "s", "planes": ["axial"], "views": [], "progress": False}
     ct2yolo(tmp_path / "with_tx", volume=vol, labels=lab, transform=tfm, **common)
     ct2yolo(tmp_path / "truth", volume=write_phantom(ph, tmp_path, "orig")[0], labels=lab, **common)
     import cv2
@@ -225,7 +229,7 @@ def test_teeth_phantom_mirror_pairs_keep_their_side(tmp_path):
     ph = teeth_phantom()
     vol, lab = write_phantom(ph, tmp_path, "th")
     out = tmp_path / "ds"
-    ct2yolo(out, volume=vol, labels=lab, anatomy="teeth", overrides={"planes": ["axial"], "views": []}, progress=False)
+    ct2yolo(out, volume=vol, labels=lab, anatomy="teeth", planes=["axial"], views=[], progress=False)
     reg = load_registry("teeth")
     for stem, path in find_sidecars([out / "sidecars"]).items():
         sc = read_sidecar(path)
@@ -249,7 +253,10 @@ def test_study_list_with_workers_keeps_each_study_in_one_split(tmp_path):
         out,
         study_list=tmp_path / "list.csv",
         anatomy="spine",
-        overrides={"planes": ["axial", "sagittal"], "step": 2, "views": ["ap"], "drr": FAST_DRR},
+        planes=["axial", "sagittal"],
+        step=2,
+        views=["ap"],
+        drr=FAST_DRR,
         workers=2,
         progress=False,
     )
@@ -275,7 +282,7 @@ def test_unmapped_ids_are_reported(tmp_path):
     ph.labels = lab_img
     vol, lab = write_phantom(ph, tmp_path, "u")
     out = tmp_path / "ds"
-    m = ct2yolo(out, volume=vol, labels=lab, overrides={"views": []}, progress=False)
+    m = ct2yolo(out, volume=vol, labels=lab, views=[], progress=False)
     assert m["studies"][0]["unmapped_label_ids"] == {"200": 8}
     report = json.loads((out / "studies" / f"{m['studies'][0]['study']}.json").read_text())
     assert report["unmapped_label_ids"] == {"200": 8}
@@ -340,6 +347,8 @@ def test_bad_inputs(tmp_path, cli_main):
     assert set(study["structures"]) == {ids[int(i)] for i in np.unique(sitk.GetArrayFromImage(ph.labels)) if i}
     # missing file, unknown plane, an unreadable transform
     assert "does not exist" in _bad(cli_main, tmp_path, "--volume", str(tmp_path / "nope.nii"), "--labels", str(lab))
+    planes = _bad(cli_main, tmp_path, "--volume", str(vol), "--labels", str(lab), "--planes", "oblique")
+    assert "planes = ['oblique'] is not valid: expected a list of values from 'axial', 'coronal'" in planes
     args = ("--volume", str(vol), "--labels", str(lab))
     assert "unknown plane" in _bad(cli_main, tmp_path, *args, "--planes", "oblique")
     assert "runs on the CPU" in _bad(cli_main, tmp_path, *args, "--drr-device", "cuda:0")
@@ -356,7 +365,7 @@ def test_bad_inputs(tmp_path, cli_main):
 def test_too_large_for_memory_is_refused_before_work(tmp_path):
     vol, lab = write_phantom(spine_phantom(size_xyz=(20, 20, 24)), tmp_path, "m")
     with pytest.raises(DataError, match="GiB"):
-        ct2yolo(tmp_path / "o", volume=vol, labels=lab, overrides={"max_memory_fraction": 1e-9}, progress=False)
+        ct2yolo(tmp_path / "o", volume=vol, labels=lab, max_memory_fraction=1e-9, progress=False)
     assert not (tmp_path / "o").exists()
 
 
@@ -365,7 +374,7 @@ def test_label_map_file_resolves_aliases(tmp_path, example_ct):
     vol, lab = write_phantom(ph, tmp_path, "lm")
     out = tmp_path / "ds"
     # TotalSegmentator's own structures.csv: vertebrae_L1 … resolve, organs stay unmapped
-    m = ct2yolo(out, volume=vol, labels=lab, label_map=example_ct.structures, overrides={"views": []}, progress=False)
+    m = ct2yolo(out, volume=vol, labels=lab, label_map=example_ct.structures, views=[], progress=False)
     assert set(m["studies"][0]["structures"]) == {"T11", "T12", "L1", "L2", "L3"}
     bad = tmp_path / "bad.yaml"
     bad.write_text("31: liver\n")
@@ -378,13 +387,13 @@ def test_unconfigured_label_scheme_is_recognised_as_eval3d_does(tmp_path):
     preset = tmp_path / "no-scheme.yaml"
     preset.write_text("label_scheme: null\nplanes: [axial]\nviews: []\n")
     vol, lab = write_phantom(brain_phantom(), tmp_path, "b")
-    m = ct2yolo(tmp_path / "b", volume=vol, labels=lab, anatomy="brain", preset=preset, progress=False)
+    m = ct2yolo(tmp_path / "b", volume=vol, labels=lab, anatomy="brain", options=CtOptions.load(preset), progress=False)
     assert m["studies"][0]["label_scheme"] == "class_id+1"  # ASPECTS ids 1–20 are class id + 1: one reading
     assert len(m["studies"][0]["structures"]) == 20
     # TotalSegmentator v2 ids of T11–L3 (29–33) are T6–T2 in v1: two readings, no guess
     vol, lab = write_phantom(spine_phantom(size_xyz=(20, 20, 24)), tmp_path, "s")
     with pytest.raises(DataError, match=r"fit the schemes totalsegmentator_v2, totalsegmentator_v1 alike .*label_sch"):
-        ct2yolo(tmp_path / "s", volume=vol, labels=lab, anatomy="spine", preset=preset, progress=False)
+        ct2yolo(tmp_path / "s", volume=vol, labels=lab, anatomy="spine", options=CtOptions.load(preset), progress=False)
     assert not (tmp_path / "s").exists()
 
 
@@ -397,9 +406,7 @@ def test_orthographic_drr_projects_like_its_camera(tmp_path, backend):
     vol, lab = write_phantom(ph, tmp_path, "o")
     out = tmp_path / "ds"
     drr = {**FAST_DRR, "orthographic": True, "backend": backend}
-    m = ct2yolo(
-        out, volume=vol, labels=lab, overrides={"planes": [], "views": ["ap", "lat"], "drr": drr}, progress=False
-    )
+    m = ct2yolo(out, volume=vol, labels=lab, planes=[], views=["ap", "lat"], drr=drr, progress=False)
     study = m["studies"][0]["study"]  # a pseudonym: the file name is not the study's name
     reg = load_registry("spine")
     ids = reg.source_id_map(ph.label_scheme)

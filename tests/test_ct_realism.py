@@ -217,12 +217,10 @@ def _run(out: Path, files, realism: str | Path, seed: int = 0, views=("ap", "lat
         volume=vol,
         labels=lab,
         study="sp",
-        overrides={
-            "planes": [],
-            "views": list(views),
-            "drr": FAST_DRR,
-            "realism": {"preset": str(realism), "seed": seed},
-        },
+        planes=[],
+        views=list(views),
+        drr=FAST_DRR,
+        realism={"preset": str(realism), "seed": seed},
         progress=False,
     )
     return out

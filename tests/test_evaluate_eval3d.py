@@ -12,7 +12,6 @@ import SimpleITK as sitk
 
 from yolo_spine.cli import main
 from yolo_spine.errors import DataError, OutputExistsError, UserError
-from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
 from yolo_spine.evaluate.eval3d import evaluate_volumes, run_eval3d
 from yolo_spine.evaluate.report import CSV_COLUMNS
 from yolo_spine.registry import CLASS_ID_SCHEME, load_registry
@@ -52,13 +51,22 @@ def maps(tmp_path: Path):
     return write_map(tmp_path / "pred.nii.gz", pred), write_map(tmp_path / "gt.nii.gz", gt)
 
 
-def test_defaults_are_shared_with_the_cli():
-    assert (DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM) == (2.0, 20.0)
+def test_defaults_are_shared_with_the_cli(tmp_path: Path):
     from yolo_spine.cli import build_parser
+    from yolo_spine.evaluate.commands import _eval3d_options
 
-    args = build_parser().parse_args(["eval3d", "--pred", "p.nii", "--gt", "g.nii", "--out", "m.csv"])
+    argv = ["eval3d", "--pred", "p.nii", "--gt", "g.nii", "--out", "m.csv"]
+    args = build_parser().parse_args(argv)
     # no anatomy by default: the one lift recorded (a spine default would score a brain map as vertebrae)
-    assert (args.tolerance_mm, args.max_dist_mm, args.anatomy, args.gt_scheme) == (2.0, 20.0, None, None)
+    assert args.anatomy is None
+    opts = _eval3d_options(args)  # configs/eval3d/default.yaml
+    assert (opts.tolerance_mm, opts.max_dist_mm, opts.landmarks, opts.gt_scheme) == (2.0, 20.0, False, None)
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("tolerance_mm: 1.0\nmax_dist_mm: 10\n")
+    args = build_parser().parse_args([*argv, "--config", str(cfg), "--set", "landmarks=true", "--max-dist-mm", "15"])
+    opts = _eval3d_options(args)
+    assert (opts.tolerance_mm, opts.max_dist_mm, opts.landmarks) == (1.0, 15.0, True)
+    assert opts.origins()["max_dist_mm"] == "flag" and opts.origins()["tolerance_mm"] == "config"
 
 
 def test_outputs_rows_registry_order_and_empty_rules(maps, tmp_path: Path):
@@ -342,7 +350,7 @@ def test_real_example_mask_scores_a_lifted_prediction_without_schemes(tmp_path: 
     levels = ("T7", "T8")
     vol, lab = _crop_example_ct(tmp_path / "crop", levels)
     ds = tmp_path / "ds"
-    ct2yolo(ds, volume=vol, labels=lab, anatomy="spine", overrides={"planes": ["axial"], "views": []}, progress=False)
+    ct2yolo(ds, volume=vol, labels=lab, anatomy="spine", planes=["axial"], views=[], progress=False)
     lifted = lift(ds, tmp_path / "lift" / "seg.nii.gz")
     assert lifted.manifest == tmp_path / "lift" / "seg.json"
 
@@ -375,7 +383,7 @@ def test_anatomy_is_taken_from_lifts_record(tmp_path: Path, cli_main):
 
     vol, lab = phantoms.write_phantom(phantoms.brain_phantom(), tmp_path / "ph", "brain")
     ds = tmp_path / "ds"
-    ct2yolo(ds, volume=vol, labels=lab, anatomy="brain", overrides={"planes": ["axial"]}, progress=False)
+    ct2yolo(ds, volume=vol, labels=lab, anatomy="brain", planes=["axial"], progress=False)
     lifted = lift(ds, tmp_path / "lift" / "brain_seg.nii.gz")
     assert json.loads((tmp_path / "lift" / "brain_seg.json").read_text())["anatomy"] == "brain"
 

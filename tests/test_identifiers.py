@@ -344,8 +344,8 @@ def test_study_list_uses_given_names_and_pseudonyms_for_the_rest(patient_ct, tmp
     vol, lab = patient_ct
     other = shutil.copy(vol, vol.parent / "second_ct.nii.gz")  # same bytes as the first row
     (tmp_path / "list.csv").write_text(f"volume,labels,study\n{vol},{lab},case01\n{other},{lab},\n")
-    overrides = {"planes": ["axial"], "step": 6, "views": []}
-    m = ct2yolo(tmp_path / "ds", study_list=tmp_path / "list.csv", overrides=overrides, progress=False)
+    option_values = {"planes": ["axial"], "step": 6, "views": []}
+    m = ct2yolo(tmp_path / "ds", study_list=tmp_path / "list.csv", **option_values, progress=False)
     ids = [s["study"] for s in m["studies"]]
     assert ids[0] == "case01" and ids[1].startswith("s-")
     assert [s["study_id"] for s in m["studies"]] == ["given", "pseudonym"]
@@ -353,7 +353,7 @@ def test_study_list_uses_given_names_and_pseudonyms_for_the_rest(patient_ct, tmp
     # the same volume twice without names: one id, refused in one sentence before any work
     (tmp_path / "dup.csv").write_text(f"volume,labels\n{vol},{lab}\n{other},{lab}\n")
     with pytest.raises(UserError, match="same volume"):
-        ct2yolo(tmp_path / "ds_dup", study_list=tmp_path / "dup.csv", overrides=overrides, progress=False)
+        ct2yolo(tmp_path / "ds_dup", study_list=tmp_path / "dup.csv", **option_values, progress=False)
     assert not (tmp_path / "ds_dup").exists()
 
 

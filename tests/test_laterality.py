@@ -29,6 +29,7 @@ import SimpleITK as sitk
 import yaml
 
 from yolo_spine.ct.convert import ct2yolo
+from yolo_spine.ct.options import CtOptions
 from yolo_spine.ct.sidecar import Camera, find_sidecars, read_sidecar
 from yolo_spine.geometry import polygons_to_mask
 from yolo_spine.io.labels import SegInstance, read_yolo_labels
@@ -167,16 +168,16 @@ REGRIDS = {  # direction, spacing, interpolation of the CT (the permuted grid sa
 }
 
 
-def _chest_ct2yolo(out, ct, labels, registry, structures, preset="default", **overrides) -> dict:
-    # ``preset`` is explicit: with a registry *path* as --anatomy, ct2yolo would read that YAML as the CT preset.
+def _chest_ct2yolo(out, ct, labels, registry, structures, preset="default", **option_values) -> dict:
+    # ``preset`` is explicit: a registry *path* as --anatomy has no CT preset of its own.
     return ct2yolo(
         out,
         volume=ct,
         labels=labels,
         anatomy=str(registry),
-        preset=preset,
+        options=CtOptions.load(preset),
         label_map=structures,
-        overrides=overrides,
+        **option_values,
         progress=False,
     )
 
@@ -461,12 +462,10 @@ def test_brain_left_region_keeps_its_side_from_ct_to_lifted_nifti(tmp_path):
         volume=vol,
         labels=labels,
         anatomy="brain",
-        overrides={
-            "views": ["ap", "lat"],
-            "poses": 2,
-            "drr": {"size": 128, "threads": 1, "min_area_px": 4},
-            "split": {"fractions": {"train": 1.0, "val": 0.0, "test": 0.0}},
-        },
+        views=["ap", "lat"],
+        poses=2,
+        drr={"size": 128, "threads": 1, "min_area_px": 4},
+        split={"fractions": {"train": 1.0, "val": 0.0, "test": 0.0}},
         progress=False,
     )
     sources: dict[str, tuple[dict, np.ndarray, float | None]] = {}  # image name → sidecar, mask, midline

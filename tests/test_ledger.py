@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from yolo_spine.ct.convert import ct2yolo, split_of_study
+from yolo_spine.ct.options import CtOptions
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.ledger import StudyLedger, StudyTask, options_hash
 from yolo_spine.parallel import LocalExecutor, make_executor
@@ -142,7 +143,7 @@ def test_rerun_skips_done_studies_and_a_failed_study_leaves_no_files(tmp_path):
     with open(csv, "a") as f:  # a third study whose label map names nothing of the anatomy
         f.write("p0_ct.nii.gz,p0_ct.nii.gz,broken\n")
     with pytest.raises(UserError, match=r"1 of 3 studies failed .*broken: DataError"):
-        ct2yolo(tmp_path / "ds", study_list=csv, progress=False, **{"overrides": FAST})
+        ct2yolo(tmp_path / "ds", study_list=csv, progress=False, **FAST)
     assert not (tmp_path / "ds").exists()
     work = tmp_path / ".ds.partial"
     assert sorted(p.name for p in (work / "studies").iterdir()) == ["case0", "case1"]
@@ -150,7 +151,7 @@ def test_rerun_skips_done_studies_and_a_failed_study_leaves_no_files(tmp_path):
     # the same command with --skip-failed: done studies are not converted again; the failure is in the manifest
     from yolo_spine.ct.batch import BatchOptions
 
-    m = ct2yolo(tmp_path / "ds", study_list=csv, progress=False, overrides=FAST, batch=BatchOptions(skip_failed=True))
+    m = ct2yolo(tmp_path / "ds", study_list=csv, progress=False, **FAST, batch=BatchOptions(skip_failed=True))
     assert m["ledger"]["skipped"] == ["case0", "case1"] and list(m["ledger"]["failed"]) == ["broken"]
     written = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert [s["study"] for s in written["studies"]] == ["case0", "case1"]
@@ -187,17 +188,17 @@ def test_killed_run_resumes_to_the_same_dataset_redoing_only_studies_in_flight(t
 def test_shards_assign_the_splits_and_bytes_of_the_whole_list(tmp_path):
     csv = _study_list(tmp_path, 6, size=(16, 16, 20))
     rows = csv.read_text().splitlines()
-    whole = ct2yolo(tmp_path / "whole", study_list=csv, progress=False, overrides=FAST, workers=2)
+    whole = ct2yolo(tmp_path / "whole", study_list=csv, progress=False, **FAST, workers=2)
     parts = {}
     for k, shard in enumerate((rows[1:3], rows[3:7])):  # uneven shards, in reverse order on the second
         (tmp_path / f"shard{k}.csv").write_text("\n".join([rows[0], *shard[::-1]]) + "\n")
-        m = ct2yolo(tmp_path / f"part{k}", study_list=tmp_path / f"shard{k}.csv", progress=False, overrides=FAST)
+        m = ct2yolo(tmp_path / f"part{k}", study_list=tmp_path / f"shard{k}.csv", progress=False, **FAST)
         parts |= {s["study"]: s["split"] for s in m["studies"]}
         assert _files(tmp_path / f"part{k}").items() <= _files(tmp_path / "whole").items()
     splits = {s["study"]: s["split"] for s in whole["studies"]}
     assert parts == splits and len(splits) == 6
-    assert splits == {s: split_of_study(s, {"fractions": {"train": 0.7, "val": 0.15, "test": 0.15}, "seed": 0})
-                      for s in splits}  # fmt: skip
+    split_options = CtOptions.for_anatomy("spine").split  # fractions 0.7/0.15/0.15, seed 0
+    assert splits == {s: split_of_study(s, split_options) for s in splits}
     assert len(set(splits.values())) > 1  # six studies do not all land in one split
     for study, split in splits.items():
         assert {p.parent.name for p in (tmp_path / "whole" / "images").rglob(f"{study}_*.png")} == {split}

@@ -485,7 +485,7 @@ def test_real_ct_slice_oracle(tmp_path: Path, cropped_ct: tuple[Path, Path], reo
         sitk.WriteImage(vol, str(vol_path))
         sitk.WriteImage(lab, str(lab_path))
     ds = tmp_path / "ds"
-    ct2yolo(ds, volume=vol_path, labels=lab_path, anatomy="spine", overrides={"views": []}, progress=False)
+    ct2yolo(ds, volume=vol_path, labels=lab_path, anatomy="spine", views=[], progress=False)
     gt = _gt_classes(lab_path)
     for planes in (["axial"], None):
         res = lift(ds, tmp_path / "seg.nii.gz", planes=planes, overwrite=True)
@@ -512,7 +512,8 @@ def test_real_ct_drr_triangulation(tmp_path: Path, cropped_ct: tuple[Path, Path]
         volume=vol_path,
         labels=lab_path,
         anatomy="spine",
-        overrides={"planes": [], "views": ["ap", "lat"]},
+        planes=[],
+        views=["ap", "lat"],
         progress=False,
     )
     res = lift(ds, tmp_path / "hull.nii.gz", hull=True)
@@ -564,7 +565,9 @@ def test_custom_anatomy_file_through_ct2yolo_and_lift(tmp_path: Path) -> None:
         labels=lab,
         study="s1",
         anatomy=custom,
-        overrides={"planes": ["axial"], "views": [], "label_scheme": "totalsegmentator_v2"},
+        planes=["axial"],
+        views=[],
+        label_scheme="totalsegmentator_v2",
     )
     with pytest.raises(UserError, match="not a shipped registry; pass its YAML file with --anatomy"):
         lift(ds, tmp_path / "no.nii.gz")

@@ -15,9 +15,14 @@ import pytest
 import yaml
 
 from yolo_spine.cli import build_parser, main
+from yolo_spine.ct.commands import _ct2yolo_options
+from yolo_spine.ct.options import CtOptions, anatomy_preset
 from yolo_spine.datasets.commands import _augment_options
 from yolo_spine.datasets.options import AugmentOptions
 from yolo_spine.errors import UserError
+from yolo_spine.evaluate.options import Eval3dOptions
+from yolo_spine.lift.commands import _lift_options
+from yolo_spine.lift.options import LiftOptions
 from yolo_spine.options import StageOptions, load_options, resolve_options, shipped_presets
 from yolo_spine.predict.commands import _export_options, _predict_options
 from yolo_spine.predict.options import ExportOptions, PredictOptions
@@ -31,9 +36,12 @@ MIGRATED: dict[str, type[StageOptions]] = {
     "predict": PredictOptions,
     "review": ReviewOptions,
     "export": ExportOptions,
+    "ct": CtOptions,
+    "lift": LiftOptions,
+    "eval3d": Eval3dOptions,
 }
 #: Still on yolo_spine.config's untyped dicts (remove a stage from here when it moves to the loader).
-NOT_YET_MIGRATED = {"train", "ct", "lift", "demo"}
+NOT_YET_MIGRATED = {"train", "demo"}
 
 PREDICT = ["predict", "--weights", "w.pt", "--source", "in", "--out", "out"]
 
@@ -127,6 +135,62 @@ def test_library_keyword_arguments_and_replace() -> None:
     assert (review.split, review.batch, review.error_images) == ("test", 4, 6)
 
 
+CT2YOLO = ["ct2yolo", "--volume", "v.nii.gz", "--labels", "l.nii.gz", "--out", "o"]
+
+
+def test_ct2yolo_anatomy_preset_config_set_and_flags(tmp_path: Path) -> None:
+    """configs/ct/<anatomy>.yaml applies without --config; --config replaces it; --set and flags go on top."""
+    spine = _ct2yolo_options(parse(*CT2YOLO))
+    assert spine.config_name() == "spine" and spine.label_scheme == "totalsegmentator_v2"
+    assert spine.origins()["label_scheme"] == "config" and spine.origins()["drr.size"] == "default"
+    brain = _ct2yolo_options(parse(*CT2YOLO, "--anatomy", "brain"))
+    assert brain.config_name() == "brain" and brain.label_scheme == "aspects"
+    assert anatomy_preset("brain") == "brain" and anatomy_preset(tmp_path / "spine.yaml") is None
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("planes: [axial]\ndrr: {size: 256, n_samples: 64}\n")
+    args = parse(
+        *CT2YOLO, "--config", cfg, "--set", "drr.size=300", "--set", "split.fractions.test=0.5",
+        "--size", "128", "--planes", "Axial,coronal", "--views", "none", "--window", "50,400", "--orthographic",
+    )  # fmt: skip
+    opts = _ct2yolo_options(args)
+    assert opts.label_scheme is None  # --config given: the anatomy's preset is not read
+    assert opts.planes == ("axial", "coronal") and opts.views == () and opts.drr.orthographic is True
+    assert (opts.drr.size, opts.drr.n_samples, opts.split.fractions.test, opts.split.fractions.train) == (
+        128,
+        64,
+        0.5,
+        0.7,
+    )
+    assert (opts.window.center, opts.window.width) == (50.0, 400.0)
+    origins = opts.origins()
+    assert origins["drr.size"] == "flag" and origins["drr.n_samples"] == "config"
+    assert origins["split.fractions.test"] == "--set" and origins["drr.orthographic"] == "flag"
+    # library calls: keyword arguments build the same object (the anatomy's preset applies)
+    lib = CtOptions.for_anatomy("spine", flags={"planes": ["axial"], "drr": {"size": 128}})
+    assert lib.planes == ("axial",) and lib.drr.size == 128 and lib.origins()["drr.size"] == "argument"
+
+
+def test_ct2yolo_preset_is_a_deprecated_alias(tmp_path: Path) -> None:
+    args = parse(*CT2YOLO, "--preset", "teeth")
+    assert args.deprecations == ["--preset is deprecated and goes in the next release; use --config"]
+    assert _ct2yolo_options(args).config_name() == "teeth"
+
+
+def test_lift_and_eval3d_options_from_the_command_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "lift.yaml"
+    cfg.write_text("fusion: weighted\nbackground_weight: 0.3\n")
+    args = parse("lift", "ds", "--out", "s.nii.gz", "--config", cfg, "--set", "order_skip_cost=1", "--planes", "axial")
+    opts = _lift_options(args)
+    assert (opts.fusion, opts.background_weight, opts.order_skip_cost, opts.planes) == (
+        "weighted",
+        0.3,
+        1.0,
+        ("axial",),
+    )
+    assert opts.largest_cc is False and opts.origins()["planes"] == "flag"
+    assert LiftOptions.load(planes=["sagittal"], max_gap=3).planes == ("sagittal",)
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
@@ -177,6 +241,39 @@ def test_errors_of_the_other_migrated_stages(capsys: pytest.CaptureFixture[str],
             "affine = 5 is not valid: expected a mapping of p, rotate, scale, translate"
         ),
         ("augment", "d.yaml", "--out", tmp_path / "a", "--set", "vflip=0.5"): "pass --allow-order-breaking",
+        (
+            *CT2YOLO[:-1],
+            tmp_path / "c",
+            "--step",
+            "0",
+        ): "step = 0 is out of range: expected a whole number of at least 1",
+        (*CT2YOLO[:-1], tmp_path / "c", "--views", "ap,pa"): "views = ['ap', 'pa'] is not valid: expected a list of",
+        (*CT2YOLO[:-1], tmp_path / "c", "--planes", "none", "--views", "none"): "nothing to do: no planes and no DRR",
+        (*CT2YOLO[:-1], tmp_path / "c", "--window", "400,0"): "window.width = 0.0 is out of range",
+        (*CT2YOLO[:-1], tmp_path / "c", "--set", "drr.sod_fraction=1.2"): (
+            "drr.sod_fraction = 1.2 is not valid: expected a number between 0 and 1"
+        ),
+        (*CT2YOLO[:-1], tmp_path / "c", "--set", "split.fractions={train: 0, val: 0, test: 0}"): (
+            "split.fractions are all 0"
+        ),
+        (*CT2YOLO[:-1], tmp_path / "c", "--set", "drr.display_percentiles=[99, 1]"): (
+            "drr.display_percentiles = [99, 1] is not valid: expected a [low, high] pair of numbers in [0, 100]"
+        ),
+        (*CT2YOLO[:-1], tmp_path / "c", "--split-mode", "slab", "--set", "split.slab_mm=0"): (
+            "split.slab_mm = 0 is not valid: expected a number above 0"
+        ),
+        (*CT2YOLO[:-1], tmp_path / "c", "--drr-device", "cuda:0"): "the planes DRR backend runs on the CPU",
+        (*CT2YOLO[:-1], tmp_path / "c", "--set", "max_memory_fraction=0"): "max_memory_fraction = 0 is not valid",
+        ("lift", "ds", "--out", tmp_path / "s.nii.gz", "--set", "fusion=mean"): (
+            "fusion = 'mean' is not valid: expected one of 'vote', 'weighted'"
+        ),
+        ("lift", "ds", "--out", tmp_path / "s.nii.gz", "--max-gap", "0"): "max_gap = 0 is out of range",
+        ("eval3d", "--pred", "p.nii", "--gt", "g.nii", "--out", tmp_path / "m.csv", "--max-dist-mm", "0"): (
+            "max_dist_mm = 0.0 is not valid: expected a number above 0"
+        ),
+        ("eval3d", "--pred", "p.nii", "--gt", "g.nii", "--out", tmp_path / "m.csv", "--tolerance-mm", "-1"): (
+            "tolerance_mm = -1.0 is out of range"
+        ),
     }
     for argv, message in cases.items():
         code, err = run_main(capsys, *argv)
@@ -277,9 +374,15 @@ def test_option_errors_stop_before_the_heavy_imports(tmp_path: Path) -> None:
         "'--set', 'batch=0']) == 2\n"
         "assert main(['export', '--weights', 'w.pt', '--set', 'dynamic=3']) == 2\n"
         f"assert main(['augment', 'd.yaml', '--out', {str(tmp_path / 'a')!r}, '--set', 'copies=0']) == 2\n"
-        "heavy = sorted(m for m in ('torch', 'ultralytics', 'cv2', 'albumentations') if m in sys.modules)\n"
+        f"assert main(['ct2yolo', '--volume', 'v', '--labels', 'l', '--out', {str(tmp_path / 'c')!r}, "
+        "'--set', 'drr.size=0']) == 2\n"
+        f"assert main(['lift', 'ds', '--out', {str(tmp_path / 's.nii.gz')!r}, '--set', 'hull=2']) == 2\n"
+        f"assert main(['eval3d', '--pred', 'p', '--gt', 'g', '--out', {str(tmp_path / 'm.csv')!r}, "
+        "'--set', 'landmarks=1']) == 2\n"
+        "heavy = sorted(m for m in ('torch', 'ultralytics', 'cv2', 'albumentations', 'SimpleITK', 'monai') "
+        "if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("error:") == 4
+    assert proc.stderr.count("error:") == 7

@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 from scipy.stats import spearmanr
 
-from yolo_spine.ct.convert import ct2yolo, resolve_options
+from yolo_spine.ct.convert import ct2yolo
 from yolo_spine.errors import UserError
 from yolo_spine.registry import load_registry
 from yolo_spine.synth.anatomy import (
@@ -153,13 +153,11 @@ def test_ct2yolo_gives_polygons_for_every_level_present(tmp_path):
         volume=vol,
         labels=lab,
         anatomy="spine",
-        overrides={
-            "planes": ["sagittal", "coronal"],
-            "step": 2,
-            "views": ["ap", "lat"],
-            "drr": {"size": 128, "n_samples": 48, "threads": 1, "min_area_px": 4},
-            "slice": {"min_area_px": 4},
-        },
+        planes=["sagittal", "coronal"],
+        step=2,
+        views=["ap", "lat"],
+        drr={"size": 128, "n_samples": 48, "threads": 1, "min_area_px": 4},
+        slice={"min_area_px": 4},
         progress=False,
     )
     structures = manifest["studies"][0]["structures"]
@@ -208,8 +206,8 @@ def test_pretraining_split_and_ct2yolo_options_are_valid():
     assert splits.count("val") == 2 and splits[9] == splits[19] == "val"
     assert [PretrainPlan(Path("u"), 3, 0).split(i) for i in range(3)] == ["train", "train", "val"]
     for i in range(20):
-        opts = resolve_options("spine", None, study_options(plan, i))  # ct2yolo accepts every draw
-        assert opts["planes"] == ["sagittal", "coronal"] and opts["views"] == ["ap", "lat"]
+        opts = study_options(plan, i)  # ct2yolo accepts every draw (the options check it when built)
+        assert opts.planes == ("sagittal", "coronal") and opts.views == ("ap", "lat")
     assert study_options(plan, 3) == study_options(plan, 3) != study_options(plan, 4)
 
 

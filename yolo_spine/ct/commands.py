@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yolo_spine._cli_common import (
     add_anatomy,
     add_batch,
     add_command,
+    add_config,
     add_out,
     add_record_paths,
     add_workers,
     say,
 )
 from yolo_spine.errors import UserError
+
+if TYPE_CHECKING:
+    from yolo_spine.ct.options import CtOptions
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -33,41 +38,46 @@ def _window(text: str | None) -> dict[str, float] | None:
     return {"center": center, "width": width}
 
 
+def _ct2yolo_options(args: argparse.Namespace) -> CtOptions:
+    """The options of this run: default.yaml ← the anatomy's preset (or --config) ← --set ← flags."""
+    from yolo_spine.ct.options import CtOptions
+
+    planes, views = _csv_list(args.planes), _csv_list(args.views)
+    flags = {
+        "planes": None if planes is None else tuple(planes),
+        "step": args.step,
+        "views": None if views is None else tuple(views),
+        "poses": args.poses,
+        "window": _window(args.window),
+        "study_id_salt": args.study_salt,
+        "drr.size": args.size,
+        "drr.sdd_mm": args.sdd,
+        "drr.orthographic": True if args.orthographic else None,
+        "drr.backend": args.drr_backend,
+        "drr.device": args.drr_device,
+        "split.mode": args.split_mode,
+        "realism.preset": args.realism,
+    }
+    config, sets = getattr(args, "config", None), getattr(args, "set", [])
+    return CtOptions.for_anatomy(args.anatomy, config, sets, flags, flags_from="flag")
+
+
 def _ct2yolo(args: argparse.Namespace) -> int:
+    from yolo_spine.registry import load_registry
+
+    registry = load_registry(args.anatomy)  # resolved once; the conversion and its workers get the object
+    opts = _ct2yolo_options(args)  # checked before SimpleITK, OpenCV and torch are imported
     from yolo_spine.ct.batch import BatchOptions
     from yolo_spine.ct.convert import ct2yolo
 
-    drr = {
-        k: v
-        for k, v in {
-            "size": args.size,
-            "sdd_mm": args.sdd,
-            "orthographic": args.orthographic,
-            "backend": args.drr_backend,
-            "device": args.drr_device,
-        }.items()
-        if v
-    }
-    split = {"mode": args.split_mode} if args.split_mode else {}
     manifest = ct2yolo(
         args.out,
+        opts,
         volume=args.volume,
         labels=args.labels,
         study_list=args.csv,
         study=args.study,
-        anatomy=args.anatomy,
-        preset=args.preset,
-        overrides={
-            "planes": _csv_list(args.planes),
-            "step": args.step,
-            "views": _csv_list(args.views),
-            "poses": args.poses,
-            "window": _window(args.window),
-            "drr": drr or None,
-            "split": split or None,
-            "study_id_salt": args.study_salt,
-            "realism": {"preset": args.realism} if args.realism else None,
-        },
+        anatomy=registry,
         transform=args.transform,
         resample_labels=args.resample_labels,
         label_map=args.label_map,
@@ -107,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         _ct2yolo,
         description="Convert CT/CBCT studies into a YOLO-seg dataset: every K-th slice of each plane and DRR "
         "projections (AP, lateral, random poses), each image with a sidecar JSON that puts its pixels back "
-        "into the volume. Defaults: configs/ct/default.yaml ← configs/ct/<anatomy>.yaml ← flags.",
+        "into the volume. Options: configs/ct/default.yaml ← configs/ct/<anatomy>.yaml (or --config) ← --set ← "
+        "flags.",
     )
     p.add_argument("--volume", type=Path, help="CT: NIfTI, MHA/MHD, NRRD or a DICOM series folder (HU)")
     p.add_argument("--labels", type=Path, help="label map on the volume's grid (or see --transform)")
@@ -124,10 +135,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write pseudonym -> original name (CSV) for the studies named by pseudonym; keep it apart from the "
         "dataset (refused inside --out; replaced only with --overwrite)",
     )
-    p.add_argument("--study-salt", help="salt of the pseudonymous study ids (default: study_id_salt of the preset)")
+    p.add_argument("--study-salt", help="salt of the pseudonymous study ids (sets study_id_salt)")
     add_anatomy(p)
     add_out(p, "output dataset folder")
-    p.add_argument("--preset", help="CT preset name or YAML (default: the anatomy's preset in configs/ct)")
+    add_config(p, "ct", default="configs/ct/<anatomy>.yaml when the anatomy has one", preset_alias=True)
     p.add_argument("--planes", help="comma list of axial,coronal,sagittal ('none' for no slices)")
     p.add_argument("--step", type=int, help="keep every K-th slice")
     p.add_argument("--views", help="comma list of DRR views ap,lat ('none' for no DRRs)")

@@ -19,6 +19,7 @@ kept outside the dataset). Reports and the manifest record such a study's inputs
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import json
@@ -33,21 +34,20 @@ from typing import Any
 import numpy as np
 
 from yolo_spine import __version__
-from yolo_spine.config import load_options, preset_path, read_yaml
 from yolo_spine.ct.batch import BatchOptions, assemble, convert_batch, failure_reasons, finish, summary_record
+from yolo_spine.ct.options import CtOptions, SplitOptions
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, OutputExistsError, UserError
 from yolo_spine.identifiers import FOLDER, input_record, path_name, pseudonym, records_paths
 from yolo_spine.io.atomic import atomic_output, write_json_atomic
 from yolo_spine.io.labels import SegInstance, write_data_yaml
-from yolo_spine.layout import PLANES, SPLITS
+from yolo_spine.layout import SPLITS
 from yolo_spine.ledger import options_hash
+from yolo_spine.options import read_yaml, resolve_options
 from yolo_spine.provenance import run_manifest, sha256_file
 from yolo_spine.registry import AnatomyRegistry, detect_label_scheme, load_registry
 
 log = logging.getLogger("yolo_spine")
-
-VIEW_NAMES = ("ap", "lat")
 
 
 @dataclass(frozen=True)
@@ -222,54 +222,11 @@ def read_label_map(path: Path, reg: AnatomyRegistry) -> dict[int, str]:
     return out
 
 
-def resolve_options(anatomy: str, preset: str | Path | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults ← anatomy preset (when ``configs/ct/<anatomy>.yaml`` exists) or ``preset`` ← overrides; checked."""
-    if preset is None and Path(str(anatomy)).suffix not in {".yaml", ".yml"}:
-        # a shipped anatomy name may have its own CT preset; a registry file is never a CT preset
-        try:
-            preset_path("ct", anatomy)
-            preset = anatomy
-        except UserError:
-            preset = None
-    opts = load_options("ct", preset, overrides)
-    bad = [p for p in opts["planes"] if p not in PLANES]
-    if bad:
-        raise UserError(f"unknown plane(s) {', '.join(bad)}; choose from {', '.join(PLANES)}")
-    bad = [v for v in opts["views"] if v not in VIEW_NAMES]
-    if bad:
-        raise UserError(f"unknown view(s) {', '.join(bad)}; choose from {', '.join(VIEW_NAMES)}")
-    if int(opts["step"]) < 1:
-        raise UserError("--step must be at least 1")
-    if int(opts["poses"]) < 0:
-        raise UserError("--poses must be 0 or more")
-    if not opts["planes"] and not opts["views"]:
-        raise UserError("nothing to do: no planes and no DRR views requested")
-    if opts["split"]["mode"] not in ("study", "slab"):
-        raise UserError(f"split mode must be 'study' or 'slab', not {opts['split']['mode']!r}")
-    if not isinstance(opts["study_id_salt"], (str, int)) or isinstance(opts["study_id_salt"], bool):
-        raise UserError(f"study_id_salt must be a text, not {opts['study_id_salt']!r}")
-    if float(opts["window"]["width"]) < 1:
-        raise UserError("the window width must be at least 1 HU")
-    from yolo_spine.ct.drr import BACKENDS
-
-    if opts["drr"]["backend"] not in BACKENDS:
-        raise UserError(f"unknown DRR backend {opts['drr']['backend']!r}; choose from {', '.join(BACKENDS)}")
-    if opts["drr"]["backend"] == "planes" and str(opts["drr"]["device"]) != "cpu":
-        raise UserError("the planes DRR backend runs on the CPU; use --drr-backend nanodrr to render on a GPU")
-    if str(opts["drr"]["device"]) != "cpu":
-        _check_torch_device(str(opts["drr"]["device"]))
-    from yolo_spine.ct.realism import load_preset
-
-    if opts["realism"]["preset"] is False:  # YAML 1.1 reads an unquoted `off` as false
-        opts["realism"]["preset"] = "off"
-    load_preset(opts["realism"]["preset"])  # one sentence for a bad preset, before any work
-    if isinstance(opts["realism"]["seed"], bool) or not isinstance(opts["realism"]["seed"], int):
-        raise UserError(f"realism seed must be an integer, not {opts['realism']['seed']!r}")
-    return opts
-
-
-def _check_torch_device(device: str) -> None:
-    """One clear sentence when a torch device string is malformed or not on this machine."""
+def _check_drr_device(options: CtOptions) -> None:
+    """One clear sentence when the nanodrr device is malformed or not on this machine (imports torch if not cpu)."""
+    device = options.drr.device
+    if device == "cpu":
+        return
     import torch
 
     try:
@@ -296,13 +253,13 @@ def _pick(fractions: Mapping[str, float], u: float) -> str:
     return SPLITS[int(np.searchsorted(cum, u, side="right").clip(0, 2))]
 
 
-def split_of_study(study: str, split_options: Mapping[str, Any]) -> str:
+def split_of_study(study: str, split: SplitOptions) -> str:
     """The split of a whole study: a pure function of its id, the fractions and the seed (``split`` options).
 
     No other study, list order, shard or machine enters, so any shard of a study list converted on any node puts
     each study where the whole list would.
     """
-    return _pick(split_options["fractions"], _unit_hash(study, split_options["seed"]))
+    return _pick(dataclasses.asdict(split.fractions), _unit_hash(study, split.seed))
 
 
 def slab_splits(n: int, fractions: Mapping[str, float]) -> list[str]:
@@ -334,22 +291,78 @@ def _write_item(
     (root / "sidecars" / split / f"{stem}.json").write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
 
 
+# ----------------------------------------------------------------------------------------------- one study
+
+
+@dataclass(frozen=True)
+class _StudyVolume:
+    """A study's arrays on the volume grid: HU image, source label ids, and registry class ids (-1: none)."""
+
+    geometry: VolumeGeometry
+    image_kji: np.ndarray
+    labels_kji: np.ndarray
+    classes_kji: np.ndarray
+    lut: np.ndarray
+    notes: list[str]
+    unmapped: dict[int, int]
+    voxels: dict[str, int]
+    scheme_detected: str | None
+
+
+@dataclass
+class _StudyWriter:
+    """Writes one study's images, labels and sidecars into the dataset and keeps the study's accounting.
+
+    Attributes:
+        root: Dataset folder being written.
+        registry: The anatomy (class names for the accounting).
+        structures: Per class name: voxels, slice and DRR instances written, components dropped as too small.
+        per_split: Images written per split.
+    """
+
+    root: Path
+    registry: AnatomyRegistry
+    structures: dict[str, dict[str, int]]
+    per_split: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+
+    def write(
+        self,
+        split: str,
+        stem: str,
+        pixels: np.ndarray,
+        instances: list[SegInstance],
+        dropped: Mapping[int, int],
+        sidecar: dict[str, Any],
+        kind: str,
+    ) -> None:
+        """Write one image with its label file and sidecar; count its instances under ``kind`` (``slice``/``drr``)."""
+        _write_item(self.root, split, stem, pixels, instances, sidecar)
+        for inst in instances:
+            self.structures[self.registry.names[inst.cls]][f"{kind}_instances"] += 1
+        for c, n in dropped.items():
+            self.structures[self.registry.names[c]]["dropped_small"] += n
+        self.per_split[split] += 1
+
+
 def convert_study(
     spec: StudySpec,
     root: Path,
-    options: Mapping[str, Any],
-    anatomy: str,
+    options: CtOptions,
+    registry: AnatomyRegistry,
     class_of_id: Mapping[int, str] | None,
     resample_labels: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Convert one study into ``root`` (slices and DRRs of every requested plane/view); return its report.
 
+    Steps: read the study onto one grid and map its label ids to classes, cut the slices of each plane, render
+    the DRRs of each view and pose, write the report.
+
     Args:
         spec: The study.
         root: Dataset folder being written (split sub-folders are created as needed).
-        options: Resolved ``ct`` options.
-        anatomy: Registry name or YAML path.
+        options: The ``ct`` options.
+        registry: The anatomy.
         class_of_id: Source label id → class name; ``None``: recognise the label map's scheme from its ids
             (:func:`yolo_spine.registry.detect_label_scheme`, as ``eval3d`` does).
         resample_labels: Resample disagreeing labels onto the volume grid.
@@ -358,32 +371,71 @@ def convert_study(
     Returns:
         The study report (also written to ``root/studies/<study>.json``).
     """
+    for sub in ("images", "labels", "sidecars"):
+        for s in SPLITS:
+            (root / sub / s).mkdir(parents=True, exist_ok=True)
+    vol = _read_study_volume(spec, options, registry, class_of_id, resample_labels)
+    structures = {
+        n: {"voxels": v, "slice_instances": 0, "drr_instances": 0, "dropped_small": 0} for n, v in vol.voxels.items()
+    }
+    writer = _StudyWriter(root, registry, structures)
+    report: dict[str, Any] = {
+        "study": spec.name,
+        "study_id": "pseudonym" if spec.original is not None else "given",
+        "inputs": spec.inputs or study_inputs(spec, spec.original is not None),
+        "notes": vol.notes,
+        "geometry": vol.geometry.to_json(),
+        "unmapped_label_ids": vol.unmapped,
+        **({"label_scheme_detected": vol.scheme_detected} if vol.scheme_detected else {}),
+        "planes": {},
+        "views": {},
+    }
+    split = options.split
+    study_split = split_of_study(spec.name, split)
+    base = {"study": spec.name, "anatomy": registry.name, "volume": vol.geometry.to_json()}
+    for plane in options.planes:
+        report["planes"][plane] = _convert_plane(spec.name, plane, vol, options, base, study_split, writer, progress)
+    if options.views:
+        report["views"] = _convert_drrs(spec.name, vol, options, base, study_split, writer, progress)
+    report["structures"] = structures
+    report["images_per_split"] = writer.per_split
+    report["split"] = study_split if split.mode == "study" else "slab"
+    write_json_atomic(root / "studies" / f"{spec.name}.json", report)
+    return report
+
+
+def _read_study_volume(
+    spec: StudySpec,
+    options: CtOptions,
+    registry: AnatomyRegistry,
+    class_of_id: Mapping[int, str] | None,
+    resample_labels: bool,
+) -> _StudyVolume:
+    """Read a study's CT and label map onto one grid and map its label ids to registry classes.
+
+    Raises:
+        DataError: No label id maps to a class of the anatomy, or the ids' scheme cannot be recognised.
+    """
     import SimpleITK as sitk
-    from tqdm import tqdm
 
     from yolo_spine.ct import slices as sl
     from yolo_spine.io.volume import load_study
 
-    reg = load_registry(anatomy)
-    for sub in ("images", "labels", "sidecars"):
-        for s in SPLITS:
-            (root / sub / s).mkdir(parents=True, exist_ok=True)
     study = load_study(
         spec.volume,
         spec.labels,
         spec.name,
         transform=spec.transform,
         resample_labels=resample_labels,
-        max_memory_fraction=float(options["max_memory_fraction"]),
+        max_memory_fraction=options.max_memory_fraction,
     )
-    geom = VolumeGeometry.from_image(study.image)
     image = sitk.GetArrayFromImage(study.image)
     labels = sitk.GetArrayFromImage(study.labels)
     scheme = None
     if class_of_id is None:
-        scheme = _detect_scheme(reg, labels, spec)
-        class_of_id = reg.label_id_map(scheme)
-    class_ids = {sid: reg.index(name) for sid, name in class_of_id.items()}
+        scheme = _detect_scheme(registry, labels, spec)
+        class_of_id = registry.label_id_map(scheme)
+    class_ids = {sid: registry.index(name) for sid, name in class_of_id.items()}
     lut = sl.class_lut(class_ids, int(labels.max()))
     counts = np.bincount(labels.ravel().astype(np.int64), minlength=len(lut))
     unmapped = {int(i): int(c) for i, c in enumerate(counts) if i > 0 and c > 0 and lut[i] < 0}
@@ -392,171 +444,139 @@ def convert_study(
             "study %s: %d label id(s) map to no %s class (listed in studies/%s.json)",
             spec.name,
             len(unmapped),
-            reg.name,
+            registry.name,
             spec.name,
         )
     classes_kji = lut[labels]
     if not (classes_kji >= 0).any():
         raise DataError(
-            f"study {spec.name}: none of the label ids in {spec.labels.name} maps to a {reg.name} class; "
+            f"study {spec.name}: none of the label ids in {spec.labels.name} maps to a {registry.name} class; "
             "check --anatomy, the preset's label_scheme or pass --label-map"
         )
     mapped = lut >= 0
-    per_class = np.bincount(lut[mapped], weights=counts[mapped], minlength=reg.nc)
-    voxels = {reg.names[c]: int(v) for c, v in enumerate(per_class) if v > 0}
-    base = {"study": spec.name, "anatomy": reg.name, "volume": geom.to_json()}
-    structures = {
-        n: {"voxels": v, "slice_instances": 0, "drr_instances": 0, "dropped_small": 0} for n, v in voxels.items()
-    }
-    per_split = dict.fromkeys(SPLITS, 0)
-    report: dict[str, Any] = {
-        "study": spec.name,
-        "study_id": "pseudonym" if spec.original is not None else "given",
-        "inputs": spec.inputs or study_inputs(spec, spec.original is not None),
-        "notes": study.notes,
-        "geometry": geom.to_json(),
-        "unmapped_label_ids": unmapped,
-        **({"label_scheme_detected": scheme} if scheme else {}),
-        "planes": {},
-        "views": {},
-    }
-    split_opts = options["split"]
-    study_split = split_of_study(spec.name, split_opts)
-    window = (float(options["window"]["center"]), float(options["window"]["width"]))
-
-    def tally(instances: list[SegInstance], dropped: Mapping[int, int], key: str) -> None:
-        for inst in instances:
-            structures[reg.names[inst.cls]][key] += 1
-        for c, n in dropped.items():
-            structures[reg.names[c]]["dropped_small"] += n
-
-    # Slices
-    step = int(options["step"])
-    for plane in options["planes"]:
-        layout = sl.plane_layout(geom, plane)
-        todo = list(range(0, layout.n_slices, step))
-        if split_opts["mode"] == "slab":
-            normal_spacing = geom.spacing_xyz[layout.normal_axis]
-            per_slab = max(1, round(float(split_opts["slab_mm"]) / normal_spacing))
-            slab_of = slab_splits(layout.n_slices // per_slab + 1, split_opts["fractions"])
-            split_of = {i: slab_of[i // per_slab] for i in todo}
-        else:
-            split_of = dict.fromkeys(todo, study_split)
-        stats = {"slices": len(todo), "written": 0, "empty_skipped": 0, "instances": 0, "dropped_small": 0}
-        items = sl.iter_slices(
-            image,
-            labels,
-            geom,
-            layout,
-            lut,
-            window,
-            step=step,
-            min_area_px=float(options["slice"]["min_area_px"]),
-        )
-        for res in tqdm(items, total=len(todo), desc=f"{spec.name} {plane}", disable=not progress, leave=False):
-            if not res.classes_present and options["slice"]["skip_empty"]:
-                stats["empty_skipped"] += 1
-                continue
-            split = split_of[res.index]
-            stem = f"{spec.name}_{plane}_{res.index:04d}"
-            sidecar = {
-                "kind": "slice",
-                **base,
-                "plane": plane,
-                "index": res.index,
-                "step": step,
-                "axis": layout.normal_axis,
-                "image_size_wh": [layout.width, layout.height],
-                "pixel_to_world": layout.pixel_to_world(geom, res.index).tolist(),
-            }
-            _write_item(root, split, stem, res.pixels, res.instances, sidecar)
-            tally(res.instances, res.dropped_small, "slice_instances")
-            stats["written"] += 1
-            stats["instances"] += len(res.instances)
-            stats["dropped_small"] += sum(res.dropped_small.values())
-            per_split[split] += 1
-        report["planes"][plane] = stats
-
-    # DRRs
-    if options["views"]:
-        report["views"] = _convert_drrs(
-            spec, root, options, reg, image, classes_kji, geom, base, study_split, tally, per_split, progress
-        )
-    report["structures"] = structures
-    report["images_per_split"] = per_split
-    report["split"] = study_split if split_opts["mode"] == "study" else "slab"
-    write_json_atomic(root / "studies" / f"{spec.name}.json", report)
-    return report
+    per_class = np.bincount(lut[mapped], weights=counts[mapped], minlength=registry.nc)
+    return _StudyVolume(
+        geometry=VolumeGeometry.from_image(study.image),
+        image_kji=image,
+        labels_kji=labels,
+        classes_kji=classes_kji,
+        lut=lut,
+        notes=study.notes,
+        unmapped=unmapped,
+        voxels={registry.names[c]: int(v) for c, v in enumerate(per_class) if v > 0},
+        scheme_detected=scheme,
+    )
 
 
-def _pose_split(k: int, n_poses: int, split_opts: Mapping[str, Any], study_split: str) -> str:
+def _convert_plane(
+    study: str,
+    plane: str,
+    vol: _StudyVolume,
+    options: CtOptions,
+    base: Mapping[str, Any],
+    study_split: str,
+    writer: _StudyWriter,
+    progress: bool,
+) -> dict[str, int]:
+    """Write every ``step``-th slice of one plane; return the plane's accounting."""
+    from tqdm import tqdm
+
+    from yolo_spine.ct import slices as sl
+
+    geom, step, split = vol.geometry, options.step, options.split
+    layout = sl.plane_layout(geom, plane)
+    todo = list(range(0, layout.n_slices, step))
+    if split.mode == "slab":
+        per_slab = max(1, round(split.slab_mm / geom.spacing_xyz[layout.normal_axis]))
+        slab_of = slab_splits(layout.n_slices // per_slab + 1, dataclasses.asdict(split.fractions))
+        split_of = {i: slab_of[i // per_slab] for i in todo}
+    else:
+        split_of = dict.fromkeys(todo, study_split)
+    stats = {"slices": len(todo), "written": 0, "empty_skipped": 0, "instances": 0, "dropped_small": 0}
+    window = (options.window.center, options.window.width)
+    items = sl.iter_slices(
+        vol.image_kji, vol.labels_kji, geom, layout, vol.lut, window, step=step, min_area_px=options.slice.min_area_px
+    )
+    for res in tqdm(items, total=len(todo), desc=f"{study} {plane}", disable=not progress, leave=False):
+        if not res.classes_present and options.slice.skip_empty:
+            stats["empty_skipped"] += 1
+            continue
+        sidecar = {
+            "kind": "slice",
+            **base,
+            "plane": plane,
+            "index": res.index,
+            "step": step,
+            "axis": layout.normal_axis,
+            "image_size_wh": [layout.width, layout.height],
+            "pixel_to_world": layout.pixel_to_world(geom, res.index).tolist(),
+        }
+        stem = f"{study}_{plane}_{res.index:04d}"
+        writer.write(split_of[res.index], stem, res.pixels, res.instances, res.dropped_small, sidecar, "slice")
+        stats["written"] += 1
+        stats["instances"] += len(res.instances)
+        stats["dropped_small"] += sum(res.dropped_small.values())
+    return stats
+
+
+def _pose_split(k: int, n_poses: int, split: SplitOptions, study_split: str) -> str:
     """Split of DRR pose ``k`` (0 = the canonical view).
 
     By study, or in slab mode: the canonical view to test and random poses interleaved over the splits.
     """
-    if split_opts["mode"] != "slab":
+    if split.mode != "slab":
         return study_split
     if k == 0:
         return "test"
-    return slab_splits(n_poses, split_opts["fractions"])[k - 1]
+    return slab_splits(n_poses, dataclasses.asdict(split.fractions))[k - 1]
 
 
 def _convert_drrs(
-    spec: StudySpec,
-    root: Path,
-    options: Mapping[str, Any],
-    reg: AnatomyRegistry,
-    image: np.ndarray,
-    classes_kji: np.ndarray,
-    geom: VolumeGeometry,
+    study: str,
+    vol: _StudyVolume,
+    options: CtOptions,
     base: Mapping[str, Any],
     study_split: str,
-    tally: Any,
-    per_split: dict[str, int],
+    writer: _StudyWriter,
     progress: bool,
 ) -> dict[str, Any]:
+    """Render and write the DRRs of every view: the canonical pose, then ``poses`` random ones around it.
+
+    Returns:
+        Per view: images, instances, components dropped as too small (and, with realism, structures clipped or
+        dropped where collimation or a marker hides them) and the classes no view shows.
+    """
     from tqdm import tqdm
 
     from yolo_spine.ct import drr as drr_mod
     from yolo_spine.ct import realism as realism_mod
-    from yolo_spine.geometry import mask_to_polygons
 
-    d = options["drr"]
-    preset = realism_mod.load_preset(options["realism"]["preset"])
+    d, geom = options.drr, vol.geometry
+    preset = realism_mod.load_preset(options.realism.preset)
     materials = None
     if preset.enabled:  # thresholds are fixed per preset: the material volumes are built once per study
         v = preset.values
-        materials = realism_mod.material_densities(image, v["air_max_hu"], v["bone_min_hu"])
-    size = int(d["size"])
+        materials = realism_mod.material_densities(vol.image_kji, v["air_max_hu"], v["bone_min_hu"])
     det = drr_mod.DrrGeometry(
-        size=size,
-        sdd_mm=float(d["sdd_mm"]),
-        sod_mm=float(d["sdd_mm"]) * float(d["sod_fraction"]),
-        orthographic=bool(d["orthographic"]),
-        margin=float(d["margin"]),
+        size=d.size, sdd_mm=d.sdd_mm, sod_mm=d.sdd_mm * d.sod_fraction, orthographic=d.orthographic, margin=d.margin
     )
     renderer = drr_mod.Renderer(
-        image,
-        classes_kji,
+        vol.image_kji,
+        vol.classes_kji,
         geom,
-        n_samples=int(d["n_samples"]),
-        bone_hu=float(d["bone_hu"]),
-        threads=int(d["threads"]),
-        backend=str(d["backend"]),
-        device=str(d["device"]),
+        n_samples=d.n_samples,
+        bone_hu=d.bone_hu,
+        threads=d.threads,
+        backend=d.backend,
+        device=d.device,
         materials=materials,
     )
     center_ijk = (np.asarray(geom.size_xyz, float) - 1.0) / 2.0
     iso = (geom.ijk_to_world() @ np.r_[center_ijk, 1.0])[:3]
-    n_poses = int(options["poses"])
-    rot_max = np.asarray(d["pose_rot_deg"], float)
-    trans_max = np.asarray(d["pose_trans_mm"], float)
-    percentiles = tuple(float(x) for x in d["display_percentiles"])
-    scale = np.array([size, size], dtype=np.float64)
     views: dict[str, Any] = {}
-    jobs = [(v, k) for v in options["views"] for k in range(n_poses + 1)]
     canonical = {}
-    for view, k in tqdm(jobs, desc=f"{spec.name} DRR", disable=not progress, leave=False):
+    jobs = [(v, k) for v in options.views for k in range(options.poses + 1)]
+    for view, k in tqdm(jobs, desc=f"{study} DRR", disable=not progress, leave=False):
         stats = views.setdefault(
             view,
             {"images": 0, "instances": 0, "dropped_small": 0, "classes_missing": []}
@@ -564,69 +584,80 @@ def _convert_drrs(
         )
         pose = {"rot_deg": [0.0, 0.0, 0.0], "trans_mm": [0.0, 0.0, 0.0]}
         if k == 0:
-            cam = drr_mod.make_camera(geom, det, view, iso)
-            canonical[view] = cam
+            cam = canonical[view] = drr_mod.make_camera(geom, det, view, iso)
         else:
-            rng = np.random.default_rng(int(_unit_hash(spec.name, view, k, options["split"]["seed"]) * 2**63))
-            rot = rng.uniform(-1.0, 1.0, 3) * rot_max
-            trans = rng.uniform(-1.0, 1.0, 3) * trans_max
+            rot, trans = _random_pose(study, view, k, options)
             pose = {"rot_deg": rot.tolist(), "trans_mm": trans.tolist()}
             cam = drr_mod.make_camera(
                 geom, det, view, iso, drr_mod.rotation_xyz_deg(rot), trans, intrinsics_from=canonical[view]
             )
-        stem = f"{spec.name}_drr_{view}_p{k:03d}"
-        masks = renderer.render_masks(cam, size)
-        extra: dict[str, Any] = {}
-        if preset.enabled:
-            look = _realistic(renderer, preset, options, cam, det, size, view, stem)
-            pixels = look.pixels
-            extra["realism"] = look.record
-            masks, hidden = _clip_hidden(masks, look.visible, float(d["min_area_px"]))
-            stats["clipped_hidden"] += hidden["clipped"]
-            stats["dropped_hidden"] += hidden["dropped"]
-        else:
-            pixels = drr_mod.display_radiograph(renderer.render_image(cam, size), percentiles)
-        instances: list[SegInstance] = []
-        dropped: dict[int, int] = {}
-        for cls, mask in masks.items():
-            polys, small = mask_to_polygons(mask, min_area_px=float(d["min_area_px"]))
-            if small:
-                dropped[cls] = len(small)
-            instances += [SegInstance(cls=cls, polygon_xy_norm=p / scale) for p in polys]
+        stem = f"{study}_drr_{view}_p{k:03d}"
+        pixels, masks, extra = _render_view(renderer, preset, options, cam, det, view, stem, stats)
+        instances, dropped = _drr_instances(masks, d.size, d.min_area_px)
         if k == 0:
-            stats["classes_missing"] = [reg.names[c] for c in renderer.classes if c not in masks]
-        split = _pose_split(k, n_poses, options["split"], study_split)
+            stats["classes_missing"] = [writer.registry.names[c] for c in renderer.classes if c not in masks]
         sidecar = {
             "kind": "drr",
             **base,
             "view": view,
             "pose": k,
             "pose_offset": pose,
-            "image_size_wh": [size, size],
+            "image_size_wh": [d.size, d.size],
             "camera": cam.to_json(),
             **extra,
         }
-        _write_item(root, split, stem, pixels, instances, sidecar)
-        tally(instances, dropped, "drr_instances")
+        split = _pose_split(k, options.poses, options.split, study_split)
+        writer.write(split, stem, pixels, instances, dropped, sidecar, "drr")
         stats["images"] += 1
         stats["instances"] += len(instances)
         stats["dropped_small"] += sum(dropped.values())
-        per_split[split] += 1
     return views
 
 
-def _realistic(renderer, preset, options, cam, det, size: int, view: str, stem: str):
+def _render_view(
+    renderer: Any,
+    preset: Any,
+    options: CtOptions,
+    cam: Any,
+    det: Any,
+    view: str,
+    stem: str,
+    stats: dict[str, Any],
+) -> tuple[np.ndarray, dict[int, np.ndarray], dict[str, Any]]:
+    """One view's 8-bit radiograph, its label masks and the sidecar's extra keys (``realism``, when enabled).
+
+    Clean DRRs are the line integrals through the ``drr.display_percentiles`` window; with realism, the image
+    goes through the physics chain and masks are cut to what collimation and markers leave visible (counted
+    in ``stats``).
+    """
+    from yolo_spine.ct import drr as drr_mod
+
+    size = options.drr.size
+    masks = renderer.render_masks(cam, size)
+    if not preset.enabled:
+        pixels = drr_mod.display_radiograph(renderer.render_image(cam, size), options.drr.display_percentiles)
+        return pixels, masks, {}
+    look = _realistic(renderer, preset, options, cam, det, size, view, stem)
+    masks, hidden = _clip_hidden(masks, look.visible, options.drr.min_area_px)
+    stats["clipped_hidden"] += hidden["clipped"]
+    stats["dropped_hidden"] += hidden["dropped"]
+    return look.pixels, masks, {"realism": look.record}
+
+
+def _realistic(
+    renderer: Any, preset: Any, options: CtOptions, cam: Any, det: Any, size: int, view: str, stem: str
+) -> Any:
     """One view through the realism chain (``ct.realism``), seeded by ``realism.seed`` and the image's stem."""
     from yolo_spine.ct import realism as realism_mod
 
-    rng = realism_mod.image_rng(int(options["realism"]["seed"]), stem)
+    rng = realism_mod.image_rng(options.realism.seed, stem)
     params = realism_mod.draw_parameters(preset, rng)
     pixel_mm = 1.0 / float(cam.K[0, 0]) * (1.0 if det.orthographic else det.sdd_mm)
     magnification = 1.0 if det.orthographic else det.sdd_mm / det.sod_mm
     look = realism_mod.apply_realism(
         renderer.render_materials(cam, size), params, pixel_mm, magnification, "R" if view == "ap" else "L", rng
     )
-    look.record = {"preset": preset.name, "seed": int(options["realism"]["seed"]), **look.record}
+    look.record = {"preset": preset.name, "seed": options.realism.seed, **look.record}
     return look
 
 
@@ -653,6 +684,34 @@ def _clip_hidden(
     return out, counts
 
 
+def _random_pose(study: str, view: str, k: int, options: CtOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation (degrees about L-R, A-P, S-I) and isocentre shift (mm) of random pose ``k`` of a view.
+
+    Seeded by the study, view, pose and split seed alone, so every machine draws the same pose.
+    """
+    rng = np.random.default_rng(int(_unit_hash(study, view, k, options.split.seed) * 2**63))
+    rot = rng.uniform(-1.0, 1.0, 3) * np.asarray(options.drr.pose_rot_deg, float)
+    trans = rng.uniform(-1.0, 1.0, 3) * np.asarray(options.drr.pose_trans_mm, float)
+    return rot, trans
+
+
+def _drr_instances(
+    masks: Mapping[int, np.ndarray], size: int, min_area_px: float
+) -> tuple[list[SegInstance], dict[int, int]]:
+    """Polygons of each class's projected mask (normalised to the detector), and components dropped per class."""
+    from yolo_spine.geometry import mask_to_polygons
+
+    scale = np.array([size, size], dtype=np.float64)
+    instances: list[SegInstance] = []
+    dropped: dict[int, int] = {}
+    for cls, mask in masks.items():
+        polys, small = mask_to_polygons(mask, min_area_px=min_area_px)
+        if small:
+            dropped[cls] = len(small)
+        instances += [SegInstance(cls=cls, polygon_xy_norm=p / scale) for p in polys]
+    return instances, dropped
+
+
 def _detect_scheme(reg: AnatomyRegistry, labels: np.ndarray, spec: StudySpec) -> str:
     """The label-id scheme of a study's label map, recognised from its ids (no ``label_scheme`` configured)."""
     found = detect_label_scheme(reg, np.flatnonzero(np.bincount(labels.ravel().astype(np.int64))))
@@ -666,16 +725,18 @@ def _detect_scheme(reg: AnatomyRegistry, labels: np.ndarray, spec: StudySpec) ->
     return found.scheme
 
 
+# ------------------------------------------------------------------------------------------------- the run
+
+
 def ct2yolo(
     out: str | Path,
+    options: CtOptions | None = None,
     *,
     volume: str | Path | None = None,
     labels: str | Path | None = None,
     study_list: str | Path | None = None,
     study: str | None = None,
-    anatomy: str = "spine",
-    preset: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
+    anatomy: str | Path | AnatomyRegistry = "spine",
     transform: str | Path | None = None,
     resample_labels: bool = False,
     label_map: str | Path | None = None,
@@ -684,18 +745,23 @@ def ct2yolo(
     overwrite: bool = False,
     progress: bool = True,
     batch: BatchOptions | None = None,
+    **option_values: Any,
 ) -> dict[str, Any]:
     """Convert one study (``volume`` + ``labels``) or a CSV list of studies into a YOLO-seg dataset.
 
+    Steps: resolve the options and the anatomy once, list and name the studies, convert each study not done yet
+    through the study ledger (:mod:`yolo_spine.ct.batch`, on any executor), assemble the dataset with
+    ``data.yaml`` and the run manifest in a temporary folder, move it into place.
+
     Args:
         out: Output dataset folder (written to a temporary folder, moved into place at the end).
+        options: The ``ct`` options (:class:`~yolo_spine.ct.options.CtOptions`); ``None``: ``default.yaml`` ←
+            the anatomy's preset ``configs/ct/<anatomy>.yaml`` when it exists.
         volume: CT file or DICOM folder (with ``labels``).
         labels: Label map for ``volume``.
         study_list: CSV with ``volume,labels[,transform][,study]`` instead of one study.
         study: Name of the single study (default: a pseudonym from the volume's content; see the module docstring).
-        anatomy: Registry (``spine``, ``teeth``, ``brain`` or a YAML path).
-        preset: CT preset name/YAML (default: ``configs/ct/<anatomy>.yaml`` when it exists).
-        overrides: Option overrides (``planes``, ``step``, ``views``, ``poses``, ``window`` …).
+        anatomy: Registry (``spine``, ``teeth``, ``brain``, a YAML path, or a loaded registry).
         transform: ITK transform file for the single study.
         resample_labels: Resample labels onto the volume grid when the geometry disagrees.
         label_map: File mapping label ids to class names (overrides the registry's scheme).
@@ -705,7 +771,10 @@ def ct2yolo(
         overwrite: Replace an existing ``out``.
         progress: Progress bars.
         batch: Executor, workers, per-study CPUs/memory, retries, ``redo`` and ``skip_failed`` (see
-            :mod:`yolo_spine.ct.batch`); default: the local executor with ``workers``.
+            :mod:`yolo_spine.ct.batch`; none of them changes a byte of the dataset); default: the local executor
+            with ``workers``.
+        **option_values: Options by key, applied over ``options`` (``planes=["axial"]``, ``views=[]``,
+            ``drr={"size": 256}``, ``**{"split.mode": "slab"}``).
 
     Returns:
         The manifest written to ``out/manifest.json``, plus ``ledger``: this run's done/skipped/failed studies
@@ -715,91 +784,139 @@ def ct2yolo(
         UserError: Bad options or inputs, two studies with one id, an existing output or study map, a study that
             failed every attempt (without ``batch.skip_failed``).
     """
-    reg = load_registry(anatomy)
-    options = resolve_options(anatomy, preset, overrides)
+    registry = anatomy if isinstance(anatomy, AnatomyRegistry) else load_registry(anatomy)
+    if options is None:
+        opts = CtOptions.for_anatomy(anatomy, flags=option_values)
+    else:
+        opts = resolve_options(CtOptions, options, option_values)
+    _check_drr_device(opts)
     final = Path(out).resolve()
     map_path = _check_study_map(study_map, final, overwrite) if study_map is not None else None
-    if study_list is not None:
-        if volume is not None or labels is not None:
-            raise UserError("give either --volume/--labels or --csv, not both")
-        specs = read_study_list(Path(study_list))
-    else:
-        if volume is None or labels is None:
-            raise UserError("give --volume and --labels (or --csv with a list of studies)")
-        specs = [
-            StudySpec(
-                volume=Path(volume),
-                labels=Path(labels),
-                name=_safe(study) if study else "",
-                transform=Path(transform) if transform else None,
-            )
-        ]
-    if label_map is not None:
-        class_of_id = read_label_map(Path(label_map), reg)
-        scheme = f"file:{Path(label_map).name}"
-    else:
-        scheme = options["label_scheme"]  # None: recognised per study from its label ids
-        class_of_id = reg.label_id_map(scheme) if scheme else None
-    specs = name_studies(specs, str(options["study_id_salt"]))
+    specs = _study_specs(volume, labels, study_list, study, transform)
+    class_of_id, scheme = _class_of_id(registry, opts, label_map)
+    specs = name_studies(specs, opts.study_id_salt)
     batch = batch or BatchOptions(workers=workers)
-    in_process = batch.executor == "local" and batch.workers == 1
     write = functools.partial(
         _write_study,
-        options=options,
-        anatomy=anatomy,
+        options=opts,
+        registry=registry,
         class_of_id=class_of_id,
         resample_labels=resample_labels,
-        progress=progress and in_process,
+        progress=progress and batch.executor == "local" and batch.workers == 1,
     )
-    digest = options_hash(
-        {
-            "options": options,
-            "anatomy": reg.name,
-            "classes": list(reg.names),
-            "class_of_id": class_of_id,
-            "resample_labels": resample_labels,
-            "yolo_spine": __version__,
-        }
-    )
+    digest = _options_digest(opts, registry, class_of_id, resample_labels)
     ledger, summary, done = convert_batch(specs, final, write, digest, batch, overwrite=overwrite, progress=progress)
     with atomic_output(final, overwrite) as tmp:
         reports = assemble(ledger, done, tmp, SPLITS)
-        write_data_yaml(tmp, final, reg.names_dict, reg.name)
-        totals = dict.fromkeys(SPLITS, 0)
-        for r in reports:
-            for s in SPLITS:
-                totals[s] += r["images_per_split"][s]
-        manifest = run_manifest(
-            "ct2yolo",
-            {**options, "anatomy": reg.name, "label_scheme": scheme, "study_map": map_path},
-            hidden_names=_hidden_names(specs),
-            extra={
-                "anatomy": reg.name,
-                "created_by": f"yolo_spine ct2yolo {__version__}",
-                "kind": "ct2yolo",
-                "studies": [
-                    {
-                        "study": r["study"],
-                        "study_id": r["study_id"],
-                        "inputs": r["inputs"],
-                        "split": r["split"],
-                        "images_per_split": r["images_per_split"],
-                        "label_scheme": r.get("label_scheme_detected", scheme),
-                        "unmapped_label_ids": r["unmapped_label_ids"],
-                        "structures": r["structures"],
-                    }
-                    for r in reports
-                ],
-                "images_per_split": totals,
-                # listed only when --skip-failed left them out: a dataset never drops a study silently
-                **({"failed_studies": failure_reasons(summary, specs)} if summary.failed else {}),
-            },
+        write_data_yaml(tmp, final, registry.names_dict, registry.name)
+        run = {**opts.record(), "anatomy": registry.name, "label_scheme": scheme, "study_map": map_path}
+        manifest = _manifest(
+            reports, specs, registry, scheme, run, failure_reasons(summary, specs) if summary.failed else None
         )
         write_json_atomic(tmp / "manifest.json", manifest)
         if map_path is not None:  # inside the block: no key file for a dataset that was never written
             _write_study_map(map_path, specs, overwrite)
     finish(ledger)
     return {**manifest, "ledger": summary_record(summary)}
+
+
+def _options_digest(
+    options: CtOptions, registry: AnatomyRegistry, class_of_id: dict[int, str] | None, resample_labels: bool
+) -> str:
+    """Hash of everything that shapes a study's outputs: the ledger redoes a study when it changes."""
+    return options_hash(
+        {
+            "options": options.values(),
+            "anatomy": registry.name,
+            "classes": list(registry.names),
+            "class_of_id": class_of_id,
+            "resample_labels": resample_labels,
+            "yolo_spine": __version__,
+        }
+    )
+
+
+def _study_specs(
+    volume: str | Path | None,
+    labels: str | Path | None,
+    study_list: str | Path | None,
+    study: str | None,
+    transform: str | Path | None,
+) -> list[StudySpec]:
+    """The studies to convert: the CSV's rows, or the single ``volume`` + ``labels`` (not named yet).
+
+    Raises:
+        UserError: Both a single study and a list, or neither.
+    """
+    if study_list is not None:
+        if volume is not None or labels is not None:
+            raise UserError("give either --volume/--labels or --csv, not both")
+        return read_study_list(Path(study_list))
+    if volume is None or labels is None:
+        raise UserError("give --volume and --labels (or --csv with a list of studies)")
+    return [
+        StudySpec(
+            volume=Path(volume),
+            labels=Path(labels),
+            name=_safe(study) if study else "",
+            transform=Path(transform) if transform else None,
+        )
+    ]
+
+
+def _class_of_id(
+    registry: AnatomyRegistry, options: CtOptions, label_map: str | Path | None
+) -> tuple[dict[int, str] | None, str | None]:
+    """Source label id → class name (``None``: recognised per study) and the scheme's name for the records."""
+    if label_map is not None:
+        return read_label_map(Path(label_map), registry), f"file:{Path(label_map).name}"
+    scheme = options.label_scheme  # None: recognised per study from its label ids
+    return (registry.label_id_map(scheme) if scheme else None), scheme
+
+
+def _manifest(
+    reports: list[dict[str, Any]],
+    specs: list[StudySpec],
+    registry: AnatomyRegistry,
+    scheme: str | None,
+    record: dict[str, Any],
+    failed: Any = None,
+) -> dict[str, Any]:
+    """The run manifest: options, per-study accounting (inputs by SHA-256 for pseudonymous studies), totals.
+
+    ``failed``: the studies ``--skip-failed`` left out, with their reasons (listed: a dataset never drops a study
+    silently); ``None`` when every study is in.
+    """
+    totals = dict.fromkeys(SPLITS, 0)
+    for r in reports:
+        for s in SPLITS:
+            totals[s] += r["images_per_split"][s]
+    studies = [
+        {
+            "study": r["study"],
+            "study_id": r["study_id"],
+            "inputs": r["inputs"],
+            "split": r["split"],
+            "images_per_split": r["images_per_split"],
+            "label_scheme": r.get("label_scheme_detected", scheme),
+            "unmapped_label_ids": r["unmapped_label_ids"],
+            "structures": r["structures"],
+        }
+        for r in reports
+    ]
+    return run_manifest(
+        "ct2yolo",
+        record,
+        hidden_names=_hidden_names(specs),
+        extra={
+            "anatomy": registry.name,
+            "created_by": f"yolo_spine ct2yolo {__version__}",
+            "kind": "ct2yolo",
+            "studies": studies,
+            "images_per_split": totals,
+            **({"failed_studies": failed} if failed is not None else {}),
+        },
+    )
 
 
 def _write_study(spec: StudySpec, root: Path, **kwargs: Any) -> None:

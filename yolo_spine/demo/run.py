@@ -73,7 +73,7 @@ def _run_stages(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
     stage("fetch")
     log.info("demo: [2/7] ct2yolo: %s slices and AP/lateral DRRs with random poses", "+".join(opts["ct"]["planes"]))
     ds = out / "dataset"
-    ct2yolo(ds, volume=ex.volume, labels=ex.labels, study="lidc0001", anatomy="spine", overrides=opts["ct"])
+    ct2yolo(ds, volume=ex.volume, labels=ex.labels, study="lidc0001", anatomy="spine", **opts["ct"])
     stage("ct2yolo")
     log.info("demo: [3/7] train YOLO11n-seg from scratch: %d epochs at %d px", opts["epochs"], opts["imgsz"])
     tr = train(

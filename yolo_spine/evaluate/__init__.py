@@ -5,11 +5,4 @@
 * :mod:`yolo_spine.evaluate.eval3d` — reads label maps (NIfTI, MHA, NRRD) or centroid JSON files, maps label ids
   onto registry classes, resamples a prediction onto the ground-truth grid, scores every class.
 * :mod:`yolo_spine.evaluate.report` — writes ``metrics.csv``, ``metrics.json`` and ``metrics.md``.
-
-The defaults below are the command's defaults too (kept here so that ``commands`` imports nothing heavy).
 """
-
-#: Default tolerance of the normalised surface Dice, mm.
-DEFAULT_TOLERANCE_MM = 2.0
-#: VerSe's identification distance: a landmark further than this from its ground truth is not identified, mm.
-VERSE_MAX_DIST_MM = 20.0

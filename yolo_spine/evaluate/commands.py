@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_out, add_record_paths, say
-from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
+from yolo_spine._cli_common import add_command, add_config, add_out, add_record_paths, say, stage_options
+
+if TYPE_CHECKING:
+    from yolo_spine.evaluate.options import Eval3dOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,11 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_out(p, help="metrics CSV path (metrics.json and metrics.md are written beside it)")
     add_record_paths(p)
+    add_config(p, "eval3d")
     p.add_argument(
-        "--tolerance-mm",
-        type=float,
-        default=DEFAULT_TOLERANCE_MM,
-        help="tolerance of the normalised surface Dice and boundary F1, mm",
+        "--tolerance-mm", type=float, help="tolerance of the normalised surface Dice and boundary F1, mm (default: 2)"
     )
     p.add_argument(
         "--gt-scheme",
@@ -57,26 +58,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--landmarks", action="store_true", help="also score class centroids: identification rate and errors (mm)"
     )
-    p.add_argument(
-        "--max-dist-mm", type=float, default=VERSE_MAX_DIST_MM, help="identification distance limit (VerSe: 20)"
+    p.add_argument("--max-dist-mm", type=float, help="identification distance limit (default: 20, as VerSe)")
+
+
+def _eval3d_options(args: argparse.Namespace) -> Eval3dOptions:
+    from yolo_spine.evaluate.options import Eval3dOptions
+
+    return stage_options(
+        Eval3dOptions,
+        args,
+        tolerance_mm=args.tolerance_mm,
+        max_dist_mm=args.max_dist_mm,
+        landmarks=True if args.landmarks else None,
+        gt_scheme=args.gt_scheme,
+        pred_scheme=args.pred_scheme,
     )
 
 
 def _eval3d(args: argparse.Namespace) -> int:
+    options = _eval3d_options(args)  # checked before SimpleITK and MONAI are imported
     from yolo_spine.evaluate.eval3d import run_eval3d
 
     result, paths = run_eval3d(
-        args.pred,
-        args.gt,
-        args.anatomy,
-        args.out,
-        overwrite=args.overwrite,
-        tolerance_mm=args.tolerance_mm,
-        gt_scheme=args.gt_scheme,
-        pred_scheme=args.pred_scheme,
-        landmarks=args.landmarks,
-        max_dist_mm=args.max_dist_mm,
-        progress=not args.quiet,
+        args.pred, args.gt, args.anatomy, args.out, options, overwrite=args.overwrite, progress=not args.quiet
     )
     opts = result.options
     read = [
@@ -92,7 +96,7 @@ def _eval3d(args: argparse.Namespace) -> int:
         say(
             f"{m.n_gt_classes} ground-truth classes ({m.n_gt_classes_predicted} predicted): "
             f"mean Dice {_f(m.values['dice'], 3)}, HD95 {_f(m.values['hd95_mm'], 2)} mm, "
-            f"ASSD {_f(m.values['assd_mm'], 2)} mm, NSD@{args.tolerance_mm:g}mm {_f(m.values['nsd'], 3)}"
+            f"ASSD {_f(m.values['assd_mm'], 2)} mm, NSD@{options.tolerance_mm:g}mm {_f(m.values['nsd'], 3)}"
         )
     if result.landmarks is not None:
         lm = result.landmarks

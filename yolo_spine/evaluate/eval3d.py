@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from yolo_spine.errors import DataError, UserError
-from yolo_spine.evaluate import DEFAULT_TOLERANCE_MM, VERSE_MAX_DIST_MM
 from yolo_spine.evaluate.metrics import (
     HD_PERCENTILE,
     Eval3dResult,
@@ -42,6 +41,8 @@ from yolo_spine.evaluate.metrics import (
     label_map_metrics,
     mean_metrics,
 )
+from yolo_spine.evaluate.options import Eval3dOptions
+from yolo_spine.options import resolve_options
 from yolo_spine.registry import CLASS_ID_SCHEME, AnatomyRegistry, detect_label_scheme, load_registry
 
 if TYPE_CHECKING:
@@ -158,7 +159,9 @@ def _read_json_or_none(path: Path) -> Any:
         return None
 
 
-def resolve_anatomy(anatomy: str | Path | None, pred: str | Path, gt: str | Path) -> tuple[AnatomyRegistry, str]:
+def resolve_anatomy(
+    anatomy: str | Path | AnatomyRegistry | None, pred: str | Path, gt: str | Path
+) -> tuple[AnatomyRegistry, str]:
     """Decide the anatomy: the one given, else the one ``lift`` recorded for the prediction (or ground truth).
 
     Returns:
@@ -174,7 +177,7 @@ def resolve_anatomy(anatomy: str | Path | None, pred: str | Path, gt: str | Path
                 "give --anatomy (spine, teeth, brain or a registry YAML): neither input has a lift record naming it"
             )
         return load_registry(recorded[0][1]), "lift record"
-    reg = load_registry(anatomy)
+    reg = anatomy if isinstance(anatomy, AnatomyRegistry) else load_registry(anatomy)
     for path, name in recorded:
         if name != reg.name:
             raise UserError(f"{Path(path).name} was lifted as anatomy '{name}', not '{reg.name}'; fix --anatomy")
@@ -344,13 +347,6 @@ def read_centroids_json(path: str | Path, reg: AnatomyRegistry, what: str = "lan
 # --------------------------------------------------------------------------------------------------- evaluation
 
 
-def _check_options(tolerance_mm: float, max_dist_mm: float) -> None:
-    if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
-        raise UserError(f"--tolerance-mm must be a finite number >= 0, not {tolerance_mm}")
-    if not (math.isfinite(max_dist_mm) and max_dist_mm > 0):
-        raise UserError(f"--max-dist-mm must be a positive number, not {max_dist_mm}")
-
-
 def label_scheme_of(
     path: str | Path, image: sitk.Image, reg: AnatomyRegistry, scheme: str | None, what: str, flag: str
 ) -> tuple[str, str]:
@@ -422,27 +418,23 @@ def _load_classes(
 def evaluate_volumes(
     pred_path: str | Path,
     gt_path: str | Path,
-    anatomy: str | Path | None,
-    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+    anatomy: str | Path | AnatomyRegistry | None,
+    options: Eval3dOptions | None = None,
     *,
-    gt_scheme: str | None = None,
-    pred_scheme: str | None = None,
-    landmarks: bool = False,
-    max_dist_mm: float = VERSE_MAX_DIST_MM,
     progress: bool = False,
+    **option_values: Any,
 ) -> Eval3dResult:
     """Score a predicted label map against a ground-truth label map, class by class.
 
     Args:
         pred_path: Predicted label map (NIfTI, MHA/MHD, NRRD).
         gt_path: Ground-truth label map; its grid is the reference.
-        anatomy: Registry name or YAML path (rows follow its class order); ``None``: the one lift recorded.
-        tolerance_mm: Normalised surface Dice tolerance, mm.
-        gt_scheme: Label-id scheme of the ground truth (``None``: lift's record, else recognised from its ids).
-        pred_scheme: Label-id scheme of the prediction (``None``: lift's record, else recognised from its ids).
-        landmarks: Also compute class centroids (world LPS mm), identification rate and centroid errors.
-        max_dist_mm: Identification distance limit (VerSe: 20 mm).
+        anatomy: Registry name, YAML path or loaded registry (rows follow its class order); ``None``: the one
+            lift recorded.
+        options: The ``eval3d`` options (:class:`~yolo_spine.evaluate.options.Eval3dOptions`: ``tolerance_mm``,
+            ``gt_scheme``, ``pred_scheme``, ``landmarks``, ``max_dist_mm``); ``None``: ``configs/eval3d/default.yaml``.
         progress: Show a progress bar over classes.
+        **option_values: Options by key, applied over ``options`` (``tolerance_mm=1.0``, ``gt_scheme="verse"``).
 
     Returns:
         The result; rows are the registry classes present in either map.
@@ -450,13 +442,25 @@ def evaluate_volumes(
     Raises:
         DataError: Unreadable maps, label ids whose scheme is unclear, no class of the anatomy in the ground
             truth, or grids that do not overlap.
-        UserError: No or a contradicted anatomy, an unknown scheme, bad tolerance.
+        UserError: No or a contradicted anatomy, an unknown scheme, a bad option.
     """
-    t0 = time.perf_counter()
-    _check_options(tolerance_mm, max_dist_mm)
+    opts = resolve_options(Eval3dOptions, options, option_values)
     reg, anatomy_source = resolve_anatomy(anatomy, pred_path, gt_path)
+    return _score_volumes(pred_path, gt_path, reg, anatomy_source, opts, progress)
+
+
+def _score_volumes(
+    pred_path: str | Path,
+    gt_path: str | Path,
+    reg: AnatomyRegistry,
+    anatomy_source: str,
+    opts: Eval3dOptions,
+    progress: bool,
+) -> Eval3dResult:
+    """:func:`evaluate_volumes` once the anatomy is decided: read both maps, align the grids, score, locate."""
+    t0 = time.perf_counter()
     gt_img, gt_zyx, gt_unmapped, gt_scheme, gt_source = _load_classes(
-        gt_path, reg, gt_scheme, "ground truth", "--gt-scheme"
+        gt_path, reg, opts.gt_scheme, "ground truth", "--gt-scheme"
     )
     if not gt_zyx.any():
         raise DataError(
@@ -464,35 +468,14 @@ def evaluate_volumes(
             + (f" (all ids unmapped under {gt_scheme}; pass --gt-scheme)" if gt_unmapped else "")
         )
     pred_img, pred_zyx, pred_unmapped, pred_scheme, pred_source = _load_classes(
-        pred_path, reg, pred_scheme, "prediction", "--pred-scheme"
+        pred_path, reg, opts.pred_scheme, "prediction", "--pred-scheme"
     )
     if pred_unmapped and not pred_zyx.any():
         log.warning("no prediction label id names a class of '%s'; is --pred-scheme right?", reg.name)
-
+    pred_on_gt, geometry = _pred_on_gt_grid(pred_img, pred_zyx, gt_img, reg)
     spacing_zyx = tuple(reversed(gt_img.GetSpacing()))
-    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
-    geometry: dict[str, Any] = {"gt_grid": grid_of(gt_img), "pred_grid": grid_of(pred_img), "pred_resampled": False}
-    pred_on_gt = pred_zyx
-    if not same_grid(pred_img, gt_img):
-        sitk = _import_sitk()
-        log.info("prediction grid differs from the ground truth: resampling it, %s", _RESAMPLE_METHOD)
-        before = np.bincount(pred_zyx.ravel(), minlength=reg.nc + 1)
-        pred_on_gt = sitk.GetArrayFromImage(resample_onto(pred_img, gt_img))
-        after = np.bincount(pred_on_gt.ravel(), minlength=reg.nc + 1)
-        pred_voxel_ml = float(np.prod(pred_img.GetSpacing())) / 1000.0
-        geometry.update(
-            pred_resampled=True,
-            resampling=_RESAMPLE_METHOD,
-            pred_volume_ml_before_resampling={
-                reg.names[c]: float(before[c + 1] * pred_voxel_ml) for c in range(reg.nc) if before[c + 1]
-            },
-            pred_volume_ml_after_resampling={
-                reg.names[c]: float(after[c + 1] * voxel_ml) for c in range(reg.nc) if before[c + 1] or after[c + 1]
-            },
-        )
-
     scored = label_map_metrics(
-        pred_on_gt, gt_zyx, spacing_zyx, range(1, reg.nc + 1), tolerance_mm, HD_PERCENTILE, progress=progress
+        pred_on_gt, gt_zyx, spacing_zyx, range(1, reg.nc + 1), opts.tolerance_mm, HD_PERCENTILE, progress=progress
     )
     per_class = {reg.names[v - 1]: m for v, m in sorted(scored.items())}
     result = Eval3dResult(
@@ -504,50 +487,82 @@ def evaluate_volumes(
         geometry=geometry,
         unmapped_labels={"gt": gt_unmapped, "pred": pred_unmapped},
         options=_options(
-            tolerance_mm,
+            opts.tolerance_mm,
             {"anatomy": anatomy_source, "gt_scheme": gt_source, "pred_scheme": pred_source},
             gt_scheme,
             pred_scheme,
-            landmarks,
-            max_dist_mm,
+            opts.landmarks,
+            opts.max_dist_mm,
         ),
         inputs={"pred": str(pred_path), "gt": str(gt_path)},
     )
-    if landmarks:
+    if opts.landmarks:
         names = {c + 1: n for c, n in enumerate(reg.names)}
         gt_ctd = label_centroids_lps_mm(gt_img, names)
         pred_ctd = label_centroids_lps_mm(pred_img, names)  # on its own grid: world points need no resampling
         result.centroids_lps_mm = {"gt": gt_ctd, "pred": pred_ctd}
-        result.landmarks = identification_rate(pred_ctd, gt_ctd, max_dist_mm)
+        result.landmarks = identification_rate(pred_ctd, gt_ctd, opts.max_dist_mm)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _pred_on_gt_grid(
+    pred_img: sitk.Image, pred_zyx: np.ndarray, gt_img: sitk.Image, reg: AnatomyRegistry
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The prediction on the ground-truth grid (resampled if the grids differ) and the result's geometry record."""
+    geometry: dict[str, Any] = {"gt_grid": grid_of(gt_img), "pred_grid": grid_of(pred_img), "pred_resampled": False}
+    if same_grid(pred_img, gt_img):
+        return pred_zyx, geometry
+    sitk = _import_sitk()
+    log.info("prediction grid differs from the ground truth: resampling it, %s", _RESAMPLE_METHOD)
+    voxel_ml = float(np.prod(tuple(reversed(gt_img.GetSpacing())))) / 1000.0  # z·y·x, as before: same last bit
+    before = np.bincount(pred_zyx.ravel(), minlength=reg.nc + 1)
+    pred_on_gt = sitk.GetArrayFromImage(resample_onto(pred_img, gt_img))
+    after = np.bincount(pred_on_gt.ravel(), minlength=reg.nc + 1)
+    pred_voxel_ml = float(np.prod(pred_img.GetSpacing())) / 1000.0
+    geometry.update(
+        pred_resampled=True,
+        resampling=_RESAMPLE_METHOD,
+        pred_volume_ml_before_resampling={
+            reg.names[c]: float(before[c + 1] * pred_voxel_ml) for c in range(reg.nc) if before[c + 1]
+        },
+        pred_volume_ml_after_resampling={
+            reg.names[c]: float(after[c + 1] * voxel_ml) for c in range(reg.nc) if before[c + 1] or after[c + 1]
+        },
+    )
+    return pred_on_gt, geometry
 
 
 def evaluate_landmarks(
     pred_path: str | Path,
     gt_path: str | Path,
-    anatomy: str | Path | None,
-    *,
-    gt_scheme: str | None = None,
-    pred_scheme: str | None = None,
-    max_dist_mm: float = VERSE_MAX_DIST_MM,
+    anatomy: str | Path | AnatomyRegistry | None,
+    options: Eval3dOptions | None = None,
+    **option_values: Any,
 ) -> Eval3dResult:
     """Score landmarks only: each input is a centroid JSON file or a label map (centroids computed from it).
 
     Args:
         pred_path: Predicted centroids (``.json``) or label map.
         gt_path: Ground-truth centroids (``.json``) or label map.
-        anatomy: Registry name or YAML path; ``None``: the one lift recorded.
-        gt_scheme: Label-id scheme of a ground-truth label map (``None``: lift's record, else recognised).
-        pred_scheme: Label-id scheme of a predicted label map (``None``: lift's record, else recognised).
-        max_dist_mm: Identification distance limit (VerSe: 20 mm).
+        anatomy: Registry name, YAML path or loaded registry; ``None``: the one lift recorded.
+        options: The ``eval3d`` options (``gt_scheme``, ``pred_scheme`` and ``max_dist_mm`` are used);
+            ``None``: ``configs/eval3d/default.yaml``.
+        **option_values: Options by key, applied over ``options``.
 
     Returns:
         A result in ``"landmarks"`` mode (no segmentation rows).
     """
-    t0 = time.perf_counter()
-    _check_options(DEFAULT_TOLERANCE_MM, max_dist_mm)
+    opts = resolve_options(Eval3dOptions, options, option_values)
     reg, anatomy_source = resolve_anatomy(anatomy, pred_path, gt_path)
+    return _score_landmarks(pred_path, gt_path, reg, anatomy_source, opts)
+
+
+def _score_landmarks(
+    pred_path: str | Path, gt_path: str | Path, reg: AnatomyRegistry, anatomy_source: str, opts: Eval3dOptions
+) -> Eval3dResult:
+    """:func:`evaluate_landmarks` once the anatomy is decided."""
+    t0 = time.perf_counter()
     names = {c + 1: n for c, n in enumerate(reg.names)}
     unmapped: dict[str, dict[int, int]] = {}
     schemes: dict[str, str | None] = {"gt": None, "pred": None}
@@ -561,19 +576,19 @@ def evaluate_landmarks(
         )
         return label_centroids_lps_mm(image, names)
 
-    gt_ctd = centroids(gt_path, gt_scheme, "ground truth", "gt")
+    gt_ctd = centroids(gt_path, opts.gt_scheme, "ground truth", "gt")
     if not gt_ctd:
         raise DataError(f"the ground truth {gt_path} holds no landmark of anatomy '{reg.name}'")
-    pred_ctd = centroids(pred_path, pred_scheme, "prediction", "pred")
+    pred_ctd = centroids(pred_path, opts.pred_scheme, "prediction", "pred")
     present = set(gt_ctd) | set(pred_ctd)
     return Eval3dResult(
         anatomy=reg.name,
         mode="landmarks",
         classes=[n for n in reg.names if n in present],
-        landmarks=identification_rate(pred_ctd, gt_ctd, max_dist_mm),
+        landmarks=identification_rate(pred_ctd, gt_ctd, opts.max_dist_mm),
         centroids_lps_mm={"gt": gt_ctd, "pred": pred_ctd},
         unmapped_labels=unmapped,
-        options=_options(None, sources, schemes["gt"], schemes["pred"], True, max_dist_mm),
+        options=_options(None, sources, schemes["gt"], schemes["pred"], True, opts.max_dist_mm),
         inputs={"pred": str(pred_path), "gt": str(gt_path)},
         seconds=time.perf_counter() - t0,
     )
@@ -602,33 +617,30 @@ def _options(
 def run_eval3d(
     pred: str | Path,
     gt: str | Path,
-    anatomy: str | Path | None,
+    anatomy: str | Path | AnatomyRegistry | None,
     out: str | Path,
+    options: Eval3dOptions | None = None,
     *,
     overwrite: bool = False,
-    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
-    gt_scheme: str | None = None,
-    pred_scheme: str | None = None,
-    landmarks: bool = False,
-    max_dist_mm: float = VERSE_MAX_DIST_MM,
     progress: bool = False,
+    **option_values: Any,
 ) -> tuple[Eval3dResult, dict[str, Path]]:
     """Evaluate and write ``metrics.csv``, ``metrics.json`` (with a run manifest) and ``metrics.md``.
 
-    Centroid files (``.json``) for either input switch to landmark-only evaluation.
+    Centroid files (``.json``) for either input switch to landmark-only evaluation. The anatomy is resolved
+    once here and passed down.
 
     Args:
         pred: Predicted label map or centroid file.
         gt: Ground-truth label map or centroid file.
-        anatomy: Registry name or YAML path; ``None``: the one lift recorded beside the prediction.
+        anatomy: Registry name, YAML path or loaded registry; ``None``: the one lift recorded beside the prediction.
         out: The CSV path; the JSON and Markdown files take the same name with their own suffix.
+        options: The ``eval3d`` options (:class:`~yolo_spine.evaluate.options.Eval3dOptions`); ``None``:
+            ``configs/eval3d/default.yaml``.
         overwrite: Replace existing outputs.
-        tolerance_mm: NSD tolerance, mm.
-        gt_scheme: Label-id scheme of the ground truth (``None``: lift's record, else recognised from its ids).
-        pred_scheme: Label-id scheme of the prediction (``None``: lift's record, else recognised from its ids).
-        landmarks: Also score centroids of label maps.
-        max_dist_mm: Identification distance limit, mm.
         progress: Progress bar over classes.
+        **option_values: Options by key, applied over ``options`` (``tolerance_mm``, ``gt_scheme``,
+            ``pred_scheme``, ``landmarks``, ``max_dist_mm``).
 
     Returns:
         The result and ``{"csv": ..., "json": ..., "md": ...}`` paths.
@@ -636,26 +648,23 @@ def run_eval3d(
     from yolo_spine.evaluate.report import output_paths, write_reports
     from yolo_spine.provenance import run_manifest
 
+    opts = resolve_options(Eval3dOptions, options, option_values)
     paths = output_paths(out, overwrite)  # refuse existing outputs before any work
+    reg, anatomy_source = resolve_anatomy(anatomy, pred, gt)
     if is_centroid_file(pred) or is_centroid_file(gt):
-        result = evaluate_landmarks(
-            pred, gt, anatomy, gt_scheme=gt_scheme, pred_scheme=pred_scheme, max_dist_mm=max_dist_mm
-        )
+        result = _score_landmarks(pred, gt, reg, anatomy_source, opts)
     else:
-        result = evaluate_volumes(
-            pred,
-            gt,
-            anatomy,
-            tolerance_mm,
-            gt_scheme=gt_scheme,
-            pred_scheme=pred_scheme,
-            landmarks=landmarks,
-            max_dist_mm=max_dist_mm,
-            progress=progress,
-        )
+        result = _score_volumes(pred, gt, reg, anatomy_source, opts, progress)
     manifest = run_manifest(
         "eval3d",
-        {"anatomy": result.anatomy, "out": str(out), "overwrite": overwrite, **result.options},
+        {
+            "anatomy": result.anatomy,
+            "out": str(out),
+            "overwrite": overwrite,
+            **result.options,
+            "config": opts.config_name(),
+            "options_from": opts.record()["options_from"],
+        },
         inputs={"pred": pred, "gt": gt},
         extra={"versions_extra": _extra_versions()},
     )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_out, add_record_paths, say
+from yolo_spine._cli_common import add_command, add_config, add_out, add_record_paths, say, stage_options
 from yolo_spine.layout import PLANES
+
+if TYPE_CHECKING:
+    from yolo_spine.lift.options import LiftOptions
 
 
 def _planes(text: str) -> list[str]:
@@ -47,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-gap", type=int, default=None, help="interpolate across gaps of up to this many slices")
     p.add_argument("--split", default=None, help="only this split of the dataset (e.g. test)")
     p.add_argument("--study", default=None, help="the study to lift when the sidecars hold several")
-    p.add_argument("--config", default=None, help="preset name in configs/lift or a YAML path")
+    add_config(p, "lift")
     p.add_argument(
         "--anatomy",
         default=None,
@@ -55,22 +59,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _lift(args: argparse.Namespace) -> int:
-    from yolo_spine.lift.lift import lift
+def _lift_options(args: argparse.Namespace) -> LiftOptions:
+    from yolo_spine.lift.options import LiftOptions
 
-    result = lift(
-        args.labels_dir,
-        args.out,
-        sidecars=args.sidecars,
-        split=args.split,
-        study=args.study,
-        config=args.config,
-        planes=args.planes,
+    return stage_options(
+        LiftOptions,
+        args,
+        planes=tuple(args.planes) if args.planes else None,
         fusion=args.fusion,
         largest_cc=args.largest_cc,
         order_fix=args.order_fix,
         hull=args.hull,
         max_gap=args.max_gap,
+    )
+
+
+def _lift(args: argparse.Namespace) -> int:
+    options = _lift_options(args)  # checked before SimpleITK and scipy are imported
+    from yolo_spine.lift.lift import lift
+
+    result = lift(
+        args.labels_dir,
+        args.out,
+        options,
+        sidecars=args.sidecars,
+        split=args.split,
+        study=args.study,
         anatomy=args.anatomy,
         overwrite=args.overwrite,
         progress=not args.quiet,

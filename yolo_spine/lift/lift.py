@@ -22,6 +22,8 @@ from yolo_spine.ct.sidecar import VolumeGeometry
 from yolo_spine.errors import UserError
 from yolo_spine.layout import PLANES
 from yolo_spine.lift.io import LiftInputs, read_lift_inputs
+from yolo_spine.lift.options import LiftOptions
+from yolo_spine.options import resolve_options
 from yolo_spine.registry import AnatomyRegistry, load_registry
 
 log = logging.getLogger("yolo_spine")
@@ -72,16 +74,20 @@ def output_paths(out: str | Path) -> dict[str, Path]:
 def lift_slice_inputs(
     inputs: LiftInputs,
     registry: AnatomyRegistry,
-    fusion: str = "vote",
-    background_weight: float = 0.5,
-    max_gap: int | None = None,
-    largest_cc: bool = False,
-    order_fix: bool = False,
-    order_move_penalty: float | None = None,
-    order_skip_cost: float | None = None,
+    options: LiftOptions | None = None,
+    *,
     progress: bool = False,
+    **option_values: Any,
 ) -> tuple[np.ndarray, VolumeGeometry, dict[str, Any]]:
     """Lift and fuse the slice items of ``inputs`` (no files written).
+
+    Args:
+        inputs: What :func:`~yolo_spine.lift.io.read_lift_inputs` read (at least one slice).
+        registry: The anatomy the sidecars were made with.
+        options: The ``lift`` options (``fusion``, ``background_weight``, ``max_gap``, ``largest_cc``,
+            ``order_fix`` and its penalties are used); ``None``: ``configs/lift/default.yaml``.
+        progress: Progress bars.
+        **option_values: Options by key, applied over ``options`` (``fusion="weighted"``).
 
     Returns:
         ``(labels_zyx, geometry, info)``: the fused label map (class id + 1), its grid, and per-plane counts,
@@ -92,26 +98,27 @@ def lift_slice_inputs(
     from yolo_spine.lift.fuse import fuse_planes, mirror_lut_for
     from yolo_spine.lift.slices import lift_plane
 
+    opts = resolve_options(LiftOptions, options, option_values)
     geometry = VolumeGeometry.from_json(inputs.slices[0].sidecar["volume"])
     by_plane: dict[str, list] = {}
     for it in inputs.slices:
         by_plane.setdefault(str(it.sidecar["plane"]), []).append(it)
     order = sorted(by_plane, key=lambda p: PLANES.index(p) if p in PLANES else len(PLANES))
-    maps = [lift_plane(by_plane[p], geometry, registry.nc, max_gap=max_gap, progress=progress) for p in order]
+    maps = [lift_plane(by_plane[p], geometry, registry.nc, max_gap=opts.max_gap, progress=progress) for p in order]
     mirror = mirror_lut_for(registry.mirror_index_map())
-    labels = fuse_planes(maps, fusion, mirror, background_weight)
+    labels = fuse_planes(maps, opts.fusion, mirror, opts.background_weight)
     info: dict[str, Any] = {
         "planes": {m.plane: {**m.counts, "lr_blind": m.lr_blind} for m in maps},
         "largest_cc_removed_voxels": {},
         "order_fix_relabelled": {},
     }
     del maps
-    if largest_cc:
+    if opts.largest_cc:
         removed = largest_component_per_class(labels)
         info["largest_cc_removed_voxels"] = {registry.names[v - 1]: n for v, n in removed.items()}
-    if order_fix:
+    if opts.order_fix:
         info["order_fix_relabelled"] = run_order_fix(
-            labels, geometry, registry, move_penalty=order_move_penalty, skip_cost=order_skip_cost
+            labels, geometry, registry, move_penalty=opts.order_move_penalty, skip_cost=opts.order_skip_cost
         )
     return labels, geometry, info
 
@@ -134,8 +141,8 @@ def _present(labels_zyx: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
     return {names[v - 1]: int(counts[v]) for v in range(1, len(names) + 1) if counts[v]}
 
 
-def registry_for_sidecars(recorded: str, given: str | Path | None) -> AnatomyRegistry:
-    """The registry the sidecars were made with: the recorded shipped name, or the user's YAML of that name.
+def registry_for_sidecars(recorded: str, given: str | Path | AnatomyRegistry | None) -> AnatomyRegistry:
+    """The registry the sidecars were made with: the recorded shipped name, or the user's registry of that name.
 
     ``ct2yolo --anatomy FILE`` records only the registry's ``name``, so a custom registry must be given again.
 
@@ -150,49 +157,55 @@ def registry_for_sidecars(recorded: str, given: str | Path | None) -> AnatomyReg
                 f"the sidecars were made for the anatomy '{recorded}', which is not a shipped registry; "
                 "pass its YAML file with --anatomy"
             ) from None
-    registry = load_registry(given)
+    registry = given if isinstance(given, AnatomyRegistry) else load_registry(given)
     if registry.name != recorded:
         raise UserError(f"--anatomy {given} is '{registry.name}', but the sidecars were made for '{recorded}'")
     return registry
 
 
+@dataclass
+class _Lifted:
+    """What a lift produced so far: the files written, the classes found and the per-step accounting."""
+
+    labels: Path | None = None
+    centroids: Path | None = None
+    classes: dict[str, int] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 def lift(
     labels_dir: str | Path,
     out: str | Path,
+    options: LiftOptions | None = None,
     *,
     sidecars: str | Path | None = None,
     split: str | None = None,
     study: str | None = None,
-    config: str | Path | None = None,
-    planes: list[str] | tuple[str, ...] | None = None,
-    fusion: str | None = None,
-    largest_cc: bool | None = None,
-    order_fix: bool | None = None,
-    hull: bool | None = None,
-    max_gap: int | None = None,
-    anatomy: str | Path | None = None,
+    anatomy: str | Path | AnatomyRegistry | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    **option_values: Any,
 ) -> LiftResult:
     """Lift 2D instances (ground truth or predictions) of one CT study back into 3D and write the results.
+
+    Steps: read the sidecars and labels, refuse existing outputs, lift and fuse the slices into a label map,
+    triangulate the DRR views (and their visual hull), write the run manifest.
 
     Args:
         labels_dir: A ``ct2yolo`` dataset root, or a ``predict --save-txt`` folder (with ``labels/``).
         out: Label-map path (``.nii.gz``, ``.nii``, ``.mha``, ``.nrrd``); ``<out>.json`` and, for DRRs,
             ``<out>.centroids.json`` are written beside it (``<out>`` = the name without its suffix).
+        options: The ``lift`` options (:class:`~yolo_spine.lift.options.LiftOptions`); ``None``:
+            ``configs/lift/default.yaml``.
         sidecars: The ``ct2yolo`` root when ``labels_dir`` holds no sidecars.
         split: Only this split.
         study: The study to lift when the sidecars hold several.
-        config: Preset name or YAML path (``configs/lift``).
-        planes: Slice planes to use (default: all).
-        fusion: ``vote`` or ``weighted``.
-        largest_cc: Keep each class's largest connected component.
-        order_fix: Enforce the registry's anatomical order along the body axis.
-        hull: Write the DRR visual hull as the label map when there are no slices.
-        max_gap: Interpolate across gaps of at most this many slices.
-        anatomy: Registry YAML, needed when ``ct2yolo`` was given its own file (its ``name`` must be the recorded one).
+        anatomy: Registry YAML (or loaded registry), needed when ``ct2yolo`` was given its own file (its ``name``
+            must be the recorded one).
         overwrite: Replace existing outputs.
         progress: Progress bars.
+        **option_values: Options by key, applied over ``options`` (``planes=["axial"]``, ``fusion="weighted"``,
+            ``largest_cc=True``, ``order_fix=True``, ``hull=True``, ``max_gap=2`` …).
 
     Returns:
         The paths written and what was found.
@@ -200,76 +213,28 @@ def lift(
     Raises:
         UserError: Bad options, missing or ambiguous inputs, existing outputs without ``overwrite``.
     """
-    from yolo_spine.config import load_options
-    from yolo_spine.io.atomic import ensure_can_write, write_json_atomic
+    from yolo_spine.io.atomic import write_json_atomic
     from yolo_spine.provenance import run_manifest
 
     t0 = time.perf_counter()
-    opts = load_options(
-        "lift",
-        config,
-        {
-            "planes": list(planes) if planes else None,
-            "fusion": fusion,
-            "largest_cc": largest_cc,
-            "order_fix": order_fix,
-            "hull": hull,
-            "max_gap": max_gap,
-        },
-    )
+    opts = resolve_options(LiftOptions, options, option_values)
     paths = output_paths(out)
-    inputs = read_lift_inputs(
-        labels_dir, sidecars, split=split, study=study, planes=tuple(opts["planes"]) if opts["planes"] else None
-    )
-    writes_volume = bool(inputs.slices) or (bool(inputs.drrs) and bool(opts["hull"]))
-    for key in ("manifest", *(("labels",) if writes_volume else ()), *(("centroids",) if inputs.drrs else ())):
-        ensure_can_write(paths[key], overwrite)
+    inputs = read_lift_inputs(labels_dir, sidecars, split=split, study=study, planes=opts.planes or None)
+    _refuse_existing(paths, inputs, opts.hull, overwrite)
     registry = registry_for_sidecars(inputs.anatomy, anatomy)
-    info: dict[str, Any] = {}
-    classes: dict[str, int] = {}
-    labels_path = centroids_path = None
+    lifted = _Lifted()
     if inputs.slices:
-        labels, geometry, info = lift_slice_inputs(
-            inputs,
-            registry,
-            fusion=opts["fusion"],
-            background_weight=float(opts["background_weight"]),
-            max_gap=opts["max_gap"],
-            largest_cc=bool(opts["largest_cc"]),
-            order_fix=bool(opts["order_fix"]),
-            order_move_penalty=opts["order_move_penalty"],
-            order_skip_cost=opts["order_skip_cost"],
-            progress=progress,
-        )
-        classes = _present(labels, registry.names)
+        labels, geometry, lifted.info = lift_slice_inputs(inputs, registry, opts, progress=progress)
+        lifted.classes = _present(labels, registry.names)
         _write_volume(labels, geometry, paths["labels"], overwrite)
-        labels_path = paths["labels"]
+        lifted.labels = paths["labels"]
     if inputs.drrs:
-        from yolo_spine.lift.drr import centroids_json, triangulate_classes, visual_hull
-
-        tris = triangulate_classes(inputs.drrs, registry.names, float(opts["centroid_weight_power"]))
-        centroids_path = write_json_atomic(paths["centroids"], centroids_json(tris, inputs.study, registry.name))
-        info["drr"] = {
-            "views": sorted({str(it.sidecar.get("view", it.stem)) for it in inputs.drrs}),
-            "triangulated": sum(t.centroid_lps_mm is not None for t in tris),
-            "single_view": [t.name for t in tris if t.centroid_lps_mm is None],
-        }
-        if not classes:
-            classes = {t.name: 0 for t in tris}
-        if opts["hull"] and not inputs.slices:
-            geometry = VolumeGeometry.from_json(inputs.drrs[0].sidecar["volume"])
-            boxes = {registry.index(t.name): t.box_lps_mm for t in tris}
-            hull_labels = visual_hull(inputs.drrs, geometry, registry.names, boxes)
-            classes = _present(hull_labels, registry.names) or classes
-            _write_volume(hull_labels, geometry, paths["labels"], overwrite)
-            labels_path = paths["labels"]
-        elif opts["hull"]:
-            log.warning("--hull is ignored: slices were lifted into %s", paths["labels"])
+        _lift_drrs(inputs, registry, opts, paths, overwrite, lifted)
     seconds = time.perf_counter() - t0
     manifest = run_manifest(
         "lift",
         {
-            **opts,
+            **opts.record(),
             "labels_dir": str(labels_dir),
             "sidecars": str(sidecars) if sidecars else None,
             "split": split,
@@ -280,14 +245,55 @@ def lift(
             "anatomy": registry.name,
             "study": inputs.study,
             "label_values": "class id + 1 (0 = background), registry order",
-            "outputs": {"labels": labels_path, "centroids": centroids_path},
+            "outputs": {"labels": lifted.labels, "centroids": lifted.centroids},
             "counts": inputs.counts,
             "labels_without_sidecar_examples": inputs.unmatched_labels,
-            "lift": info,
-            "classes_found": list(classes),
-            "voxels_per_class": classes,
+            "lift": lifted.info,
+            "classes_found": list(lifted.classes),
+            "voxels_per_class": lifted.classes,
             "seconds": round(seconds, 3),
         },
     )
     write_json_atomic(paths["manifest"], manifest)
-    return LiftResult(labels_path, paths["manifest"], centroids_path, list(classes), inputs.counts, seconds)
+    return LiftResult(lifted.labels, paths["manifest"], lifted.centroids, list(lifted.classes), inputs.counts, seconds)
+
+
+def _refuse_existing(paths: dict[str, Path], inputs: LiftInputs, hull: bool, overwrite: bool) -> None:
+    """Refuse, before any work, every output this lift would write that exists (without ``overwrite``)."""
+    from yolo_spine.io.atomic import ensure_can_write
+
+    writes_volume = bool(inputs.slices) or (bool(inputs.drrs) and hull)
+    for key in ("manifest", *(("labels",) if writes_volume else ()), *(("centroids",) if inputs.drrs else ())):
+        ensure_can_write(paths[key], overwrite)
+
+
+def _lift_drrs(
+    inputs: LiftInputs,
+    registry: AnatomyRegistry,
+    options: LiftOptions,
+    paths: dict[str, Path],
+    overwrite: bool,
+    lifted: _Lifted,
+) -> None:
+    """Triangulate the DRR views into per-class centroids and boxes (and the visual hull without slices)."""
+    from yolo_spine.io.atomic import write_json_atomic
+    from yolo_spine.lift.drr import centroids_json, triangulate_classes, visual_hull
+
+    tris = triangulate_classes(inputs.drrs, registry.names, options.centroid_weight_power)
+    lifted.centroids = write_json_atomic(paths["centroids"], centroids_json(tris, inputs.study, registry.name))
+    lifted.info["drr"] = {
+        "views": sorted({str(it.sidecar.get("view", it.stem)) for it in inputs.drrs}),
+        "triangulated": sum(t.centroid_lps_mm is not None for t in tris),
+        "single_view": [t.name for t in tris if t.centroid_lps_mm is None],
+    }
+    if not lifted.classes:
+        lifted.classes = {t.name: 0 for t in tris}
+    if options.hull and not inputs.slices:
+        geometry = VolumeGeometry.from_json(inputs.drrs[0].sidecar["volume"])
+        boxes = {registry.index(t.name): t.box_lps_mm for t in tris}
+        hull_labels = visual_hull(inputs.drrs, geometry, registry.names, boxes)
+        lifted.classes = _present(hull_labels, registry.names) or lifted.classes
+        _write_volume(hull_labels, geometry, paths["labels"], overwrite)
+        lifted.labels = paths["labels"]
+    elif options.hull:
+        log.warning("--hull is ignored: slices were lifted into %s", paths["labels"])

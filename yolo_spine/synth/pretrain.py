@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from yolo_spine.ct.options import CtOptions
 from yolo_spine.io.atomic import atomic_output, partial_path, write_json_atomic
 from yolo_spine.parallel import LocalExecutor
 from yolo_spine.provenance import run_manifest, sha256_file
@@ -79,7 +80,7 @@ class PretrainPlan:
         return "train"
 
 
-def study_options(plan: PretrainPlan, i: int) -> dict[str, Any]:
+def study_options(plan: PretrainPlan, i: int) -> CtOptions:
     """``ct2yolo`` options of phantom ``i``: the demo's planes and views, with its own window and DRR set-up.
 
     Windows: mostly bone windows of varying centre and width, sometimes a soft-tissue window (vertebrae then
@@ -91,7 +92,7 @@ def study_options(plan: PretrainPlan, i: int) -> dict[str, Any]:
         window = {"center": float(rng.uniform(30.0, 90.0)), "width": float(rng.uniform(350.0, 800.0))}
     else:
         window = {"center": float(rng.uniform(250.0, 600.0)), "width": float(rng.uniform(1200.0, 2600.0))}
-    return {
+    values = {
         "planes": ["sagittal", "coronal"],
         "step": int(plan.step),
         "views": ["ap", "lat"],
@@ -111,6 +112,7 @@ def study_options(plan: PretrainPlan, i: int) -> dict[str, Any]:
         # every image of a phantom stays together; the dataset step decides the phantom's split
         "split": {"mode": "study", "fractions": {"train": 1.0, "val": 0.0, "test": 0.0}},
     }
+    return CtOptions.for_anatomy("spine", flags=values)
 
 
 def make_study(plan: PretrainPlan, i: int) -> dict[str, Any]:
@@ -132,7 +134,7 @@ def make_study(plan: PretrainPlan, i: int) -> dict[str, Any]:
     vol, lab = write_anatomical_phantom(ph, plan.out / "volumes", name)
     t2, c2 = time.perf_counter(), time.process_time()
     options = study_options(plan, i)
-    manifest = ct2yolo(folder, volume=vol, labels=lab, study=name, anatomy="spine", overrides=options, progress=False)
+    manifest = ct2yolo(folder, options, volume=vol, labels=lab, study=name, anatomy="spine", progress=False)
     t3, c3 = time.perf_counter(), time.process_time()
     if not plan.keep_volumes:
         vol.unlink(missing_ok=True)
@@ -142,7 +144,7 @@ def make_study(plan: PretrainPlan, i: int) -> dict[str, Any]:
         "index": i,
         "split": plan.split(i),
         "phantom": ph.info,
-        "ct2yolo": options,
+        "ct2yolo": options.values(),
         "images": int(sum(manifest["images_per_split"].values())),
         "seconds": {"generate": round(t1 - t0, 3), "write": round(t2 - t1, 3), "ct2yolo": round(t3 - t2, 3)},
         "cpu_seconds": {"generate": round(c1 - c0, 3), "write": round(c2 - c1, 3), "ct2yolo": round(c3 - c2, 3)},
