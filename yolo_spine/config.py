@@ -1,13 +1,13 @@
-"""The untyped options of the stages not yet moved to :mod:`yolo_spine.options` (train, ct2yolo, lift, demo).
+"""The untyped options of the stages not yet moved to :mod:`yolo_spine.options` (train, demo).
 
 ``load_options(kind, preset, overrides)`` returns a plain dict: ``configs/<kind>/default.yaml`` ← a preset name
-or YAML path (the command's ``--config``, or ``--preset`` for ``ct2yolo``) ← the command's flags. Keys are
+or YAML path (the command's ``--config``) ← the command's flags. Keys are
 checked against ``default.yaml`` (an unknown key stops the run with ``unknown key 'epoch' (did you mean
 'epochs'?)``); values are not. These stages have no ``--set`` yet.
 
 New code uses :func:`yolo_spine.options.load_options`: a frozen, typed dataclass per stage, ``--set KEY=VALUE``,
 types and ranges checked once, and the origin of every value recorded. This module goes once the stages above
-are migrated (``augment``, ``predict``, ``val`` and ``export`` already are).
+are migrated (``augment``, ``predict``, ``val``, ``export``, ``ct2yolo``, ``lift`` and ``eval3d`` already are).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def load_options(
     """Resolve options: ``configs/<kind>/default.yaml`` ← preset YAML ← explicit overrides (keys checked only).
 
     Args:
-        kind: Config family (``train``, ``ct``, ``lift``, ``demo``).
+        kind: Config family (``train``, ``demo``).
         preset: Preset name or YAML path; ``None`` uses the defaults alone.
         overrides: Options set on the command line; ``None`` values are ignored (flag not given).
 
