@@ -274,7 +274,7 @@ def test_cli_refuses_a_bad_realism_preset_in_one_line(tmp_path, run_cli, phantom
     out = tmp_path / "bad"
     res = run_cli("ct2yolo", "--volume", vol, "--labels", lab, "--out", out, "--realism", "glossy")
     assert res.returncode != 0 and "Traceback" not in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and "--realism 'glossy'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "realism preset 'glossy'" in res.stderr
     assert not out.exists()
 
 
