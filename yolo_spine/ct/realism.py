@@ -131,7 +131,8 @@ def _preset_file(name_or_path: str | Path) -> Path:
     path = Path(text)
     if not path.is_file():
         raise UserError(
-            f"realism preset {text!r} (--realism, realism.preset) is neither a shipped preset ({', '.join(SHIPPED)}) nor an existing YAML file"
+            f"realism preset {text!r} (--realism, realism.preset) is neither a shipped preset "
+            f"({', '.join(SHIPPED)}) nor an existing YAML file"
         )
     return path
 
