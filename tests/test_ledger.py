@@ -101,6 +101,16 @@ def test_executor_options_are_checked(tmp_path):
         make_executor("dask")
     with LocalExecutor(1) as ex, pytest.raises(UserError, match="--retries"):
         StudyLedger(tmp_path).run([], _write, ex, retries=-1)
+    from yolo_spine.ct.options import CtOptions
+
+    opts = CtOptions.load(sets=["batch.task_memory=4G", "batch.executor=ray", "batch.ray_address=auto"])
+    assert (opts.batch.task_memory, opts.batch.executor, opts.batch.ray_address) == ("4G", "ray", "auto")
+    with pytest.raises(UserError, match="needs executor ray"):
+        CtOptions.load(batch={"ray_address": "auto"})
+    with pytest.raises(UserError, match="memory size"):
+        CtOptions.load(batch={"task_memory": "lots"})
+    with pytest.raises(UserError, match=r"batch\.executor"):
+        CtOptions.load(batch={"executor": "dask"})
 
 
 def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, run_cli):
@@ -149,9 +159,7 @@ def test_rerun_skips_done_studies_and_a_failed_study_leaves_no_files(tmp_path):
     assert sorted(p.name for p in (work / "studies").iterdir()) == ["case0", "case1"]
     assert json.loads((work / "ledger" / "broken.json").read_text())["status"] == "failed"
     # the same command with --skip-failed: done studies are not converted again; the failure is in the manifest
-    from yolo_spine.ct.batch import BatchOptions
-
-    m = ct2yolo(tmp_path / "ds", study_list=csv, progress=False, **FAST, batch=BatchOptions(skip_failed=True))
+    m = ct2yolo(tmp_path / "ds", study_list=csv, progress=False, **FAST, batch={"skip_failed": True})
     assert m["ledger"]["skipped"] == ["case0", "case1"] and list(m["ledger"]["failed"]) == ["broken"]
     written = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert [s["study"] for s in written["studies"]] == ["case0", "case1"]
@@ -162,7 +170,7 @@ def test_rerun_skips_done_studies_and_a_failed_study_leaves_no_files(tmp_path):
 
 def test_killed_run_resumes_to_the_same_dataset_redoing_only_studies_in_flight(tmp_path, run_cli):
     csv = _study_list(tmp_path, 5, size=(28, 28, 40), names=False)  # pseudonymous ids, as without a study column
-    ref = run_cli("ct2yolo", "--csv", csv, "--out", tmp_path / "ref", *FAST_FLAGS)
+    ref = run_cli("ct2yolo", "--csv", csv, "--out", tmp_path / "ref", "--workers", "2", *FAST_FLAGS)
     assert ref.returncode == 0, ref.stderr
     # the same command, killed as soon as a study is recorded
     cmd = [sys.executable, "-m", "yolo_spine", "ct2yolo", "--csv", str(csv), "--out", str(tmp_path / "ds"), *FAST_FLAGS]
@@ -205,14 +213,11 @@ def test_shards_assign_the_splits_and_bytes_of_the_whole_list(tmp_path):
 
 
 def test_task_memory_sizes_parse_and_cap_local_workers():
-    import argparse
-
-    from yolo_spine._cli_common import parse_bytes
-    from yolo_spine.parallel import plan_workers
+    from yolo_spine.parallel import parse_bytes, plan_workers
 
     assert parse_bytes("4G") == 4 * 2**30 and parse_bytes("512MiB") == 512 * 2**20 and parse_bytes("1000") == 1000
     for bad in ("lots", "-1G", "0"):
-        with pytest.raises(argparse.ArgumentTypeError):
+        with pytest.raises(UserError, match="memory size"):
             parse_bytes(bad)
     # --workers 0: as many as 16 cores allow at 2 threads each, but only 3 studies of 4 GiB fit in 12 GiB
     assert plan_workers(0, task_cpus=2, task_memory=4 * 2**30, cpu_budget=16, memory_budget=12 * 2**30) == (3, 2)

@@ -66,25 +66,9 @@ def add_anatomy(p: argparse.ArgumentParser, default: str | None = "spine") -> No
     )
 
 
-def add_workers(p: argparse.ArgumentParser, default: int = 1, help: str | None = None) -> None:
+def add_workers(p: argparse.ArgumentParser, default: int | None = 1, help: str | None = None) -> None:
     """Add ``--workers`` (processes)."""
     p.add_argument("--workers", type=int, default=default, help=help or "worker processes (0 or 1: in this process)")
-
-
-_BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def parse_bytes(text: str) -> int:
-    """``--task-memory`` values: bytes, or a number with K, M, G or T (binary units: 4G = 4 GiB)."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in _BYTE_UNITS else ""
-    try:
-        value = float(t[: len(t) - len(unit)])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size such as 4G or 512M, not {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"a size must be positive, not {text!r}")
-    return int(value * _BYTE_UNITS[unit])
 
 
 def add_batch(p: argparse.ArgumentParser) -> None:
@@ -98,8 +82,7 @@ def add_batch(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--executor",
         choices=executor_names(),
-        default="local",
-        help="local: processes on this machine; ray: Ray tasks (pip install 'yolo_spine[cluster]')",
+        help="local: processes on this machine (default); ray: Ray tasks (pip install 'yolo_spine[cluster]')",
     )
     g.add_argument(
         "--ray-address",
@@ -110,11 +93,10 @@ def add_batch(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task-cpus", type=int, metavar="N", help="threads (Ray: CPUs) per study")
     g.add_argument(
         "--task-memory",
-        type=parse_bytes,
         metavar="SIZE",
         help="memory one study needs, e.g. 4G (local: caps --workers 0 at the available memory; Ray: a request)",
     )
-    g.add_argument("--retries", type=int, default=1, metavar="N", help="further attempts for a failing study")
+    g.add_argument("--retries", type=int, metavar="N", help="further attempts for a failing study (default 1)")
     g.add_argument("--redo", action="store_true", help="convert every study again, even those already done")
     g.add_argument(
         "--skip-failed",

@@ -88,6 +88,30 @@ def available_memory() -> int | None:
     return None
 
 
+_BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(text: str | int) -> int:
+    """A memory size: bytes, or a number with K, M, G or T (binary units: ``4G`` = 4 GiB).
+
+    Raises:
+        UserError: Not a positive size.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        t, unit = str(text), ""
+    else:
+        t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+        unit = t[-1:] if t[-1:] in _BYTE_UNITS else ""
+        t = t[: len(t) - len(unit)]
+    try:
+        value = float(t)
+    except ValueError:
+        raise UserError(f"expected a memory size such as 4G or 512M, not {text!r}") from None
+    if not value > 0:
+        raise UserError(f"a memory size must be above 0, not {text!r}")
+    return int(value * _BYTE_UNITS[unit])
+
+
 def plan_workers(
     workers: int = 0,
     *,
@@ -570,6 +594,7 @@ __all__ = [
     "configure_thread_policy",
     "executor_names",
     "make_executor",
+    "parse_bytes",
     "plan_workers",
     "set_thread_env",
     "set_worker_threads",

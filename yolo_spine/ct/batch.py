@@ -58,6 +58,26 @@ class BatchOptions:
     redo: bool = False
     skip_failed: bool = False
 
+    @classmethod
+    def from_settings(cls, settings: Any, *, redo: bool = False) -> BatchOptions:
+        """From the options' ``batch`` section (:class:`yolo_spine.ct.options.BatchSettings`) and ``redo``."""
+        from yolo_spine.parallel import parse_bytes
+
+        return cls(
+            executor=settings.executor,
+            address=settings.ray_address,
+            workers=settings.workers,
+            task_cpus=settings.task_cpus,
+            task_memory=None if settings.task_memory is None else parse_bytes(settings.task_memory),
+            retries=settings.retries,
+            redo=redo,
+            skip_failed=settings.skip_failed,
+        )
+
+
+#: Option keys that say how studies run, not what they produce: kept out of ledger records and the manifest.
+RUN_ONLY_KEYS = ("batch",)
+
 
 def input_hashes(spec: Any) -> dict[str, str | None]:
     """SHA-256 of a study's inputs by role (a DICOM folder: of its files, in path order)."""

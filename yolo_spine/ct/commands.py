@@ -57,6 +57,13 @@ def _ct2yolo_options(args: argparse.Namespace) -> CtOptions:
         "drr.device": args.drr_device,
         "split.mode": args.split_mode,
         "realism.preset": args.realism,
+        "batch.executor": args.executor,
+        "batch.ray_address": args.ray_address,
+        "batch.workers": args.workers,
+        "batch.task_cpus": args.task_cpus,
+        "batch.task_memory": args.task_memory,
+        "batch.retries": args.retries,
+        "batch.skip_failed": True if args.skip_failed else None,
     }
     config, sets = getattr(args, "config", None), getattr(args, "set", [])
     return CtOptions.for_anatomy(args.anatomy, config, sets, flags, flags_from="flag")
@@ -67,7 +74,6 @@ def _ct2yolo(args: argparse.Namespace) -> int:
 
     registry = load_registry(args.anatomy)  # resolved once; the conversion and its workers get the object
     opts = _ct2yolo_options(args)  # checked before SimpleITK, OpenCV and torch are imported
-    from yolo_spine.ct.batch import BatchOptions
     from yolo_spine.ct.convert import ct2yolo
 
     manifest = ct2yolo(
@@ -83,16 +89,7 @@ def _ct2yolo(args: argparse.Namespace) -> int:
         label_map=args.label_map,
         study_map=args.study_map,
         overwrite=args.overwrite,
-        batch=BatchOptions(
-            executor=args.executor,
-            address=args.ray_address,
-            workers=args.workers,
-            task_cpus=args.task_cpus,
-            task_memory=args.task_memory,
-            retries=args.retries,
-            redo=args.redo,
-            skip_failed=args.skip_failed,
-        ),
+        redo=args.redo,
     )
     n = manifest["images_per_split"]
     unmapped = ", ".join(
@@ -163,6 +160,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transform", type=Path, help="ITK transform file: label frame → image frame")
     p.add_argument("--resample-labels", action="store_true", help="resample labels onto the volume grid if needed")
     p.add_argument("--label-map", type=Path, help="YAML/JSON {id: name} or CSV (id, name|structure)")
-    add_workers(p, help="studies converted at once (processes, or Ray tasks); 0: as many as the cores allow")
+    add_workers(
+        p, default=None, help="studies converted at once (processes, or Ray tasks); 0: as many as the cores allow"
+    )
     add_batch(p)
     add_record_paths(p)

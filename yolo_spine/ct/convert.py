@@ -34,7 +34,15 @@ from typing import Any
 import numpy as np
 
 from yolo_spine import __version__
-from yolo_spine.ct.batch import BatchOptions, assemble, convert_batch, failure_reasons, finish, summary_record
+from yolo_spine.ct.batch import (
+    RUN_ONLY_KEYS,
+    BatchOptions,
+    assemble,
+    convert_batch,
+    failure_reasons,
+    finish,
+    summary_record,
+)
 from yolo_spine.ct.options import CtOptions, SplitOptions
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, OutputExistsError, UserError
@@ -741,10 +749,10 @@ def ct2yolo(
     resample_labels: bool = False,
     label_map: str | Path | None = None,
     study_map: str | Path | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    batch: BatchOptions | None = None,
+    redo: bool = False,
     **option_values: Any,
 ) -> dict[str, Any]:
     """Convert one study (``volume`` + ``labels``) or a CSV list of studies into a YOLO-seg dataset.
@@ -767,12 +775,12 @@ def ct2yolo(
         label_map: File mapping label ids to class names (overrides the registry's scheme).
         study_map: CSV to write the pseudonymous ids with the names they replace (``study,original_name,volume,
             labels``); refused if it exists (without ``overwrite``) or lies inside ``out``.
-        workers: Studies converted at once (used when ``batch`` is not given).
+        workers: Studies converted at once (the option ``batch.workers``).
         overwrite: Replace an existing ``out``.
         progress: Progress bars.
-        batch: Executor, workers, per-study CPUs/memory, retries, ``redo`` and ``skip_failed`` (see
-            :mod:`yolo_spine.ct.batch`; none of them changes a byte of the dataset); default: the local executor
-            with ``workers``.
+        redo: Convert every study again, even those the ledger has as done. How studies run (executor, Ray
+            address, workers, CPUs and memory per study, retries, ``skip_failed``) is the options' ``batch``
+            section (``batch={"executor": "ray", "workers": 8}``); none of it changes a byte of the dataset.
         **option_values: Options by key, applied over ``options`` (``planes=["axial"]``, ``views=[]``,
             ``drr={"size": 256}``, ``**{"split.mode": "slab"}``).
 
@@ -782,9 +790,11 @@ def ct2yolo(
 
     Raises:
         UserError: Bad options or inputs, two studies with one id, an existing output or study map, a study that
-            failed every attempt (without ``batch.skip_failed``).
+            failed every attempt (without the option ``batch.skip_failed``).
     """
     registry = anatomy if isinstance(anatomy, AnatomyRegistry) else load_registry(anatomy)
+    if workers is not None:
+        option_values["batch.workers"] = workers
     if options is None:
         opts = CtOptions.for_anatomy(anatomy, flags=option_values)
     else:
@@ -795,7 +805,7 @@ def ct2yolo(
     specs = _study_specs(volume, labels, study_list, study, transform)
     class_of_id, scheme = _class_of_id(registry, opts, label_map)
     specs = name_studies(specs, opts.study_id_salt)
-    batch = batch or BatchOptions(workers=workers)
+    batch = BatchOptions.from_settings(opts.batch, redo=redo)
     write = functools.partial(
         _write_study,
         options=opts,
@@ -809,7 +819,7 @@ def ct2yolo(
     with atomic_output(final, overwrite) as tmp:
         reports = assemble(ledger, done, tmp, SPLITS)
         write_data_yaml(tmp, final, registry.names_dict, registry.name)
-        run = {**opts.record(), "anatomy": registry.name, "label_scheme": scheme, "study_map": map_path}
+        run = {**_produced_by(opts.record()), "anatomy": registry.name, "label_scheme": scheme, "study_map": map_path}
         manifest = _manifest(
             reports, specs, registry, scheme, run, failure_reasons(summary, specs) if summary.failed else None
         )
@@ -826,7 +836,7 @@ def _options_digest(
     """Hash of everything that shapes a study's outputs: the ledger redoes a study when it changes."""
     return options_hash(
         {
-            "options": options.values(),
+            "options": _produced_by(options.values()),
             "anatomy": registry.name,
             "classes": list(registry.names),
             "class_of_id": class_of_id,
@@ -834,6 +844,14 @@ def _options_digest(
             "yolo_spine": __version__,
         }
     )
+
+
+def _produced_by(values: dict[str, Any]) -> dict[str, Any]:
+    """Options without the run-only keys (``batch``: how studies run), also in ``options_from``."""
+    out = {k: v for k, v in values.items() if k not in RUN_ONLY_KEYS}
+    if "options_from" in out:
+        out["options_from"] = {k: v for k, v in out["options_from"].items() if k.split(".")[0] not in RUN_ONLY_KEYS}
+    return out
 
 
 def _study_specs(

@@ -117,6 +117,35 @@ class SplitOptions:
     slab_mm: float = spec(check=_above_zero)
 
 
+def _memory_size(value: str | None) -> str | None:
+    from yolo_spine.parallel import parse_bytes
+
+    if value is None:
+        return None
+    try:
+        parse_bytes(value)
+    except UserError:
+        return "a memory size such as 4G or 512M"
+    return None
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How the studies run (:class:`yolo_spine.ct.batch.BatchOptions`); never changes a byte of the dataset."""
+
+    executor: Literal["local", "ray"]
+    ray_address: str | None
+    workers: int = spec(range=_AT_LEAST_0)
+    task_cpus: int | None = spec(range=_AT_LEAST_1)
+    task_memory: str | None = spec(check=_memory_size)
+    retries: int = spec(range=_AT_LEAST_0)
+    skip_failed: bool
+
+    def __post_init__(self) -> None:
+        if self.ray_address is not None and self.executor != "ray":
+            raise UserError("batch.ray_address (--ray-address) needs executor ray (--executor ray)")
+
+
 @dataclass(frozen=True)
 class CtOptions(StageOptions):
     """``configs/ct/default.yaml`` ← the anatomy's preset or ``--config`` ← ``--set`` ← flags.
@@ -139,6 +168,7 @@ class CtOptions(StageOptions):
     realism: RealismOptions
     split: SplitOptions
     max_memory_fraction: float = spec(check=_unit_fraction)
+    batch: BatchSettings
 
     def __post_init__(self) -> None:
         if not self.planes and not self.views:
