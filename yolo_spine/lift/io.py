@@ -124,18 +124,8 @@ def read_lift_inputs(
         where = sidecars or labels_dir
         raise UserError(f"no CT sidecars found under {where}; point --sidecars at the ct2yolo output folder")
     side = {stem: read_sidecar(p) for stem, p in index.items()}
-    studies = Counter(str(s["study"]) for s in side.values())
-    if study is None:
-        if len(studies) > 1:
-            listed = ", ".join(f"{k} ({n})" for k, n in sorted(studies.items()))
-            raise UserError(f"the sidecars hold {len(studies)} studies ({listed}); choose one with --study")
-        study = next(iter(studies))
-    elif study not in studies:
-        raise UserError(f"no sidecars of study '{study}'; found: {', '.join(sorted(studies))}")
-
-    label_root = _label_dir(labels_dir, split)
-    label_files = {p.stem: p for p in sorted(label_root.rglob("*.txt"))}
-    unmatched = sorted(stem for stem in label_files if stem not in side)
+    study = _one_study(side, study)
+    label_files, unmatched = _label_files(labels_dir, split, side)
     counts = Counter(
         label_files=len(label_files),
         labels_without_sidecar=len(unmatched),
@@ -146,6 +136,46 @@ def read_lift_inputs(
         box_rows=0,
         malformed_rows=0,
     )
+    out = LiftInputs(study=study, anatomy="", unmatched_labels=unmatched[:20])
+    out.anatomy = _pair(side, label_files, study, planes, counts, out)
+    if counts["box_rows"] or counts["malformed_rows"]:
+        log.warning(
+            "%d box row(s) and %d malformed row(s) in the label files are not polygons and are not lifted",
+            counts["box_rows"],
+            counts["malformed_rows"],
+        )
+    out.counts = dict(counts)
+    return out
+
+
+def _one_study(side: dict[str, dict[str, Any]], study: str | None) -> str:
+    """The study to lift: the one given (it must be there), else the only one the sidecars hold.
+
+    Raises:
+        UserError: Several studies and none chosen, or the chosen one is not there.
+    """
+    studies = Counter(str(s["study"]) for s in side.values())
+    if study is None:
+        if len(studies) > 1:
+            listed = ", ".join(f"{k} ({n})" for k, n in sorted(studies.items()))
+            raise UserError(f"the sidecars hold {len(studies)} studies ({listed}); choose one with --study")
+        return next(iter(studies))
+    if study not in studies:
+        raise UserError(f"no sidecars of study '{study}'; found: {', '.join(sorted(studies))}")
+    return study
+
+
+def _label_files(
+    labels_dir: Path, split: str | None, side: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Path], list[str]]:
+    """The label files by stem, and the stems that have no sidecar (warned about; all of them is an error).
+
+    Raises:
+        UserError: Label files exist but none has a sidecar (the wrong ``--sidecars``).
+    """
+    label_root = _label_dir(labels_dir, split)
+    label_files = {p.stem: p for p in sorted(label_root.rglob("*.txt"))}
+    unmatched = sorted(stem for stem in label_files if stem not in side)
     if label_files and len(unmatched) == len(label_files):
         raise UserError(
             f"none of the {len(label_files)} label files in {label_root} has a sidecar (first: {unmatched[0]}.txt); "
@@ -153,8 +183,26 @@ def read_lift_inputs(
         )
     if unmatched:
         log.warning("%d label file(s) have no sidecar and are not lifted (first: %s.txt)", len(unmatched), unmatched[0])
+    return label_files, unmatched
 
-    out = LiftInputs(study=study, anatomy="", unmatched_labels=unmatched[:20])
+
+def _pair(
+    side: dict[str, dict[str, Any]],
+    label_files: dict[str, Path],
+    study: str,
+    planes: tuple[str, ...] | None,
+    counts: Counter[str],
+    out: LiftInputs,
+) -> str:
+    """Pair the study's sidecars (of the selected planes) with their label files into ``out``; count the rest.
+
+    Returns:
+        The anatomy the sidecars name.
+
+    Raises:
+        DataError: The study's sidecars name several anatomies or volume geometries.
+        UserError: No sidecar of the study in the selected planes.
+    """
     anatomies: set[str] = set()
     volumes: set[tuple] = set()
     for stem, sc in sorted(side.items()):
@@ -184,12 +232,4 @@ def read_lift_inputs(
         raise DataError(f"sidecars of study '{study}' disagree on the volume geometry; were they written by one run?")
     if not out.slices and not out.drrs:
         raise UserError(f"no sidecars of study '{study}' in the selected planes {', '.join(planes or PLANES)}")
-    if counts["box_rows"] or counts["malformed_rows"]:
-        log.warning(
-            "%d box row(s) and %d malformed row(s) in the label files are not polygons and are not lifted",
-            counts["box_rows"],
-            counts["malformed_rows"],
-        )
-    out.anatomy = anatomies.pop()
-    out.counts = dict(counts)
-    return out
+    return anatomies.pop()

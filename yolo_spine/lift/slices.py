@@ -259,18 +259,52 @@ def lift_plane(
     conf = np.zeros(size_zyx, np.uint8) if has_conf else None
     counts: dict[str, int] = {"slices": 0, "interpolated": 0, "instances": 0, "unknown_class": 0, "empty_polygons": 0}
 
-    first = pixel_to_ijk(items[0].sidecar)
-    axis = _slice_axis(first, items[0].stem)
+    axis = _slice_axis(pixel_to_ijk(items[0].sidecar), items[0].stem)
     a = 2 - axis
     lab_view = np.moveaxis(labels, a, 0)
     conf_view = np.moveaxis(conf, a, 0) if conf is not None else None
+    normal_covered = np.zeros(lab_view.shape[0], bool)
+    maps, present = _stack_slices(items, axis, lab_view, conf_view, normal_covered, nc, counts, progress)
+
+    inplane_covered = np.zeros(lab_view.shape[1:], bool)
+    for m in maps.values():
+        cov = (m.uu >= 0) & (m.vv >= 0)
+        inplane_covered |= cov
+
+    steps = [int(it.sidecar.get("step", 1) or 1) for it in items]
+    gap_limit = max(steps) if max_gap is None else int(max_gap)
+    spacing_arr = [geometry.spacing_xyz[2 - d] for d in range(3) if d != a]
+    spacing_rc = (float(spacing_arr[0]), float(spacing_arr[1]))
+    _fill_gaps(lab_view, conf_view, sorted(set(present)), gap_limit, spacing_rc, normal_covered, counts)
+
+    normal_world = geometry.direction_matrix[:, axis]
+    lr_blind = int(np.argmax(np.abs(normal_world))) == 0
+    return PlaneMaps(plane, axis, labels, conf, normal_covered, inplane_covered, lr_blind, counts)
+
+
+def _stack_slices(
+    items: list[LiftItem],
+    axis: int,
+    lab_view: np.ndarray,
+    conf_view: np.ndarray | None,
+    normal_covered: np.ndarray,
+    nc: int,
+    counts: dict[str, int],
+    progress: bool,
+) -> tuple[dict[tuple, _InPlaneMap], list[int]]:
+    """Rasterise each slice and put it at its index along the plane's normal (views of the label volume).
+
+    Returns:
+        The in-plane maps (one per distinct in-plane geometry) and the slice indices lifted.
+
+    Raises:
+        DataError: A slice with another normal, or one that does not lie on a voxel plane.
+    """
+    plane = str(items[0].sidecar["plane"])
     shape_rc = lab_view.shape[1:]
     n_normal = lab_view.shape[0]
-    normal_covered = np.zeros(n_normal, bool)
     maps: dict[tuple, _InPlaneMap] = {}
     present: list[int] = []
-    steps = [int(it.sidecar.get("step", 1) or 1) for it in items]
-
     iterator = items
     if progress:
         from tqdm import tqdm
@@ -295,19 +329,23 @@ def lift_plane(
         present.append(n)
         if not it.instances:
             continue
-        lab2d, conf2d = rasterise_slice(it, nc, counts, dtype)
+        lab2d, conf2d = rasterise_slice(it, nc, counts, lab_view.dtype.type)
         lab_view[n] = maps[key].apply(lab2d)
         if conf_view is not None and conf2d is not None:
             conf_view[n] = maps[key].apply(conf2d)
+    return maps, present
 
-    inplane_covered = np.zeros(shape_rc, bool)
-    for m in maps.values():
-        cov = (m.uu >= 0) & (m.vv >= 0)
-        inplane_covered |= cov
 
-    gap_limit = max(steps) if max_gap is None else int(max_gap)
-    spacing_arr = [geometry.spacing_xyz[2 - d] for d in range(3) if d != a]
-    present = sorted(set(present))
+def _fill_gaps(
+    lab_view: np.ndarray,
+    conf_view: np.ndarray | None,
+    present: list[int],
+    gap_limit: int,
+    spacing_rc: tuple[float, float],
+    normal_covered: np.ndarray,
+    counts: dict[str, int],
+) -> None:
+    """Interpolate the slices missing between two lifted ones at most ``gap_limit`` indices apart, in place."""
     for lo, hi in itertools.pairwise(present):
         gap = hi - lo
         if gap <= 1 or gap > gap_limit:
@@ -318,7 +356,7 @@ def lift_plane(
             conf_view[lo] if conf_view is not None else None,
             conf_view[hi] if conf_view is not None else None,
             gap - 1,
-            (float(spacing_arr[0]), float(spacing_arr[1])),
+            spacing_rc,
         )
         for s, (lab2, conf2) in enumerate(filled, start=lo + 1):
             lab_view[s] = lab2
@@ -326,7 +364,3 @@ def lift_plane(
                 conf_view[s] = conf2
             normal_covered[s] = True
             counts["interpolated"] += 1
-
-    normal_world = geometry.direction_matrix[:, axis]
-    lr_blind = int(np.argmax(np.abs(normal_world))) == 0
-    return PlaneMaps(plane, axis, labels, conf, normal_covered, inplane_covered, lr_blind, counts)
