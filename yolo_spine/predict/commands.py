@@ -62,6 +62,8 @@ def _export_options(args: argparse.Namespace) -> ExportOptions:
         imgsz=args.imgsz,
         int8=True if args.int8 else None,
         dynamic=True if args.dynamic else None,
+        max_drop=args.max_drop,
+        eval_split=args.eval_split,
     )
 
 
@@ -70,6 +72,12 @@ def _export(args: argparse.Namespace) -> int:
     from yolo_spine.predict.export import export_model
 
     path = export_model(args.weights, opts, out=args.out, data=args.data, overwrite=args.overwrite)
+    if opts.int8:
+        import json
+
+        from yolo_spine.predict.export import Int8Check
+
+        say(Int8Check(**json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))["int8_check"]).sentence())
     say(f"exported: {path}")
     return 0
 
@@ -142,8 +150,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--format", default=None, choices=["onnx", "openvino"], help="target runtime (default: onnx)")
     add_out(e, "exported file or folder (default: beside the weights, named as Ultralytics does)", required=False)
     e.add_argument("--imgsz", type=_imgsz, default=None, help="input size: 640 or height,width (default: training)")
-    e.add_argument("--int8", action="store_true", help="OpenVINO INT8 quantisation (needs --data)")
-    e.add_argument("--data", type=Path, default=None, metavar="DATA_YAML", help="calibration images for --int8")
+    e.add_argument(
+        "--int8",
+        action="store_true",
+        help="OpenVINO INT8 quantisation (needs --data); refused when its mask mAP50-95 falls more than --max-drop "
+        "below FP32",
+    )
+    e.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DATA_YAML",
+        help="dataset for --int8: calibration images (train split by default) and the split the drop is measured on",
+    )
+    e.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="--int8: largest accepted drop of mask mAP50-95 against FP32, points of 100 (default 1)",
+    )
+    e.add_argument(
+        "--eval-split",
+        default=None,
+        choices=["train", "val", "test"],
+        help="--int8: split on which INT8 is compared with FP32 (default val; calibration never uses test)",
+    )
     e.add_argument("--dynamic", action="store_true", help="dynamic input shapes (rectangular frames)")
     add_record_paths(e)
     add_config(e, "export")

@@ -5,6 +5,15 @@ the ``.pt``. ONNX, ONNX Runtime, OpenVINO and NNCF (INT8) are this package's ``e
 try to pip-install them at export time, which fails offline, so a missing one is reported with
 ``pip install -e .[export]``. The export runs in a temporary folder and is moved into place when it succeeded;
 ``<OUT>.json`` beside it is the run manifest.
+
+INT8 guard: ``--int8`` quantises with NNCF's post-training quantisation (Ultralytics' recipe: mixed preset,
+calibrated on every image of ``calibration_split``, train or val, never test), then also exports FP32 OpenVINO
+and validates both on ``eval_split`` (Ultralytics' validator, conf 0.001, batch 1). The drop is
+``100 × (FP32 − INT8)`` mask mAP50-95, in points; above ``max_drop`` the export is refused and nothing is
+written. The figures go into the run manifest (``int8_check``). When plain post-training quantisation misses,
+NNCF's accuracy-aware quantisation (``nncf.quantize_with_accuracy_control``, which keeps the most sensitive
+layers in FP32 until the validation metric is within a limit) is the documented next step; it is not built in
+yet.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import os
 import shutil
 import typing
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +42,54 @@ def default_export_path(weights: Path, fmt: str, int8: bool = False) -> Path:
     if fmt == "onnx":
         return weights.with_suffix(".onnx")
     return weights.parent / f"{weights.stem}{'_int8' if int8 else ''}_openvino_model"
+
+
+@dataclass(frozen=True)
+class Int8Check:
+    """INT8 against FP32 OpenVINO on one split (mAP in 0..1, the drop in points of 100).
+
+    Attributes:
+        eval_split: The split both models were validated on.
+        calibration_split: The split whose images calibrated the quantisation.
+        images: Images in ``eval_split``.
+        fp32_mask_map50_95: Mask mAP50-95 of the FP32 OpenVINO model.
+        int8_mask_map50_95: Mask mAP50-95 of the INT8 model.
+        fp32_mask_map50: Mask mAP50 of the FP32 model.
+        int8_mask_map50: Mask mAP50 of the INT8 model.
+        drop_points: ``100 × (fp32_mask_map50_95 − int8_mask_map50_95)`` (negative: INT8 scored higher).
+        max_drop: The limit, points.
+        passed: ``drop_points <= max_drop``.
+    """
+
+    eval_split: str
+    calibration_split: str
+    images: int
+    fp32_mask_map50_95: float
+    int8_mask_map50_95: float
+    fp32_mask_map50: float
+    int8_mask_map50: float
+    drop_points: float
+    max_drop: float
+    passed: bool
+
+    @property
+    def vacuous(self) -> bool:
+        """FP32 scores no more than the limit on the split, so the drop (at most FP32's score) cannot exceed it."""
+        return 100.0 * self.fp32_mask_map50_95 <= self.max_drop
+
+    def sentence(self) -> str:
+        """One line for the console and the log."""
+        text = (
+            f"INT8 mask mAP50-95 on {self.eval_split} ({self.images} images) {100 * self.int8_mask_map50_95:.2f} "
+            f"vs FP32 {100 * self.fp32_mask_map50_95:.2f}: drop {self.drop_points:.2f} points "
+            f"(limit {self.max_drop:g}; calibrated on {self.calibration_split})"
+        )
+        if self.vacuous:
+            text += (
+                f"; FP32 itself scores no more than the limit on {self.eval_split}, so this check cannot fail: "
+                "measure on a split where the model finds its targets"
+            )
+        return text
 
 
 def require_export_dependencies(fmt: str, int8: bool = False) -> None:
@@ -60,23 +118,24 @@ def export_model(
         weights: A ``.pt`` segmentation checkpoint (from ``yolo_spine train``).
         options: Format, input size, INT8, dynamic shapes (default: ``configs/export/default.yaml``).
         out: The exported file (ONNX) or folder (OpenVINO); default: beside the weights, named as Ultralytics does.
-        data: A dataset ``data.yaml`` whose images calibrate INT8.
+        data: A dataset ``data.yaml``: its ``calibration_split`` calibrates INT8, its ``eval_split`` measures the drop.
         overwrite: Replace an existing export.
         **option_values: Option values replacing those of ``options`` (e.g. ``format="openvino"``, ``imgsz=320``).
 
     Returns:
-        The path of the exported model.
+        The path of the exported model; with INT8 its run manifest holds ``int8_check`` (see :class:`Int8Check`).
 
     Raises:
         UserError: Bad options, a model that is not a ``.pt`` segmentation model, INT8 without data or for ONNX,
-            an existing output.
+            an existing output, an INT8 model whose mask mAP50-95 drop exceeds ``max_drop`` (nothing written).
+        DataError: INT8 with a dataset that lacks the calibration or evaluation split.
         MissingDependencyError: A package of the ``export`` extra is missing.
     """
     from yolo_spine.io.atomic import atomic_output, write_json_atomic
     from yolo_spine.options import resolve_options
     from yolo_spine.predict.model import load_model, model_format
     from yolo_spine.provenance import run_manifest
-    from yolo_spine.ultra import quiet_loggers, skip_requirement_checks
+    from yolo_spine.ultra import skip_requirement_checks
 
     opts = resolve_options(ExportOptions, options, option_values)
     format, int8 = opts.format, opts.int8
@@ -87,6 +146,9 @@ def export_model(
         raise UserError("--int8 needs --data DATA_YAML: its images calibrate the quantisation")
     if data is not None and not Path(data).is_file():
         raise UserError(f"dataset not found: {data}")
+    if int8:
+        _split_images(data, opts.calibration_split)  # a missing split is an error before any work
+        n_eval = _split_images(data, opts.eval_split)
     require_export_dependencies(format, int8)
     out = Path(out) if out else default_export_path(weights, format, int8)
     with atomic_output(out, overwrite, is_dir=False) as target:
@@ -98,30 +160,138 @@ def export_model(
             args["simplify"] = False  # onnxslim is not in the export extra
         if opts.imgsz:
             args["imgsz"] = list(opts.imgsz) if isinstance(opts.imgsz, tuple) else opts.imgsz
-        if int8:
-            args.update(quantize=8, data=str(Path(data).resolve()))  # Ultralytics' name; `int8` is deprecated
         log.info("exporting %s to %s%s ...", weights.name, format, " INT8" if int8 else "")
-        if int8:
-            import nncf  # noqa: F401  (its import sets its logger to INFO: import it before quietening it)
-        try:
-            # Ultralytics would print paths in the temporary folder (gone once the export moves into place), NNCF
-            # one INFO line per operation it leaves unquantised, torch that the tracing Ultralytics uses is deprecated
-            with quiet_loggers("nncf"), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
-                model = load_model(work_weights)
-                exported = Path(model.export(**args))
-        except (RuntimeError, AssertionError, ValueError) as exc:
-            raise UserError(f"export to {format} failed: {exc}") from None
-        if not exported.exists():
-            raise UserError(f"export to {format} wrote nothing")
+        model = load_model(work_weights)
+        exported = _run_export(model, args, format)
+        check: Int8Check | None = None
+        if int8:  # the plain export above is the FP32 reference (Ultralytics exports a copy of the model)
+            data = Path(data).resolve()
+            fp32 = exported
+            # quantize=8: Ultralytics' name (`int8` is deprecated); calibration on calibration_split only
+            int8_args = {**args, "quantize": 8, "data": str(data), "split": opts.calibration_split}
+            exported = _run_export(model, int8_args, format)
+            check = measure_int8_drop(fp32, exported, data, opts, n_eval, scratch=target.parent)
+            log.log(logging.WARNING if check.vacuous else logging.INFO, "%s", check.sentence())
+            if not check.passed:
+                raise UserError(
+                    f"refusing to write the INT8 model: {check.sentence()} exceeds --max-drop; nothing was written "
+                    "(calibrate on more images, raise --max-drop, or use FP32 OpenVINO)"
+                )
         os.replace(exported, target)
     out = out.resolve()
     manifest = run_manifest(
         "export",
         {"weights": str(weights), "out": str(out), "data": data, **opts.record()},
         inputs={"weights": weights},
-        extra={"exported": out.name},
+        extra={"exported": out.name, "int8_check": asdict(check) if check else None},
     )
     write_json_atomic(Path(f"{out}.json"), manifest)
     log.debug("exported %s -> %s", weights.name, out)  # the command says where it went
     return out
+
+
+def _run_export(model: Any, args: dict[str, Any], format: str) -> Path:
+    from yolo_spine.ultra import quiet_loggers
+
+    if args.get("quantize") == 8:
+        import nncf  # noqa: F401  (its import sets its logger to INFO: import it before quietening it)
+    try:
+        # Ultralytics would print paths in the temporary folder (gone once the export moves into place), NNCF
+        # one INFO line per operation it leaves unquantised, torch that the tracing Ultralytics uses is deprecated
+        with quiet_loggers("nncf"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=FutureWarning)
+            exported = Path(model.export(**args))
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        raise UserError(f"export to {format} failed: {exc}") from None
+    if not exported.exists():
+        raise UserError(f"export to {format} wrote nothing")
+    return exported
+
+
+def _split_images(data: str | Path, split: str) -> int:
+    """Number of images in a split of a dataset; a missing or empty split is a one-sentence error."""
+    from yolo_spine.errors import DataError
+    from yolo_spine.io.labels import read_data_yaml
+    from yolo_spine.io.xray import XRAY_SUFFIXES
+
+    lay = read_data_yaml(data)
+    folder = lay.image_dirs.get(split)
+    n = sum(1 for p in folder.iterdir() if p.suffix.lower() in XRAY_SUFFIXES) if folder and folder.is_dir() else 0
+    if not n:
+        raise DataError(f"{data} has no images in a '{split}' split, which the INT8 check needs")
+    return n
+
+
+def mask_map(model_path: Path, data: Path, split: str, imgsz: int | list[int], scratch: Path) -> tuple[float, float]:
+    """Return (mask mAP50-95, mask mAP50) of a model on a dataset split, as Ultralytics' validator computes them.
+
+    conf 0.001 (the validator's own default, so the precision-recall curve is complete) and batch 1 (a static
+    OpenVINO export takes one image).
+    """
+    from yolo_spine.ultra import load_segmentation_model, quiet_loggers
+
+    model = load_segmentation_model(model_path)
+    with quiet_loggers():  # the validator's lines name the temporary folder; the result is logged by the caller
+        metrics = model.val(
+            data=str(data),
+            split=split,
+            imgsz=imgsz,
+            batch=1,
+            conf=0.001,
+            plots=False,
+            save_json=False,
+            project=str(scratch),
+            name=f"val_{model_path.name}",
+            exist_ok=True,
+            verbose=False,
+        )
+    return float(metrics.seg.map), float(metrics.seg.map50)
+
+
+def measure_int8_drop(fp32: Path, int8: Path, data: Path, opts: ExportOptions, images: int, scratch: Path) -> Int8Check:
+    """Validate the FP32 and the INT8 OpenVINO exports on ``opts.eval_split`` and compare their mask mAP50-95.
+
+    Args:
+        fp32: The FP32 OpenVINO folder.
+        int8: The INT8 OpenVINO folder (same input size).
+        data: The dataset ``data.yaml``.
+        opts: Export options (``eval_split``, ``calibration_split``, ``max_drop``).
+        images: Images in the split (recorded).
+        scratch: A folder for the validator's run files.
+
+    Returns:
+        The figures and whether the drop is within ``opts.max_drop``.
+    """
+    imgsz = _export_imgsz(int8)
+    fp32_map, fp32_map50 = mask_map(fp32, data, opts.eval_split, imgsz, scratch)
+    int8_map, int8_map50 = mask_map(int8, data, opts.eval_split, imgsz, scratch)
+    drop = 100.0 * (fp32_map - int8_map)
+    return Int8Check(
+        eval_split=opts.eval_split,
+        calibration_split=opts.calibration_split,
+        images=images,
+        fp32_mask_map50_95=fp32_map,
+        int8_mask_map50_95=int8_map,
+        fp32_mask_map50=fp32_map50,
+        int8_mask_map50=int8_map50,
+        drop_points=drop,
+        max_drop=opts.max_drop,
+        passed=drop <= opts.max_drop,
+    )
+
+
+def _export_imgsz(folder: Path) -> int | list[int]:
+    """The input size an OpenVINO export was written for (its ``metadata.yaml``): an int when square."""
+    import yaml
+
+    meta = yaml.safe_load((folder / "metadata.yaml").read_text(encoding="utf-8")) or {}
+    size = meta.get("imgsz") or [640, 640]
+    size = [int(v) for v in (size if isinstance(size, list) else [size, size])]
+    return size[0] if size[0] == size[1] else size
+
+
+def _quiet_requirements() -> None:
+    """Keep Ultralytics' exporter from trying to pip-install what the export extra already provides."""
+    import ultralytics.engine.exporter as exporter
+
+    exporter.check_requirements = lambda *a, **k: True

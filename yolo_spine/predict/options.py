@@ -15,6 +15,9 @@ from yolo_spine.options import StageOptions, spec
 _POSITIVE = (1, None)
 #: Runtimes ``export`` writes for.
 ExportFormat = Literal["onnx", "openvino"]
+#: Dataset splits the INT8 guard may measure on, and the ones it may calibrate on (never the test split).
+GuardSplit = Literal["train", "val", "test"]
+CalibrationSplit = Literal["train", "val"]
 
 
 def _fourcc(code: str) -> str | None:
@@ -68,6 +71,9 @@ class ExportOptions(StageOptions):
     imgsz: int | tuple[int, int] | None = spec(range=_POSITIVE)
     int8: bool
     dynamic: bool
+    calibration_split: CalibrationSplit
+    eval_split: GuardSplit
+    max_drop: float = spec(range=(0, 100))
 
     def __post_init__(self) -> None:
         if self.int8 and self.format != "openvino":
