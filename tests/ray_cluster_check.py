@@ -1,11 +1,12 @@
-"""Helper of tests/test_cluster.py: a real Ray head on loopback, ct2yolo through it, and the checks, in one namespace.
+"""Helper of tests/test_cluster.py: a two-node Ray cluster on loopback, ct2yolo through it, the checks, one namespace.
 
 Run as ``unshare --net --pid --fork --mount-proc python tests/ray_cluster_check.py CSV LOCAL_OUT RAY_OUT RESULT``
 (root): the new network namespace has only ``lo``, which this script brings up, so Ray registers 127.0.0.1 and
-its traffic cannot leave loopback; the new PID namespace means ``ray stop`` sees only this head's processes, and
-every process left when this script ends is killed by the kernel. The script starts the head (2 CPUs, a small
-object store), converts the CSV with ``--executor ray --ray-address 127.0.0.1:PORT``, compares every file of the
-result with LOCAL_OUT (the local executor's output, made by the test) byte for byte, and writes RESULT (JSON).
+its traffic cannot leave loopback; the new PID namespace means ``ray stop`` sees only this cluster's processes,
+and every process left when this script ends is killed by the kernel. The script starts the head and a second
+node (1 CPU and a small object store each), converts the CSV with ``--executor ray --ray-address
+127.0.0.1:PORT``, compares every file of the result with LOCAL_OUT (the local executor's output, made by the
+test) byte for byte, and writes RESULT (JSON).
 It exits 0 only when the Ray run succeeded and every file is equal.
 """
 
@@ -40,7 +41,7 @@ def main(csv: str, local_out: str, ray_out: str, result_path: str, *extra: str) 
         "--head",
         "--node-ip-address=127.0.0.1",
         f"--port={PORT}",
-        "--num-cpus=2",
+        "--num-cpus=1",
         "--object-store-memory=80000000",
         "--include-dashboard=false",
         "--disable-usage-stats",
@@ -51,6 +52,13 @@ def main(csv: str, local_out: str, ray_out: str, result_path: str, *extra: str) 
         result["head_rc"] = started.returncode
         if started.returncode != 0:
             result["head_log"] = (started.stdout + started.stderr)[-3000:]
+            return 1
+        # a second node (its own raylet and object store) joins the head: tasks are scheduled across nodes
+        node = [ray, "start", f"--address=127.0.0.1:{PORT}", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+        joined = subprocess.run([*node, "--object-store-memory=80000000"], capture_output=True, text=True, env=env)
+        result["node_rc"] = joined.returncode
+        if joined.returncode != 0:
+            result["head_log"] = (joined.stdout + joined.stderr)[-3000:]
             return 1
         cmd = [
             sys.executable,
@@ -80,6 +88,8 @@ def main(csv: str, local_out: str, ray_out: str, result_path: str, *extra: str) 
         result["command_pid"] = proc.pid
         nodes = subprocess.run([ray, "status", f"--address=127.0.0.1:{PORT}"], capture_output=True, text=True, env=env)
         result["ray_status"] = nodes.stdout[-2000:]
+        active = nodes.stdout.split("Active:")[1].split("Pending:")[0] if "Active:" in nodes.stdout else ""
+        result["nodes"] = sum(1 for line in active.splitlines() if "node_" in line)
         if proc.returncode != 0:
             return 1
         local, remote = _files(Path(local_out)), _files(Path(ray_out))

@@ -1,4 +1,4 @@
-"""ct2yolo on a real Ray cluster (a head on 127.0.0.1 in a loopback-only network namespace) equals the local run."""
+"""ct2yolo on a real two-node Ray cluster (127.0.0.1, a loopback-only network namespace) equals the local run."""
 
 from __future__ import annotations
 
@@ -64,14 +64,15 @@ def test_ray_cluster_on_loopback_converts_byte_for_byte_like_the_local_executor(
     assert result_path.is_file(), proc.stderr[-3000:]
     result = json.loads(result_path.read_text())
     assert result["interfaces"] == ["lo"]  # the head, the command and the checks saw loopback only
-    assert result["head_rc"] == 0, result.get("head_log")
+    assert result["head_rc"] == 0 and result["node_rc"] == 0, result.get("head_log")
+    assert result["nodes"] == 2, result.get("ray_status")  # the head and a second node, one CPU each
     assert result["ct2yolo_rc"] == 0, result.get("stderr")
     assert "5 done, 0 skipped" in result["ct2yolo_stdout"]
     diff = {k: result.get(k) for k in ("only_local", "only_ray", "different")}
     assert result["equal"] and result["files"] > 100, diff
     assert proc.returncode == 0
-    # the studies ran in Ray's worker processes, not in the command's own process
-    assert result["workers"] and all(not w.endswith(f":{result['command_pid']}") for w in result["workers"])
+    # the studies ran in Ray's worker processes (two tasks at once: at least two), not in the command's process
+    assert len(result["workers"]) >= 2 and all(not w.endswith(f":{result['command_pid']}") for w in result["workers"])
     # and a test that reads the files itself, outside the helper
     for sub in ("images", "labels", "sidecars"):
         a = sorted((tmp_path / "local" / sub).rglob("*.*"))
