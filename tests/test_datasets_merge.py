@@ -23,7 +23,7 @@ from tests.datasets_utils import (
     zip_folder,
 )
 from yolo_spine.datasets.check import check_dataset
-from yolo_spine.datasets.merge import MergeOptions, assign_splits, merge_exports
+from yolo_spine.datasets.merge import assign_splits, merge_exports
 from yolo_spine.datasets.roboflow import roboflow_group
 from yolo_spine.errors import OutputExistsError, UserError
 from yolo_spine.registry import load_registry
@@ -102,11 +102,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def merged(exports: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("merged") / "ds"
-    summary = merge_exports(
-        MergeOptions(
-            sources=[exports["yolo"], exports["coco"], exports["zip"]], out=out, anatomy="spine", seed=0, workers=1
-        )
-    )
+    summary = merge_exports([exports["yolo"], exports["coco"], exports["zip"]], out, anatomy="spine", seed=0, workers=1)
     return out, summary
 
 
@@ -232,21 +228,21 @@ def test_unknown_names_stop_before_writing(tmp_path: Path):
     )
     out = tmp_path / "out"
     with pytest.raises(UserError) as err:
-        merge_exports(MergeOptions(sources=[src], out=out))
+        merge_exports([src], out)
     msg = str(err.value)
     assert "'cervical-8'" in msg and "'thing'" in msg and "--map" in msg and "--drop" in msg
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["odd"]
-    summary = merge_exports(MergeOptions(sources=[src], out=out, maps={"cervical-8": "T1"}, drops=["thing"]))
+    summary = merge_exports([src], out, maps={"cervical-8": "T1"}, drops=["thing"])
     assert summary["instances"]["kept"] == 1 and summary["instances"]["dropped"]["unmapped"] == 1
     assert summary["instances"]["remapped"] == {"cervical-8->T1": 1}
 
 
 def test_no_overwrite_and_atomic_failure(tmp_path: Path, exports, monkeypatch):
     out = tmp_path / "ds"
-    merge_exports(MergeOptions(sources=[exports["zip"]], out=out))
+    merge_exports([exports["zip"]], out)
     before = sorted(p.name for p in out.rglob("*"))
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        merge_exports(MergeOptions(sources=[exports["zip"]], out=out))
+        merge_exports([exports["zip"]], out)
     # an interruption half-way leaves the old dataset intact and no temporary folder behind
     import yolo_spine.datasets.merge as merge_mod
 
@@ -255,11 +251,11 @@ def test_no_overwrite_and_atomic_failure(tmp_path: Path, exports, monkeypatch):
 
     monkeypatch.setattr(merge_mod, "format_labels", boom)
     with pytest.raises(KeyboardInterrupt):
-        merge_exports(MergeOptions(sources=[exports["zip"]], out=out, overwrite=True))
+        merge_exports([exports["zip"]], out, overwrite=True)
     assert sorted(p.name for p in out.rglob("*")) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
     monkeypatch.undo()
-    merge_exports(MergeOptions(sources=[exports["zip"]], out=out, overwrite=True))
+    merge_exports([exports["zip"]], out, overwrite=True)
 
 
 def test_keep_splits_moves_leaky_groups(tmp_path: Path):
@@ -270,7 +266,7 @@ def test_keep_splits_moves_leaky_groups(tmp_path: Path):
         FakeImage("valid", rf_name("clean", 0), [("c2", square(0.1, 0.1))]),
     ]
     src = make_yolo_export(tmp_path / "k", ALPHABETICAL_SPINE, ims)
-    s = merge_exports(MergeOptions(sources=[src], out=tmp_path / "o", keep_splits=True))
+    s = merge_exports([src], tmp_path / "o", keep_splits=True)
     assert s["leakage_fixed"] == {"groups": 1, "images_moved": 1}
     assert s["images"] == {"train": 3, "val": 1, "test": 0}
 

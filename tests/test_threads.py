@@ -20,10 +20,11 @@ SCRIPT = r"""
 import json, sys
 from pathlib import Path
 from yolo_spine.predict.run import predict
+from yolo_spine.train.options import TrainOptions
 from yolo_spine.train.train import train
 
 data, out, image, asked = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-run = train(data, out / "run", preset="cpu-smoke", overrides={"threads": asked})
+run = train(data, out / "run", TrainOptions.load("cpu-smoke"), threads=asked)
 import torch
 report = {"train_run_json": run.manifest["torch_threads"], "after_train": torch.get_num_threads()}
 asked_run = predict(run.best, image, out / "asked", threads=asked)

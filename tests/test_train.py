@@ -207,6 +207,7 @@ def test_resume_finishes_an_interrupted_run(
     """Interrupted after epoch 1 of 2: --resume runs epoch 2 only and run.json describes the whole run."""
     import yolo_spine.train.trainer as trainer_module
     from yolo_spine.io.atomic import partial_path
+    from yolo_spine.train.options import TrainOptions
     from yolo_spine.train.train import read_results_csv, train
 
     class Interrupted(Exception):
@@ -224,7 +225,7 @@ def test_resume_finishes_an_interrupted_run(
     out = tmp_path / "run"
     monkeypatch.setattr(trainer_module, "AnatomySegmentationTrainer", InterruptedTrainer)
     with pytest.raises(Interrupted):
-        train(spine_dataset, out, preset="cpu-smoke", overrides={"epochs": 2})
+        train(spine_dataset, out, TrainOptions.load("cpu-smoke"), epochs=2)
     monkeypatch.undo()
     work = partial_path(out)
     assert not out.exists() and (work / "weights" / "last.pt").is_file()
@@ -236,7 +237,7 @@ def test_resume_finishes_an_interrupted_run(
     assert re.search(r"error: .* was trained on .*spine_ds.*, not .*brain_ds.*; resume it with that --data", errors[0])
     assert [r["epoch"] for r in read_results_csv(work / "results.csv")] == [1.0]  # the interrupted run untouched
     # --epochs is the checkpoint's on resume (Ultralytics keeps it): run.json must say 2, not this call's 1
-    res = train(spine_dataset, out, preset="cpu-smoke", overrides={"epochs": 1}, resume=True)
+    res = train(spine_dataset, out, TrainOptions.load("cpu-smoke"), epochs=1, resume=True)
     run = json.loads((out / "run.json").read_text())
     assert run == json.loads(json.dumps(res.manifest))
     assert not work.exists() and (out / "weights" / "best.pt").is_file()

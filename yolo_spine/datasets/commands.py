@@ -20,7 +20,7 @@ from yolo_spine._cli_common import (
 from yolo_spine.errors import UserError
 
 if TYPE_CHECKING:
-    from yolo_spine.datasets.options import AugmentOptions
+    from yolo_spine.datasets.options import AugmentOptions, MergeOptions
 
 
 def _parse_maps(items: list[str]) -> dict[str, str]:
@@ -49,22 +49,31 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge_options(args: argparse.Namespace) -> MergeOptions:
+    from yolo_spine.datasets.options import MergeOptions
+
+    return stage_options(
+        MergeOptions,
+        args,
+        split=args.split,
+        seed=args.seed,
+        keep_splits=True if args.keep_splits else None,
+        workers=args.workers,
+    )
+
+
 def _merge(args: argparse.Namespace) -> int:
-    from yolo_spine.datasets.merge import MergeOptions, merge_exports
+    opts = _merge_options(args)
+    from yolo_spine.datasets.merge import merge_exports
 
     summary = merge_exports(
-        MergeOptions(
-            sources=args.sources,
-            out=args.out,
-            anatomy=args.anatomy,
-            maps=_parse_maps(args.map),
-            drops=args.drop,
-            split=tuple(args.split),
-            seed=args.seed,
-            keep_splits=args.keep_splits,
-            overwrite=args.overwrite,
-            workers=args.workers,
-        )
+        args.sources,
+        args.out,
+        opts,
+        anatomy=args.anatomy,
+        maps=_parse_maps(args.map),
+        drops=args.drop,
+        overwrite=args.overwrite,
     )
     inst = summary["instances"]
     dropped = ", ".join(f"{k} {v}" for k, v in inst["dropped"].items() if v) or "none"
@@ -168,17 +177,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--split",
         nargs=3,
         type=float,
-        default=[0.8, 0.1, 0.1],
+        default=None,
         metavar=("TRAIN", "VAL", "TEST"),
-        help="split fractions, made per group of copies",
+        help="split fractions, made per group of copies (default: 0.8 0.1 0.1)",
     )
     p.add_argument(
         "--keep-splits",
         action="store_true",
         help="keep the exports' splits (groups found in several splits are moved into one)",
     )
-    add_seed(p)
-    p.add_argument("--workers", type=int, default=0, help="processes hashing and verifying images (0: every core)")
+    p.add_argument("--seed", type=int, default=None, help="random seed of the split (same seed, same output)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes hashing, verifying and writing images (0: every core)"
+    )
+    add_config(p, "merge")
     add_record_paths(p)
 
     p = add_command(sub, "check", "validate a dataset as training will read it (non-zero exit on problems)", _check)

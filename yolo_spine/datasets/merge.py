@@ -27,13 +27,15 @@ import os
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from yolo_spine import __version__
+from yolo_spine.datasets.options import MergeOptions
 from yolo_spine.datasets.roboflow import Export, SourceImage, read_export, roboflow_group
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.geometry import clip_polygon_to_rect, polygon_area
@@ -42,6 +44,7 @@ from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_ato
 from yolo_spine.io.labels import SegInstance, format_labels, write_data_yaml
 from yolo_spine.io.xray import DICOM_SUFFIXES, read_xray, write_png
 from yolo_spine.layout import SPLITS
+from yolo_spine.options import resolve_options
 from yolo_spine.parallel import LocalExecutor, available_cpus
 from yolo_spine.provenance import run_manifest
 from yolo_spine.registry import AnatomyRegistry, load_registry, normalize_name
@@ -62,35 +65,6 @@ DROP_REASONS = (
     "unreadable_image",
     "orphan_label",
 )
-
-
-@dataclass
-class MergeOptions:
-    """Options of :func:`merge_exports`.
-
-    Attributes:
-        sources: Export folders or zip files.
-        out: Output dataset folder.
-        anatomy: Registry name or YAML path.
-        maps: Source class name → registry class (``--map cervical-8=T1``); keys match like aliases.
-        drops: Source class names to drop (``--drop NAME``), counted as ``unmapped``.
-        split: Train/val/test fractions (re-made by group) unless ``keep_splits``.
-        seed: Seed of the split.
-        keep_splits: Keep the exports' own splits (leaky groups are still moved into one split).
-        overwrite: Replace an existing ``out``.
-        workers: Processes that hash and verify images (1: this process).
-    """
-
-    sources: list[Path]
-    out: Path
-    anatomy: str = "spine"
-    maps: dict[str, str] = field(default_factory=dict)
-    drops: list[str] = field(default_factory=list)
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-    keep_splits: bool = False
-    overwrite: bool = False
-    workers: int = 0
 
 
 @dataclass
@@ -355,11 +329,30 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def merge_exports(options: MergeOptions) -> dict:
+def merge_exports(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    options: MergeOptions | None = None,
+    *,
+    anatomy: str | Path = "spine",
+    maps: Mapping[str, str] | None = None,
+    drops: Sequence[str] = (),
+    overwrite: bool = False,
+    **option_values: Any,
+) -> dict[str, Any]:
     """Merge Roboflow exports into one YOLO-seg dataset (see the module docstring for the guarantees).
 
     Args:
-        options: What to merge and how.
+        sources: Export folders or zip files.
+        out: Output dataset folder.
+        options: Split, seed, ``keep_splits`` and workers (``MergeOptions.load(config, ...)``); ``None``:
+            ``configs/merge/default.yaml``.
+        anatomy: Registry name or YAML path.
+        maps: Source class name → registry class (``--map cervical-8=T1``); keys match like aliases.
+        drops: Source class names to drop (``--drop NAME``), counted as ``unmapped``.
+        overwrite: Replace an existing ``out``.
+        **option_values: Option values replacing those of ``options`` (``split=(0.7, 0.2, 0.1)``, ``seed=1``,
+            ``keep_splits=True``, ``workers=1``); ``None`` values are ignored.
 
     Returns:
         The summary part of the manifest: images and instances per split, dropped counts, output path.
@@ -367,74 +360,120 @@ def merge_exports(options: MergeOptions) -> dict:
     Raises:
         UserError: Unknown class names, bad options, unreadable sources, or an existing output without overwrite.
     """
-    out = ensure_can_write(options.out, options.overwrite)
-    reg = load_registry(options.anatomy)
-    if not options.sources:
+    opts = resolve_options(MergeOptions, options, option_values)
+    out = ensure_can_write(out, overwrite)
+    request = _Request([Path(s) for s in sources], out, anatomy, dict(maps or {}), list(drops))
+    reg = load_registry(anatomy)
+    if not request.sources:
         raise UserError("give at least one export folder or zip")
-    if not options.keep_splits and (len(options.split) != 3 or min(options.split) < 0 or sum(options.split) <= 0):
-        raise UserError(f"--split needs three non-negative fractions (train val test), got {options.split}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.sources.", dir=out.parent) as scratch:
-        tags = _unique_tags(options.sources)
+    request.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{request.out.name}.sources.", dir=request.out.parent) as scratch:
+        tags = _unique_tags(request.sources)
         exports = []
-        for src, tag in zip(options.sources, tags, strict=True):
+        for src, tag in zip(request.sources, tags, strict=True):
             log.info("reading source %s", tag)  # the tag, not the path: folders may carry identifiers
-            exports.append(read_export(Path(src), tag, Path(scratch)))
-        resolved = _resolve_names(exports, reg, options.maps, options.drops)
-        return _write_dataset(exports, resolved, reg, options, out)
+            exports.append(read_export(src, tag, Path(scratch)))
+        resolved = _resolve_names(exports, reg, request.maps, request.drops)
+        return _write_dataset(exports, resolved, reg, opts, request, overwrite)
 
 
-def _write_dataset(
-    exports: list[Export], resolved: dict[str, str | None], reg: AnatomyRegistry, options: MergeOptions, out: Path
-) -> dict:
+@dataclass
+class _Request:
+    """What :func:`merge_exports` was asked to merge, and where to (the inputs beside the options)."""
 
+    sources: list[Path]
+    out: Path
+    anatomy: str | Path
+    maps: dict[str, str]
+    drops: list[str]
+
+
+@dataclass
+class _Inventory:
+    """Every listed image of every export, checked once, with its group and fate.
+
+    Attributes:
+        records: ``(export, image)`` in reading order; the other lists are parallel to it.
+        checks: Hash and readability of each image.
+        status: ``kept``, ``duplicate`` (same bytes as an earlier image) or ``unreadable``.
+        groups: The group of each image (Roboflow copies of one source, linked across exports by identical bytes).
+        first_by_hash: Index of the first image with each content hash.
+    """
+
+    records: list[tuple[Export, SourceImage]]
+    checks: list[ImageCheck]
+    status: list[str]
+    groups: list[str]
+    first_by_hash: dict[str, int]
+
+    @property
+    def kept(self) -> list[int]:
+        """Indices of the images written to the dataset."""
+        return [i for i, s in enumerate(self.status) if s == "kept"]
+
+
+def _take_inventory(exports: list[Export], workers: int) -> _Inventory:
+    """Hash and check every image (in worker processes), mark duplicates and unreadable ones, and group them."""
     records = [(ex, im) for ex in exports for im in ex.images]
-    checks = _inspect_many([im.path for _, im in records], options.workers)
+    checks = _inspect_many([im.path for _, im in records], workers)
+
+    def group_id(ex: Export, im: SourceImage) -> str:
+        return f"{ex.tag}:{roboflow_group(im.path.name)}"
 
     # Groups: Roboflow stem per dataset, linked across datasets by identical bytes.
     uf = _UnionFind()
     first_by_hash: dict[str, int] = {}
     status: list[str] = []
     for i, ((ex, im), chk) in enumerate(zip(records, checks, strict=True)):
-        gid = f"{ex.tag}:{roboflow_group(im.path.name)}"
+        gid = group_id(ex, im)
         uf.find(gid)
         if not chk.readable:
             status.append("unreadable")
         elif chk.sha256 in first_by_hash:
             status.append("duplicate")
-            fex, fim = records[first_by_hash[chk.sha256]]
-            uf.union(gid, f"{fex.tag}:{roboflow_group(fim.path.name)}")
+            uf.union(gid, group_id(*records[first_by_hash[chk.sha256]]))
         else:
             first_by_hash[chk.sha256] = i
             status.append("kept")
-    groups = [uf.find(f"{ex.tag}:{roboflow_group(im.path.name)}") for ex, im in records]
-    kept_idx = [i for i, s in enumerate(status) if s == "kept"]
+    groups = [uf.find(group_id(ex, im)) for ex, im in records]
+    return _Inventory(records, checks, status, groups, first_by_hash)
 
-    leak_groups = leak_images = 0
-    if options.keep_splits:
-        votes: dict[str, Counter] = defaultdict(Counter)
-        for i in kept_idx:
-            votes[groups[i]][records[i][1].split] += 1
-        split_of = {}
-        for g, v in votes.items():
-            best = max(v.values())
-            split_of[g] = next(s for s in SPLITS if v.get(s) == best)  # ties → train first
-            if len(v) > 1:
-                leak_groups += 1
-                leak_images += sum(n for s, n in v.items() if s != split_of[g])
-    else:
-        sizes = Counter(groups[i] for i in kept_idx)
-        split_of = assign_splits(dict(sizes), tuple(options.split), options.seed)
 
-    tally = _Tally()
-    per_split_images: Counter = Counter()
-    class_counts: dict[str, Counter] = {s: Counter() for s in SPLITS}
-    manifest_images = []
-    out_name: dict[int, str] = {}
+@dataclass
+class _Splits:
+    """The split of every group, and what keeping the exports' splits had to move."""
+
+    of_group: dict[str, str]
+    leak_groups: int = 0
+    leak_images: int = 0
+
+
+def _decide_splits(inv: _Inventory, opts: MergeOptions) -> _Splits:
+    """Assign each group of kept images to one split: re-made by group, or the exports' own without leakage."""
+    kept = inv.kept
+    if not opts.keep_splits:
+        sizes = Counter(inv.groups[i] for i in kept)
+        return _Splits(assign_splits(dict(sizes), opts.split, opts.seed))
+    votes: dict[str, Counter] = defaultdict(Counter)
+    for i in kept:
+        votes[inv.groups[i]][inv.records[i][1].split] += 1
+    splits = _Splits({})
+    for g, v in votes.items():
+        best = max(v.values())
+        splits.of_group[g] = next(s for s in SPLITS if v.get(s) == best)  # ties → train first
+        if len(v) > 1:
+            splits.leak_groups += 1
+            splits.leak_images += sum(n for s, n in v.items() if s != splits.of_group[g])
+    return splits
+
+
+def _unlisted_entries(exports: list[Export], tally: _Tally) -> list[dict[str, Any]]:
+    """Manifest entries of label files without an image (their rows counted as dropped) and unlisted images."""
+    entries: list[dict[str, Any]] = []
     for ex in exports:
         for rel, rows in ex.orphan_labels:
             tally.dropped["orphan_label"] += rows
-            manifest_images.append(
+            entries.append(
                 {
                     "file": None,
                     "split": None,
@@ -445,121 +484,203 @@ def _write_dataset(
                 }
             )
         for rel in ex.unlisted_images:
-            manifest_images.append(
+            entries.append(
                 {"file": None, "split": None, "group": None, "source": f"{ex.tag}/{rel}", "status": "unlisted"}
             )
+    return entries
 
-    with atomic_output(out, overwrite=options.overwrite) as tmp:
-        for s in SPLITS:
-            (tmp / "images" / s).mkdir(parents=True)
-            (tmp / "labels" / s).mkdir(parents=True)
-        # Names and splits are decided here; cleaning polygons and writing files runs in worker processes.
-        jobs: list[_WriteJob] = []
-        for i in kept_idx:
-            ex, im = records[i]
-            split = split_of[groups[i]]
-            name = f"{ex.tag}__{im.path.stem}.png" if checks[i].high_bit else f"{ex.tag}__{im.path.name}"
-            out_name[i] = f"images/{split}/{name}"
-            jobs.append(
-                _WriteJob(
-                    i,
-                    im,
-                    checks[i].high_bit,
-                    tmp / "images" / split / name,
-                    tmp / "labels" / split / f"{Path(name).stem}.txt",
-                )
-            )
-        results = _run_write_jobs(jobs, resolved, reg, options.workers)
 
-        for i, (ex, im) in enumerate(records):
-            chk = checks[i]
-            entry = {
-                "source": f"{ex.tag}/{im.rel}",
-                "group": groups[i],
-                "sha256": chk.sha256 or None,
-                "instances_in": len(im.instances),
-            }
-            if status[i] == "unreadable":
-                tally.dropped["unreadable_image"] += len(im.instances)
-                manifest_images.append(
-                    {**entry, "file": None, "split": None, "status": "unreadable", "reason": chk.reason}
-                )
-                continue
-            if status[i] == "duplicate":
-                tally.dropped["duplicate_image"] += len(im.instances)
-                first = first_by_hash[chk.sha256]
-                manifest_images.append(
-                    {
-                        **entry,
-                        "file": None,
-                        "split": split_of[groups[first]],
-                        "status": "duplicate",
-                        "duplicate_of": out_name.get(first),
-                    }
-                )
-                continue
-            split = split_of[groups[i]]
-            classes, part = results[i]
-            tally.merge(part)
-            per_split_images[split] += 1
-            class_counts[split].update(reg.names[c] for c in classes)
-            manifest_images.append(
-                {
-                    **entry,
-                    "file": out_name[i],
-                    "split": split,
-                    "status": "kept",
-                    "instances_kept": len(classes),
-                    **({"converted": "windowed to 8-bit PNG"} if chk.high_bit else {}),
-                }
-            )
+def _plan_writes(inv: _Inventory, splits: _Splits, tmp: Path) -> tuple[list[_WriteJob], dict[int, str]]:
+    """Name every kept image in its split (``<tag>__<name>``; windowed ones as PNG) and make the split folders.
 
-        instances_in = sum(len(im.instances) for _, im in records) + sum(
-            rows for ex in exports for _, rows in ex.orphan_labels
-        )
-        summary = {
-            "images": {s: per_split_images[s] for s in SPLITS},
-            "images_in": len(records) + sum(len(ex.unlisted_images) for ex in exports),
-            "orphan_label_files": sum(len(ex.orphan_labels) for ex in exports),
-            "image_status": dict(Counter(e["status"] for e in manifest_images)),
-            "instances": {
-                "in": instances_in,
-                "kept": tally.kept,
-                "clipped": tally.clipped,
-                "remapped": dict(sorted(tally.remapped.items())),
-                "dropped": {r: tally.dropped.get(r, 0) for r in DROP_REASONS},
-            },
-            "class_counts": {s: {n: class_counts[s][n] for n in reg.names if class_counts[s][n]} for s in SPLITS},
-            "leakage_fixed": {"groups": leak_groups, "images_moved": leak_images},
-            "groups": {s: len({groups[i] for i in kept_idx if split_of[groups[i]] == s}) for s in SPLITS},
+    Returns:
+        The write jobs and each kept image's dataset-relative path, by index.
+    """
+    for s in SPLITS:
+        (tmp / "images" / s).mkdir(parents=True)
+        (tmp / "labels" / s).mkdir(parents=True)
+    jobs: list[_WriteJob] = []
+    out_name: dict[int, str] = {}
+    for i in inv.kept:
+        ex, im = inv.records[i]
+        split = splits.of_group[inv.groups[i]]
+        high_bit = inv.checks[i].high_bit
+        name = f"{ex.tag}__{im.path.stem}.png" if high_bit else f"{ex.tag}__{im.path.name}"
+        out_name[i] = f"images/{split}/{name}"
+        label = tmp / "labels" / split / f"{Path(name).stem}.txt"
+        jobs.append(_WriteJob(i, im, high_bit, tmp / "images" / split / name, label))
+    return jobs, out_name
+
+
+@dataclass
+class _Counts:
+    """What the written dataset holds: instance tally, images per split, instances per split and class."""
+
+    tally: _Tally = field(default_factory=_Tally)
+    images: Counter = field(default_factory=Counter)
+    classes: dict[str, Counter] = field(default_factory=lambda: {s: Counter() for s in SPLITS})
+
+
+def _image_entries(
+    inv: _Inventory,
+    splits: _Splits,
+    results: dict[int, tuple[list[int], _Tally]],
+    out_name: dict[int, str],
+    reg: AnatomyRegistry,
+    counts: _Counts,
+) -> list[dict[str, Any]]:
+    """One manifest entry per listed image (kept, duplicate or unreadable), adding its instances to ``counts``."""
+    entries: list[dict[str, Any]] = []
+    for i, (ex, im) in enumerate(inv.records):
+        chk = inv.checks[i]
+        entry = {
+            "source": f"{ex.tag}/{im.rel}",
+            "group": inv.groups[i],
+            "sha256": chk.sha256 or None,
+            "instances_in": len(im.instances),
         }
-        if tally.kept + sum(tally.dropped.values()) != instances_in:  # the accounting must close
-            raise DataError("internal accounting error: kept + dropped instances != input instances")
-        write_data_yaml(tmp, out, reg.names_dict, reg.name)
-        sources = [
-            {
-                **input_record(ex.path),  # name and sha256 (a folder: <folder>); the path with --record-paths
-                "tag": ex.tag,
-                "format": ex.format,
-                "names": ex.names,
-                "images": len(ex.images),
+        if inv.status[i] == "unreadable":
+            counts.tally.dropped["unreadable_image"] += len(im.instances)
+            entries.append({**entry, "file": None, "split": None, "status": "unreadable", "reason": chk.reason})
+            continue
+        if inv.status[i] == "duplicate":
+            counts.tally.dropped["duplicate_image"] += len(im.instances)
+            first = inv.first_by_hash[chk.sha256]
+            split_of_first = splits.of_group[inv.groups[first]]
+            duplicate = {
+                "file": None,
+                "split": split_of_first,
+                "status": "duplicate",
+                "duplicate_of": out_name.get(first),
             }
-            for ex in exports
-        ]
-        options_dict = {**vars(options), "sources": [Path(s) for s in options.sources]}
-        manifest = run_manifest(
-            "merge",
-            options_dict,
-            extra={
-                "anatomy": reg.name,
-                "created_by": f"yolo_spine merge {__version__}",
-                "class_map": {k: v for k, v in sorted(resolved.items())},
-                "sources": sources,
-                "summary": summary,
-                "instances": summary["instances"],
-                "images": manifest_images,
-            },
+            entries.append({**entry, **duplicate})
+            continue
+        split = splits.of_group[inv.groups[i]]
+        classes, part = results[i]
+        counts.tally.merge(part)
+        counts.images[split] += 1
+        counts.classes[split].update(reg.names[c] for c in classes)
+        entries.append(
+            {
+                **entry,
+                "file": out_name[i],
+                "split": split,
+                "status": "kept",
+                "instances_kept": len(classes),
+                **({"converted": "windowed to 8-bit PNG"} if chk.high_bit else {}),
+            }
         )
+    return entries
+
+
+def _summary(
+    exports: list[Export],
+    inv: _Inventory,
+    splits: _Splits,
+    counts: _Counts,
+    entries: list[dict[str, Any]],
+    reg: AnatomyRegistry,
+) -> dict[str, Any]:
+    """The merge's summary; checks that kept + dropped instances account for every input instance.
+
+    Raises:
+        DataError: When the accounting does not close (a bug: nothing may be lost silently).
+    """
+    tally = counts.tally
+    instances_in = sum(len(im.instances) for _, im in inv.records) + sum(
+        rows for ex in exports for _, rows in ex.orphan_labels
+    )
+    if tally.kept + sum(tally.dropped.values()) != instances_in:  # the accounting must close
+        raise DataError("internal accounting error: kept + dropped instances != input instances")
+    kept = inv.kept
+    return {
+        "images": {s: counts.images[s] for s in SPLITS},
+        "images_in": len(inv.records) + sum(len(ex.unlisted_images) for ex in exports),
+        "orphan_label_files": sum(len(ex.orphan_labels) for ex in exports),
+        "image_status": dict(Counter(e["status"] for e in entries)),
+        "instances": {
+            "in": instances_in,
+            "kept": tally.kept,
+            "clipped": tally.clipped,
+            "remapped": dict(sorted(tally.remapped.items())),
+            "dropped": {r: tally.dropped.get(r, 0) for r in DROP_REASONS},
+        },
+        "class_counts": {s: {n: counts.classes[s][n] for n in reg.names if counts.classes[s][n]} for s in SPLITS},
+        "leakage_fixed": {"groups": splits.leak_groups, "images_moved": splits.leak_images},
+        "groups": {s: len({inv.groups[i] for i in kept if splits.of_group[inv.groups[i]] == s}) for s in SPLITS},
+    }
+
+
+def _merge_record(
+    exports: list[Export],
+    resolved: dict[str, str | None],
+    reg: AnatomyRegistry,
+    opts: MergeOptions,
+    request: _Request,
+    overwrite: bool,
+    summary: dict[str, Any],
+    entries: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The dataset's ``manifest.json``: the run record, the class map, the sources and every image's fate."""
+    sources = [
+        {
+            **input_record(ex.path),  # name and sha256 (a folder: <folder>); the path with --record-paths
+            "tag": ex.tag,
+            "format": ex.format,
+            "names": ex.names,
+            "images": len(ex.images),
+        }
+        for ex in exports
+    ]
+    given = {
+        "sources": request.sources,
+        "out": request.out,
+        "anatomy": request.anatomy,
+        "maps": request.maps,
+        "drops": request.drops,
+        "overwrite": overwrite,
+    }
+    return run_manifest(
+        "merge",
+        {**given, **opts.record()},
+        extra={
+            "anatomy": reg.name,
+            "created_by": f"yolo_spine merge {__version__}",
+            "class_map": {k: v for k, v in sorted(resolved.items())},
+            "sources": sources,
+            "summary": summary,
+            "instances": summary["instances"],
+            "images": entries,
+        },
+    )
+
+
+def _write_dataset(
+    exports: list[Export],
+    resolved: dict[str, str | None],
+    reg: AnatomyRegistry,
+    opts: MergeOptions,
+    request: _Request,
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Check, group and split the images, write the dataset atomically into ``request.out``; return the summary.
+
+    Steps: inventory (hash, check and group every image), splits (per group), per-image writing (cleaning the
+    polygons and writing images and labels in worker processes), the manifest entries of every input, and the
+    run record (``manifest.json``) beside ``data.yaml``.
+    """
+    inv = _take_inventory(exports, opts.workers)
+    splits = _decide_splits(inv, opts)
+    counts = _Counts()
+    entries = _unlisted_entries(exports, counts.tally)
+    with atomic_output(request.out, overwrite=overwrite) as tmp:
+        # Names and splits are decided here; cleaning polygons and writing files runs in worker processes.
+        jobs, out_name = _plan_writes(inv, splits, tmp)
+        results = _run_write_jobs(jobs, resolved, reg, opts.workers)
+        entries += _image_entries(inv, splits, results, out_name, reg, counts)
+        summary = _summary(exports, inv, splits, counts, entries, reg)
+        write_data_yaml(tmp, request.out, reg.names_dict, reg.name)
+        manifest = _merge_record(exports, resolved, reg, opts, request, overwrite, summary, entries)
         write_json_atomic(tmp / "manifest.json", manifest, indent=1)
-    summary["out"] = str(out)
+    summary["out"] = str(request.out)
     return summary

@@ -1,6 +1,7 @@
-"""Options of ``yolo_spine augment`` (the schema of ``configs/augment/*.yaml``; loaded by :mod:`yolo_spine.options`).
+"""Options of ``yolo_spine augment`` and ``merge`` (the schemas of ``configs/augment`` and ``configs/merge``).
 
-Every field's meaning, with its default, is commented in ``configs/augment/default.yaml``.
+Every field's meaning, with its default, is commented in the stage's ``default.yaml``; the loader is
+:mod:`yolo_spine.options`.
 """
 
 from __future__ import annotations
@@ -169,3 +170,23 @@ class AugmentOptions(StageOptions):
                 "confuse neighbouring levels",
                 " and ".join(used),
             )
+
+
+def _fractions(value: tuple[float, float, float]) -> str | None:
+    return None if sum(value) > 0 else "three fractions (train val test) that are not all 0"
+
+
+@dataclass(frozen=True)
+class MergeOptions(StageOptions):
+    """``configs/merge/default.yaml`` ← ``--config`` ← ``--set`` ← flags.
+
+    What to merge (the exports, the output, the anatomy, ``--map`` and ``--drop``) are arguments of
+    :func:`yolo_spine.datasets.merge.merge_exports`, not options.
+    """
+
+    stage = "merge"
+
+    split: tuple[float, float, float] = spec(range=(0, None), check=_fractions)
+    seed: int
+    keep_splits: bool
+    workers: int = spec(range=(0, None))

@@ -4,38 +4,39 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_record_paths, say
+from yolo_spine._cli_common import add_command, add_config, add_record_paths, say, stage_options
+
+if TYPE_CHECKING:
+    from yolo_spine.train.options import TrainOptions
+
+
+def _train_options(args: argparse.Namespace) -> TrainOptions:
+    from yolo_spine.train.options import TrainOptions
+
+    return stage_options(
+        TrainOptions,
+        args,
+        model=args.model,
+        weights=args.weights,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        workers=args.workers,
+        channels=args.channels,
+        threads=args.threads,
+        patience=args.patience,
+        seed=args.seed,
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
+    opts = _train_options(args)  # checked before torch and Ultralytics are imported
     from yolo_spine.train.train import train
 
-    overrides = {
-        k: getattr(args, k)
-        for k in (
-            "model",
-            "weights",
-            "epochs",
-            "imgsz",
-            "batch",
-            "device",
-            "workers",
-            "channels",
-            "threads",
-            "patience",
-            "seed",
-        )
-    }
-    res = train(
-        data=args.data,
-        out=args.out,
-        preset=args.config,
-        overrides=overrides,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        weights_dir=args.weights_dir,
-    )
+    res = train(args.data, args.out, opts, resume=args.resume, overwrite=args.overwrite, weights_dir=args.weights_dir)
     m = res.manifest
     ips = m.get("train_images_per_second")
     threads = f"{m['torch_threads']} threads" if m["torch_threads"] else "DDP"
@@ -56,12 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train a YOLOv11-seg model (offline; CPU, one GPU, or several through DDP)",
         _train,
         description="Train a YOLOv11-seg model. Defaults: configs/train/default.yaml (the spine recipe); "
-        "--config picks a preset or your YAML; flags override both. --device 0,1 uses Ultralytics' DDP "
-        "(one process per GPU on this node).",
+        "--config picks a preset or your YAML; --set KEY=VALUE sets any key of it (augmentation, optimizer, "
+        "cache, ...); named flags override all three (a flag not given keeps their value). --device 0,1 uses "
+        "Ultralytics' DDP (one process per GPU on this node).",
     )
     p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML", help="dataset written by merge/ct2yolo")
     p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
-    p.add_argument("--config", default=None, help="train preset (spine, teeth, brain, cpu-smoke) or a YAML path")
+    add_config(p, "train")
     p.add_argument("--model", default=None, help="architecture, e.g. yolo11n-seg (weights/<model>.pt used if present)")
     p.add_argument("--weights", default=None, help="checkpoint to start from (must exist; never downloaded)")
     p.add_argument("--weights-dir", type=Path, default=Path("weights"), help="folder searched for <model>.pt")

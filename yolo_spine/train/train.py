@@ -34,11 +34,12 @@ from typing import Any
 
 import yaml
 
-from yolo_spine.config import load_options
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.io.atomic import ResumableOutput, write_json_atomic
+from yolo_spine.options import resolve_options
 from yolo_spine.parallel import available_cpus
 from yolo_spine.provenance import run_manifest, sha256_files
+from yolo_spine.train.options import TrainOptions
 
 log = logging.getLogger("yolo_spine")
 
@@ -281,120 +282,123 @@ def _default_device() -> str:
     return "0" if torch.cuda.is_available() else "cpu"
 
 
-def train(
-    data: str | Path,
-    out: str | Path,
-    preset: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    weights_dir: str | Path = "weights",
-    callbacks: dict[str, Any] | None = None,
-) -> TrainResult:
-    """Train a YOLOv11-seg model on a yolo_spine dataset.
+@dataclass
+class _RunPlan:
+    """What one training session does, decided before Ultralytics builds the model.
 
-    Args:
-        data: The dataset's ``data.yaml``.
-        out: Run folder (receives ``weights/best.pt``, ``weights/last.pt``, Ultralytics' plots and ``run.json``).
-        preset: Train preset name (``configs/train/<name>.yaml``) or YAML path; ``None``: defaults only.
-        overrides: Options set on the command line (keys of ``configs/train/default.yaml``; ``None`` = not set).
-        resume: Continue an interrupted run in ``out`` (from its ``last.pt``).
-        overwrite: Replace an existing finished run in ``out``.
-        weights_dir: Folder searched for ``<model>.pt`` checkpoints.
-        callbacks: Extra Ultralytics callbacks ``{event: function(trainer)}`` for the caller's own use (e.g.
-            ``on_model_save`` to copy each epoch's checkpoint somewhere safe during a long run). They run in this
-            process, so not under DDP; ``run.json`` never depends on them.
-
-    Returns:
-        The :class:`TrainResult`.
-
-    Raises:
-        UserError: Bad options, missing dataset or checkpoint, or an existing run without ``overwrite``/``resume``.
+    Attributes:
+        train_yaml: The data.yaml Ultralytics reads (the user's, or a derived copy for another ``channels``).
+        device: Ultralytics' device string.
+        model_arg: What ``YOLO()`` loads: a checkpoint, an architecture YAML, or ``last.pt`` to resume.
+        source: ``checkpoint``, ``scratch`` or ``resume``.
+        last: The interrupted run's ``last.pt`` (``None``: a fresh run).
+        start_epoch: Epochs done before this session.
+        values: The effective option values (a resumed run's are its checkpoint's, as Ultralytics uses them).
+        channels: Input channels of the model.
     """
-    out = Path(out).resolve()
-    data = Path(data).resolve()
-    opts = load_options("train", preset, overrides)
-    data_dict, data_root = _dataset_info(data)
-    # Trains in .<out>.partial, kept when interrupted for --resume; an interrupted run that is not ours (e.g. plain
-    # Ultralytics, weights/last.pt in out itself) continues in place.
-    output = ResumableOutput.start(out, overwrite=overwrite, resume=resume, resume_marker="weights/last.pt")
-    work = output.work
-    last = work / "weights" / "last.pt" if resume else None
 
-    from yolo_spine.ultra import import_ultralytics
+    train_yaml: Path
+    device: str
+    model_arg: str
+    source: str
+    last: Path | None
+    start_epoch: int
+    values: dict[str, Any]
+    channels: int
 
-    import_ultralytics(threads=opts["threads"] or available_cpus())  # None: every core, whatever ran before
-    import torch
-    from ultralytics import YOLO
+    def ultralytics_args(self, work: Path) -> dict[str, Any]:
+        """Keyword arguments of ``model.train`` for this session, writing into the run folder ``work``."""
+        if self.last is not None:  # Ultralytics resumes with the checkpoint's options, except these
+            return {
+                "resume": str(self.last),
+                "device": self.device,
+                "workers": self.values["workers"],
+                "plots": self.values["plots"],
+                "data": str(self.train_yaml),
+            }
+        args = {k: self.values[k] for k in ULTRALYTICS_KEYS}
+        args.update(data=str(self.train_yaml), device=self.device, project=str(work.parent), name=work.name)
+        return {**args, "exist_ok": True}
 
-    from yolo_spine.train.trainer import AnatomySegmentationTrainer, mirror_map_for
 
-    device = str(opts["device"]) if opts["device"] is not None else _default_device()
+def _plan_run(
+    opts: TrainOptions,
+    data: Path,
+    dataset: tuple[dict[str, Any], Path],
+    out: Path,
+    last: Path | None,
+    weights_dir: Path,
+) -> _RunPlan:
+    """Set up a session: the device, the data.yaml to train on, what the model starts from (Ultralytics imported)."""
+    data_dict, data_root = dataset
+    device = opts.device if opts.device is not None else _default_device()
     derived_yaml = out.parent / f".{out.name}.data.yaml"
-    start_epoch = 0
+    values = opts.values()
     if last is not None:
         train_yaml, start_epoch, trained = _check_resumable(last, out, data, data_dict, data_root, derived_yaml)
         # Ultralytics resumes with the checkpoint's options (only device, workers and plots are ours to change):
         # record those, not this command's defaults.
-        opts.update({k: trained[k] for k in ULTRALYTICS_KEYS if k in trained and k not in ("workers", "plots")})
-        opts["channels"] = int(_dataset_info(train_yaml)[0].get("channels", 3))
-    else:
-        train_yaml = data
-        if int(opts["channels"]) != int(data_dict.get("channels", 3)):
-            # A derived data.yaml beside the run folder (Ultralytics' DDP launcher empties the run folder before
-            # it starts); the user's dataset stays untouched. A copy lands in the finished run folder.
-            out.parent.mkdir(parents=True, exist_ok=True)
-            train_yaml = derived_yaml
-            train_yaml.write_text(
-                yaml.safe_dump(
-                    {**data_dict, "path": str(data_root), "channels": int(opts["channels"])}, sort_keys=False
-                ),
-                encoding="utf-8",
-            )
+        values.update({k: trained[k] for k in ULTRALYTICS_KEYS if k in trained and k not in ("workers", "plots")})
+        values["channels"] = int(_dataset_info(train_yaml)[0].get("channels", 3))
+        return _RunPlan(train_yaml, device, str(last), "resume", last, start_epoch, values, values["channels"])
+    train_yaml = data
+    if opts.channels != int(data_dict.get("channels", 3)):
+        # A derived data.yaml beside the run folder (Ultralytics' DDP launcher empties the run folder before
+        # it starts); the user's dataset stays untouched. A copy lands in the finished run folder.
+        out.parent.mkdir(parents=True, exist_ok=True)
+        train_yaml = derived_yaml
+        derived = {**data_dict, "path": str(data_root), "channels": opts.channels}
+        train_yaml.write_text(yaml.safe_dump(derived, sort_keys=False), encoding="utf-8")
+    model_arg, source = resolve_model(opts.model, opts.weights, weights_dir)
+    return _RunPlan(train_yaml, device, model_arg, source, None, 0, values, opts.channels)
 
-    if last is not None:
-        model_arg, source = str(last), "resume"
-    else:
-        model_arg, source = resolve_model(str(opts["model"]), opts["weights"], Path(weights_dir))
-    log.info(
-        "model: %s (%s)",
-        Path(model_arg).name,
-        {
-            "checkpoint": "starting from a local checkpoint",
-            "scratch": "from scratch: no checkpoint in --weights or weights/",
-            "resume": f"resuming after epoch {start_epoch}",
-        }[source],
-    )
-    mirror = mirror_map_for(data_dict)
-    if mirror is not None and opts["fliplr"] > 0:
+
+def _fit(plan: _RunPlan, work: Path, data_dict: dict[str, Any], callbacks: dict[str, Any] | None) -> tuple[Path, float]:
+    """Build the model and train it into ``work``; return Ultralytics' save folder and the wall time in seconds."""
+    from ultralytics import YOLO
+
+    from yolo_spine.train.trainer import AnatomySegmentationTrainer, mirror_map_for
+
+    starts = {
+        "checkpoint": "starting from a local checkpoint",
+        "scratch": "from scratch: no checkpoint in --weights or weights/",
+        "resume": f"resuming after epoch {plan.start_epoch}",
+    }
+    log.info("model: %s (%s)", Path(plan.model_arg).name, starts[plan.source])
+    if mirror_map_for(data_dict) is not None and plan.values["fliplr"] > 0:
         log.info("left/right classes: horizontal flips swap mirror pairs of '%s'", data_dict.get("anatomy"))
 
-    model = YOLO(model_arg)
+    model = YOLO(plan.model_arg)
     if getattr(model, "task", None) != "segment":
-        raise UserError(f"{model_arg} is a '{model.task}' model; yolo_spine trains segmentation models (*-seg)")
+        raise UserError(f"{plan.model_arg} is a '{model.task}' model; yolo_spine trains segmentation models (*-seg)")
     for event, fn in (callbacks or {}).items():
         model.add_callback(event, fn)
-
-    args = {k: opts[k] for k in ULTRALYTICS_KEYS}
-    args.update(data=str(train_yaml), device=device, project=str(work.parent), name=work.name, exist_ok=True)
-    if last is not None:
-        args = {
-            "resume": str(last),
-            "device": device,
-            "workers": opts["workers"],
-            "plots": opts["plots"],
-            "data": str(train_yaml),
-        }
     t0 = time.perf_counter()
-    model.train(trainer=AnatomySegmentationTrainer, **args)
-    wall = time.perf_counter() - t0
-    save_dir = Path(model.trainer.save_dir)
+    model.train(trainer=AnatomySegmentationTrainer, **plan.ultralytics_args(work))
+    return Path(model.trainer.save_dir), time.perf_counter() - t0
 
+
+def _run_record(
+    opts: TrainOptions,
+    plan: _RunPlan,
+    data: Path,
+    dataset: tuple[dict[str, Any], Path],
+    out: Path,
+    save_dir: Path,
+    wall: float,
+) -> dict[str, Any]:
+    """The run manifest (``run.json``): options, dataset, model, hardware and what the run did (from its folder)."""
+    import torch
+
+    from yolo_spine.train.trainer import mirror_map_for
+
+    data_dict, data_root = dataset
     label_files = sorted((data_root / "labels").rglob("*.txt")) if (data_root / "labels").is_dir() else []
-    ddp = len([d for d in device.split(",") if d.strip()]) > 1
-    manifest = run_manifest(
+    ddp = len([d for d in plan.device.split(",") if d.strip()]) > 1
+    recorded = {**opts.record(), **plan.values}  # a resumed run records the checkpoint's values
+    return run_manifest(
         "train",
-        {**opts, "data": data, "out": out, "preset": preset, "resume": resume},
+        {**recorded, "data": data, "out": out, "resume": plan.last is not None},
         inputs={"data_yaml": data},
         extra={
             "dataset": {
@@ -406,27 +410,77 @@ def train(
                 "labels_sha256": sha256_files(label_files, data_root) if label_files else None,
             },
             "model": {
-                "start": Path(model_arg) if Path(model_arg).is_file() else model_arg,
-                "source": source,
+                "start": Path(plan.model_arg) if Path(plan.model_arg).is_file() else plan.model_arg,
+                "source": plan.source,
                 "task": "segment",
-                "channels": int(opts["channels"]),
+                "channels": plan.channels,
             },
-            "device": device,
+            "device": plan.device,
             "ddp": ddp,
             "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
             "torch_threads": None if ddp else torch.get_num_threads(),  # DDP workers set their own
             "cpu_count": os.cpu_count(),
-            "mirror_aware_flip": mirror is not None and opts["fliplr"] > 0,
+            "mirror_aware_flip": mirror_map_for(data_dict) is not None and plan.values["fliplr"] > 0,
             "wall_seconds": round(wall, 2),
-            "resumed_from_epoch": start_epoch if last is not None else None,
-            **run_results(save_dir, start_epoch, count_images(data_dict, data_root)),
+            "resumed_from_epoch": plan.start_epoch if plan.last is not None else None,
+            **run_results(save_dir, plan.start_epoch, count_images(data_dict, data_root)),
             "weights": {"best": "weights/best.pt", "last": "weights/last.pt"},
         },
     )
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    options: TrainOptions | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    weights_dir: str | Path = "weights",
+    callbacks: dict[str, Any] | None = None,
+    **option_values: Any,
+) -> TrainResult:
+    """Train a YOLOv11-seg model on a yolo_spine dataset.
+
+    Args:
+        data: The dataset's ``data.yaml``.
+        out: Run folder (receives ``weights/best.pt``, ``weights/last.pt``, Ultralytics' plots and ``run.json``).
+        options: The checked options (``TrainOptions.load(config, ...)``); ``None``: ``configs/train/default.yaml``.
+        resume: Continue an interrupted run in ``out`` (from its ``last.pt``).
+        overwrite: Replace an existing finished run in ``out``.
+        weights_dir: Folder searched for ``<model>.pt`` checkpoints.
+        callbacks: Extra Ultralytics callbacks ``{event: function(trainer)}`` for the caller's own use (e.g.
+            ``on_model_save`` to copy each epoch's checkpoint somewhere safe during a long run). They run in this
+            process, so not under DDP; ``run.json`` never depends on them.
+        **option_values: Option values replacing those of ``options`` (keys of ``configs/train/default.yaml``,
+            e.g. ``epochs=3``); ``None`` values are ignored.
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        UserError: Bad options, missing dataset or checkpoint, or an existing run without ``overwrite``/``resume``.
+    """
+    opts = resolve_options(TrainOptions, options, option_values)
+    out = Path(out).resolve()
+    data = Path(data).resolve()
+    dataset = _dataset_info(data)
+    # Trains in .<out>.partial, kept when interrupted for --resume; an interrupted run that is not ours (e.g. plain
+    # Ultralytics, weights/last.pt in out itself) continues in place.
+    output = ResumableOutput.start(out, overwrite=overwrite, resume=resume, resume_marker="weights/last.pt")
+    last = output.work / "weights" / "last.pt" if resume else None
+
+    from yolo_spine.ultra import import_ultralytics
+
+    import_ultralytics(threads=opts.threads or available_cpus())  # None: every core, whatever ran before
+    plan = _plan_run(opts, data, dataset, out, last, Path(weights_dir))
+    save_dir, wall = _fit(plan, output.work, dataset[0], callbacks)
+
+    manifest = _run_record(opts, plan, data, dataset, out, save_dir, wall)
     write_json_atomic(save_dir / "run.json", manifest)
-    if train_yaml != data:
-        shutil.copyfile(train_yaml, save_dir / "data.yaml")
-        train_yaml.unlink(missing_ok=True)
+    if plan.train_yaml != data:
+        shutil.copyfile(plan.train_yaml, save_dir / "data.yaml")
+        plan.train_yaml.unlink(missing_ok=True)
     output.commit(save_dir)  # a resumed run saves where its checkpoint says it started
     log.info("run saved to %s (%.0f s)", out, wall)
     return TrainResult(out, out / "weights" / "best.pt", out / "weights" / "last.pt", out / "run.json", manifest)
