@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import yaml
 
 from yolo_spine.registry import load_registry
 
@@ -49,17 +50,25 @@ def _verse_rate(pred: dict[str, np.ndarray], gt: dict[str, np.ndarray], max_mm: 
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_on_the_real_ct(tmp_path: Path) -> None:
+    from yolo_spine.demo.options import DemoOptions
     from yolo_spine.demo.run import run_demo
+    from yolo_spine.options import deep_update, read_yaml
+    from yolo_spine.resources import configs_dir
 
+    # the demo's ct2yolo recipe, shrunk: fewer poses and slices, small DRRs
+    shrink = {
+        "poses": 1,
+        "step": 6,
+        "drr": {"size": 96, "n_samples": 32},
+        "split": {"mode": "slab", "slab_mm": 5.0, "fractions": {"train": 0.5, "val": 0.2, "test": 0.3}},
+    }
+    tiny_ct = tmp_path / "tiny_ct.yaml"
+    tiny_ct.write_text(yaml.safe_dump(deep_update(read_yaml(configs_dir() / "ct" / "demo.yaml"), shrink)))
     tiny = tmp_path / "tiny.yaml"
-    tiny.write_text(
-        "ct:\n  poses: 1\n  step: 6\n  drr: {size: 96, n_samples: 32}\n"
-        "  split: {mode: slab, slab_mm: 5.0, fractions: {train: 0.5, val: 0.2, test: 0.3}}\n"
-        "epochs: 1\nimgsz: 64\nconf: 0.0\n"
-    )
+    tiny.write_text(f"ct_config: {tiny_ct}\nepochs: 1\nimgsz: 64\nconf: 0.0\n")
     out = tmp_path / "demo"
     t0 = time.perf_counter()
-    s = run_demo(out, preset=tiny, device="cpu")
+    s = run_demo(out, DemoOptions.load(tiny), device="cpu")
     wall = time.perf_counter() - t0
     check_summary_against_the_files(out, s, wall)
 
@@ -135,6 +144,13 @@ def check_summary_against_the_files(out: Path, s: dict, wall: float) -> None:
     # the run record and the human-readable summary say the same as summary.json
     saved = json.loads((out / "summary.json").read_text())
     assert saved["manifest"]["command"] == "demo" and saved["manifest"]["options"]["conf"] == 0.0
+    assert saved["manifest"]["options"]["options_from"] == {
+        "ct_config": "config",
+        "epochs": "config",
+        "imgsz": "config",
+        "conf": "config",
+        "device": "argument",
+    }
     assert {k: v for k, v in saved.items() if k != "manifest"} == json.loads(json.dumps(s))
     md = (out / "summary.md").read_text()
     for name, dice in s["dice_per_vertebra"].items():

@@ -17,8 +17,10 @@ import yaml
 from yolo_spine.cli import build_parser, main
 from yolo_spine.ct.commands import _ct2yolo_options
 from yolo_spine.ct.options import CtOptions, anatomy_preset
-from yolo_spine.datasets.commands import _augment_options
-from yolo_spine.datasets.options import AugmentOptions
+from yolo_spine.datasets.commands import _augment_options, _merge_options
+from yolo_spine.datasets.options import AugmentOptions, MergeOptions
+from yolo_spine.demo.commands import _demo_options
+from yolo_spine.demo.options import DemoOptions
 from yolo_spine.errors import UserError
 from yolo_spine.evaluate.options import Eval3dOptions
 from yolo_spine.lift.commands import _lift_options
@@ -29,6 +31,8 @@ from yolo_spine.predict.options import ExportOptions, PredictOptions
 from yolo_spine.resources import configs_dir
 from yolo_spine.review.commands import _val_options
 from yolo_spine.review.options import ReviewOptions
+from yolo_spine.train.commands import _train_options
+from yolo_spine.train.options import TrainOptions
 
 #: Stages whose options go through yolo_spine.options, by their folder in configs/.
 MIGRATED: dict[str, type[StageOptions]] = {
@@ -39,9 +43,10 @@ MIGRATED: dict[str, type[StageOptions]] = {
     "ct": CtOptions,
     "lift": LiftOptions,
     "eval3d": Eval3dOptions,
+    "train": TrainOptions,
+    "merge": MergeOptions,
+    "demo": DemoOptions,
 }
-#: Still on yolo_spine.config's untyped dicts (remove a stage from here when it moves to the loader).
-NOT_YET_MIGRATED = {"train", "demo"}
 
 PREDICT = ["predict", "--weights", "w.pt", "--source", "in", "--out", "out"]
 
@@ -337,9 +342,9 @@ def _field_keys(cls: type, prefix: str = "") -> set[str]:
     return keys
 
 
-def test_every_stage_folder_is_migrated_or_listed() -> None:
+def test_every_stage_folder_is_migrated() -> None:
     stages = {p.name for p in configs_dir().iterdir() if p.is_dir() and p.name != "anatomy"}
-    assert stages == set(MIGRATED) | NOT_YET_MIGRATED
+    assert stages == set(MIGRATED)
 
 
 @pytest.mark.parametrize("stage", sorted(MIGRATED))
@@ -379,10 +384,90 @@ def test_option_errors_stop_before_the_heavy_imports(tmp_path: Path) -> None:
         f"assert main(['lift', 'ds', '--out', {str(tmp_path / 's.nii.gz')!r}, '--set', 'hull=2']) == 2\n"
         f"assert main(['eval3d', '--pred', 'p', '--gt', 'g', '--out', {str(tmp_path / 'm.csv')!r}, "
         "'--set', 'landmarks=1']) == 2\n"
+        f"assert main(['train', '--data', 'd.yaml', '--out', {str(tmp_path / 't')!r}, '--set', 'mosaic=2']) == 2\n"
+        f"assert main(['merge', 'src', '--out', {str(tmp_path / 'm')!r}, '--split', '0', '0', '0']) == 2\n"
+        f"assert main(['demo', '--out', {str(tmp_path / 'd')!r}, '--epochs', '0']) == 2\n"
         "heavy = sorted(m for m in ('torch', 'ultralytics', 'cv2', 'albumentations', 'SimpleITK', 'monai') "
         "if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("error:") == 7
+    assert proc.stderr.count("error:") == 10
+
+
+# ------------------------------------------------------------------------------------------------ train, merge, demo
+
+TRAIN = ["train", "--data", "d.yaml", "--out", "run"]
+
+
+def test_every_train_key_is_reachable_and_flags_win() -> None:
+    """--set reaches each of the ~36 keys (only 11 have flags); a named flag beats --set and --config."""
+    defaults = TrainOptions.load().values()
+    changed = {
+        "model": "yolo11s-seg", "weights": "w.pt", "channels": 1, "epochs": 7, "patience": 3, "imgsz": 96,
+        "batch": -1, "optimizer": "SGD", "lr0": 0.05, "cos_lr": True, "seed": 5, "deterministic": False,
+        "device": "0", "workers": 0, "threads": 2, "cache": "ram", "amp": False, "fliplr": 0.0, "flipud": 0.5,
+        "degrees": 10.0, "translate": 0.2, "scale": 0.25, "shear": -5.0, "perspective": 0.0005, "mosaic": 0.0,
+        "close_mosaic": 0, "mixup": 0.1, "copy_paste": 0.2, "hsv_h": 0.1, "hsv_s": 0.2, "hsv_v": 0.3,
+        "overlap_mask": False, "mask_ratio": 2, "plots": False, "save_period": 5, "val": False,
+    }  # fmt: skip
+    assert set(changed) == set(defaults) and all(changed[k] != defaults[k] for k in changed)
+    sets = [arg for k, v in changed.items() for arg in ("--set", f"{k}={yaml.safe_dump(v).split(chr(10))[0]}")]
+    opts = _train_options(parse(*TRAIN, "--config", "cpu-smoke", *sets))
+    assert opts.values() == changed and set(opts.origins().values()) == {"--set"}
+    opts = _train_options(parse(*TRAIN, "--config", "cpu-smoke", "--set", "epochs=9", "--epochs", "4"))
+    assert (opts.epochs, opts.origins()["epochs"], opts.imgsz, opts.origins()["imgsz"]) == (4, "flag", 64, "config")
+    assert opts.record()["config"] == "cpu-smoke"
+
+
+def test_train_flags_have_help() -> None:
+    sub = next(a for a in build_parser()._subparsers._group_actions if a.choices)  # type: ignore[union-attr]
+    flags = {o: a for a in sub.choices["train"]._actions for o in a.option_strings}
+    for flag in ("--epochs", "--imgsz", "--batch", "--patience", "--seed", "--config", "--set"):
+        assert flags[flag].help, flag
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([*TRAIN, "--set", "mosaic=1.5"], "mosaic = 1.5 is out of range: expected a number in [0, 1] (from --set)"),
+        ([*TRAIN, "--batch", "0"], "batch = 0 is not valid: expected -1 (the largest batch that fits the GPU) or"),
+        ([*TRAIN, "--imgsz", "16"], "imgsz = 16 is out of range: expected a whole number of at least 32"),
+        ([*TRAIN, "--set", "optimizer=adam"], "optimizer = 'adam' is not valid: expected one of 'auto', 'SGD'"),
+        (
+            [*TRAIN, "--set", "cache=memory"],
+            "cache = 'memory' is not valid: expected true or false or one of 'ram', 'disk'",
+        ),
+        ([*TRAIN, "--set", "save_period=0"], "save_period = 0 is not valid: expected -1 (only last.pt and best.pt)"),
+        ([*TRAIN, "--set", "epoch=3"], "--set: unknown key 'epoch' (did you mean 'epochs'?)"),
+        (["merge", "src", "--out", "m", "--split", "0", "0", "0"], "split = [0.0, 0.0, 0.0] is not valid: expected"),
+        (["merge", "src", "--out", "m", "--split", "0.8", "-0.1", "0.3"], "split = [0.8, -0.1, 0.3] is out of range"),
+        (["merge", "src", "--out", "m", "--set", "workers=-1"], "workers = -1 is out of range"),
+        (["merge", "src", "--out", "m", "--config", "fast"], "no merge preset 'fast'"),
+        (["demo", "--out", "d", "--set", "ct_config=dem"], "ct_config = 'dem' is not valid: expected a ct preset ("),
+        (["demo", "--out", "d", "--set", "conf=1.5"], "conf = 1.5 is out of range: expected a number in [0, 1] or"),
+        (["demo", "--out", "d", "--set", "ct.poses=1"], "--set: unknown key 'ct.poses'"),
+    ],
+)
+def test_train_merge_demo_option_errors_are_one_sentence(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    argv = [str(tmp_path / a) if a in ("run", "m", "d") else a for a in argv]
+    code, err = run_main(capsys, *argv)
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_merge_and_demo_options_from_flags_config_and_set(tmp_path: Path) -> None:
+    opts = _merge_options(parse("merge", "a", "b", "--out", "m"))
+    assert opts.values() == {"split": (0.8, 0.1, 0.1), "seed": 0, "keep_splits": False, "workers": 0}
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("split: [8, 1, 1]\nseed: 3\n")
+    opts = _merge_options(parse("merge", "a", "--out", "m", "--config", cfg, "--keep-splits", "--set", "seed=4"))
+    assert (opts.split, opts.seed, opts.keep_splits) == ((8.0, 1.0, 1.0), 4, True)
+    assert opts.origins()["split"] == "config" and opts.origins()["keep_splits"] == "flag"
+    demo = _demo_options(parse("demo", "--out", "d", "--epochs", "2", "--set", "conf=0.3", "--set", "ct_config=spine"))
+    assert (demo.epochs, demo.conf, demo.ct_config, demo.imgsz) == (2, 0.3, "spine", 256)
+    assert DemoOptions.load(conf="auto").conf == "auto"

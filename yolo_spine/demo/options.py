@@ -1,0 +1,47 @@
+"""Options of ``yolo_spine demo`` (the schema of ``configs/demo/default.yaml``; loaded by :mod:`yolo_spine.options`).
+
+Every field's meaning, with its default, is commented in ``configs/demo/default.yaml``. The ct2yolo options are a
+ct preset of their own (``ct_config``), checked by ct2yolo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from yolo_spine.errors import UserError
+from yolo_spine.options import StageOptions, preset_path, shipped_presets, spec
+from yolo_spine.train.options import Optimizer
+
+
+def _ct_preset(value: str) -> str | None:
+    """Checked here so that a typo stops the demo before the CT is fetched, not after."""
+    try:
+        preset_path("ct", value)
+    except UserError:
+        return f"a ct preset ({', '.join(shipped_presets('ct'))}) or a YAML file"
+    return None
+
+
+def _above_zero(value: float) -> str | None:
+    return None if value > 0 else "a number above 0"
+
+
+@dataclass(frozen=True)
+class DemoOptions(StageOptions):
+    """``configs/demo/default.yaml`` ← ``--config`` ← ``--set`` ← flags."""
+
+    stage = "demo"
+
+    ct_config: str = spec(check=_ct_preset)
+    # train
+    epochs: int = spec(range=(1, None))
+    imgsz: int = spec(range=(32, None))
+    batch: int = spec(range=(1, None))
+    device: str | None
+    optimizer: Optimizer
+    lr0: float = spec(check=_above_zero)
+    # predict, lift, eval3d
+    conf: float | Literal["auto"] = spec(range=(0, 1))
+    max_gap: int = spec(range=(1, None))
+    tolerance_mm: float = spec(check=_above_zero)
