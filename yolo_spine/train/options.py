@@ -1,7 +1,7 @@
 """Options of ``yolo_spine train`` (the schema of ``configs/train/*.yaml``; loaded by :mod:`yolo_spine.options`).
 
-Every field's meaning, with its default, is commented in ``configs/train/default.yaml``. The ranges are the ones
-Ultralytics accepts; values outside them used to fail deep inside a training, now they stop before it starts.
+Every field's meaning, with its default, is commented in ``configs/train/default.yaml``. Values used to reach
+Ultralytics unchecked; now a wrong type or a value out of range stops the command before anything is imported.
 """
 
 from __future__ import annotations
