@@ -132,8 +132,8 @@ def check_summary_against_the_files(out: Path, s: dict, wall: float) -> None:
         np.testing.assert_allclose(per_class[name]["gt_lps_mm"], gt_ctd[name], atol=1e-3, err_msg=name)
         assert (per_class[name]["pred_lps_mm"] is None) == (name not in seg_ctd), name
     assert s["identification_rate_slices"] == pytest.approx(_verse_rate(seg_ctd, gt_ctd), abs=1e-9)
-    landmarks = json.loads((out / "lift" / "centroids.json").read_text())
-    assert landmarks["frame"].startswith("LPS mm") and s["centroids"] == str(out / "lift" / "centroids.json")
+    landmarks = json.loads((out / "lift" / "seg.centroids.json").read_text())  # named after lift's --out
+    assert landmarks["frame"].startswith("LPS mm") and s["centroids"] == str(out / "lift" / "seg.centroids.json")
     assert set(landmarks["centroids_lps_mm"]) <= set(reg.names)
     drr_ctd = {k: np.asarray(v, float) for k, v in landmarks["centroids_lps_mm"].items()}
     assert s["identification_rate_drr"] == pytest.approx(_verse_rate(drr_ctd, gt_ctd), abs=1e-9)
@@ -151,7 +151,15 @@ def check_summary_against_the_files(out: Path, s: dict, wall: float) -> None:
         "conf": "config",
         "device": "argument",
     }
-    assert {k: v for k, v in saved.items() if k != "manifest"} == json.loads(json.dumps(s))
+
+    # the file names outputs relative to the demo folder (folder names may identify a patient); the rest is the same
+    def rel(path: str | None) -> str | None:
+        return None if path is None else Path(path).resolve().relative_to(out.resolve()).as_posix()
+
+    shown = {**s, **{k: rel(s[k]) for k in ("report", "nifti", "centroids")}}
+    shown["metrics_csv"] = [rel(p) for p in s["metrics_csv"]]
+    assert saved["report"] == "review/report.html" and saved["centroids"] == "lift/seg.centroids.json"
+    assert {k: v for k, v in saved.items() if k != "manifest"} == json.loads(json.dumps(shown))
     md = (out / "summary.md").read_text()
     for name, dice in s["dice_per_vertebra"].items():
         assert f"| {name} | {dice:.3f} |" in md
@@ -164,7 +172,7 @@ def test_demo_conf_falls_back_when_the_review_found_no_best_f1() -> None:
     found = {"best_conf": {"mask": {"all": {"conf": 0.31}}}}
     none = {"best_conf": {"mask": {"all": {"conf": None}}}}
     assert _demo_conf("auto", found) == "auto" and _demo_conf("auto", none) == 0.25
-    assert _demo_conf(0.001, none) == 0.001 and _demo_conf("0.5", found) == 0.5
+    assert _demo_conf(0.001, none) == 0.001 and _demo_conf(0.5, found) == 0.5
 
 
 def test_training_eta_is_logged_after_every_epoch(caplog: pytest.LogCaptureFixture) -> None:
