@@ -25,7 +25,7 @@ from yolo_spine.errors import UserError
 from yolo_spine.evaluate.options import Eval3dOptions
 from yolo_spine.lift.commands import _lift_options
 from yolo_spine.lift.options import LiftOptions
-from yolo_spine.options import StageOptions, load_options, resolve_options, shipped_presets
+from yolo_spine.options import StageOptions, deep_update, load_options, read_yaml, resolve_options, shipped_presets
 from yolo_spine.predict.commands import _export_options, _predict_options
 from yolo_spine.predict.options import ExportOptions, PredictOptions
 from yolo_spine.resources import configs_dir
@@ -471,3 +471,23 @@ def test_merge_and_demo_options_from_flags_config_and_set(tmp_path: Path) -> Non
     demo = _demo_options(parse("demo", "--out", "d", "--epochs", "2", "--set", "conf=0.3", "--set", "ct_config=spine"))
     assert (demo.epochs, demo.conf, demo.ct_config, demo.imgsz) == (2, 0.3, "spine", 256)
     assert DemoOptions.load(conf="auto").conf == "auto"
+
+
+# ------------------------------------------------------------------------------------------------ YAML helpers
+
+
+def test_deep_update_merges_nested() -> None:
+    assert deep_update({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}, "d": 1}
+
+
+def test_read_yaml_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found"):
+        read_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML at line 2"):
+        read_yaml(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="mapping"):
+        read_yaml(lst)
