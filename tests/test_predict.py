@@ -278,10 +278,34 @@ def test_conf_auto_reads_the_review(weights: Path, val_images: list[Path], tmp_p
     with pytest.raises(UserError, match=r"metrics\.json"):
         predict(weights=w, source=val_images[0], out=tmp_path / "x", conf="auto")
     (run / "review").mkdir()
-    (run / "review" / "metrics.json").write_text(json.dumps({"best_conf": {"mask": {"all": {"conf": 0.137}}}}))
+    (run / "review" / "metrics.json").write_text(
+        json.dumps({"best_conf": {"mask": {"all": {"conf": 0.137, "f1": 0.64}}}})
+    )
     m = predict(weights=w, source=val_images[0], out=tmp_path / "auto", conf="auto")
     assert m["conf"]["value"] == pytest.approx(0.137) and m["conf"]["from"].startswith("auto")
     assert all(i["conf"] >= 0.137 for r in read_jsonl(tmp_path / "auto") for i in r["instances"])
+
+
+def test_conf_auto_refuses_an_unusable_model(
+    weights: Path, spine_dataset: Path, val_images: list[Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The one-epoch model's real review: its best-F1 confidence is never used; fallback_conf is, and said."""
+    from yolo_spine.predict.run import predict
+    from yolo_spine.review.val import review
+
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    w = shutil.copy(weights, run / "weights" / "best.pt")
+    metrics = review(weights=w, data=spine_dataset, out=run / "review")
+    assert metrics["usability"]["usable"] is False
+    with caplog.at_level("WARNING", logger="yolo_spine"):
+        m = predict(weights=w, source=val_images[0], out=tmp_path / "auto", conf="auto", fallback_conf=0.4)
+    assert m["conf"]["value"] == 0.4 and m["conf"]["from"].startswith("fallback_conf")
+    assert m["conf"]["best_f1_conf"] == metrics["best_conf"]["mask"]["all"]["conf"]
+    assert m["conf"]["reason"] == metrics["usability"]["message"]
+    assert json.loads((tmp_path / "auto" / "run.json").read_text())["conf"]["value"] == 0.4
+    assert all(i["conf"] >= 0.4 for r in read_jsonl(tmp_path / "auto") for i in r["instances"])
+    assert "not usable" in caplog.text and "fallback_conf 0.400" in caplog.text
 
 
 def test_show_without_display_still_writes(

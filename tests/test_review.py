@@ -154,3 +154,43 @@ def test_val_errors(run_cli, spine_dataset: Path, tmp_path: Path, tiny_model: Pa
     proc = run_cli("val", "--weights", junk, "--data", spine_dataset, "--out", tmp_path / "r")
     assert proc.returncode == 2 and "cannot load" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_unusable_model_is_said_plainly(review_dir: Path):
+    """The one-epoch model finds nothing: metrics.json, report.html and the summary carry one plain sentence."""
+    m = json.loads((review_dir / "metrics.json").read_text())
+    u = m["usability"]
+    assert u["usable"] is False and u["best_mask_f1"] < u["min_f1"] == 0.1
+    assert u["message"].startswith("This model is not usable:") and u["message"].count(". ") == 0
+    html = (review_dir / "report.html").read_text()
+    assert html.index("This model is not usable") < html.index("Recommended confidence")  # the first thing said
+    assert "will not use it" in html
+
+
+def test_usability_verdict_on_known_f1():
+    from yolo_spine.review.usability import usability, verdict_of
+
+    good = {"mask": {"all": {"conf": 0.31, "f1": 0.72}}}
+    bad = {"mask": {"all": {"conf": 0.012, "f1": 0.004}}}
+    none = {"mask": {"all": {"conf": None, "f1": 0.0}}}
+    assert usability(good, "val") == {
+        "usable": True,
+        "best_mask_f1": 0.72,
+        "best_f1_conf": 0.31,
+        "min_f1": 0.1,
+        "message": None,
+    }
+    assert not usability(bad, "val")["usable"] and "0.004" in usability(bad, "val")["message"]
+    assert not usability(none, "test")["usable"] and "test split" in usability(none, "test")["message"]
+    assert usability(good, "val", min_f1=0.8)["usable"] is False  # the threshold is the option's, not a constant
+    # A review written before verdicts existed is judged from its best_conf; one without F1 is not judged.
+    assert verdict_of({"best_conf": bad})["usable"] is False
+    assert verdict_of({"best_conf": {"mask": {"all": {"conf": 0.137}}}}) is None
+
+
+def test_val_console_says_unusable(run_cli, spine_dataset: Path, tmp_path: Path, tiny_model: Path):
+    proc = run_cli(
+        "val", "--weights", tiny_model / "weights" / "best.pt", "--data", spine_dataset, "--out", tmp_path / "r"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "This model is not usable" in proc.stderr

@@ -109,33 +109,67 @@ def find_review_metrics(weights: str | Path, review: str | Path | None = None) -
     )
 
 
-def auto_conf(weights: str | Path, review: str | Path | None = None) -> tuple[float, Path]:
-    """Return the best-F1 mask confidence of the model's review and the ``metrics.json`` it came from.
+def auto_conf(
+    weights: str | Path, review: str | Path | None = None, fallback: float = 0.25
+) -> tuple[float, dict[str, Any]]:
+    """Return the best-F1 mask confidence of the model's review, or ``fallback`` when the model is not usable.
+
+    A review whose model is not usable (:mod:`yolo_spine.review.usability`: best mean mask F1 near zero, or no
+    positive F1 at all) has a best-F1 confidence that is noise (0.012 after one epoch); it is never used: a
+    warning names the verdict and ``fallback`` is used instead.
+
+    Returns:
+        The confidence and its record for ``run.json``: ``from`` (``auto (review/metrics.json)`` or
+        ``fallback_conf (…)``), and for a fallback the refused ``best_f1_conf``, ``best_mask_f1`` and ``reason``.
 
     Raises:
-        UserError: No review, an unreadable one, or a review in which no confidence reaches a positive F1.
+        UserError: No review, or an unreadable one.
     """
+    from yolo_spine.review.usability import verdict_of
+
     path = find_review_metrics(weights, review)
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
         conf = metrics["best_conf"]["mask"]["all"]["conf"]
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{path} is not a review metrics.json (no best_conf.mask.all.conf)") from None
-    if conf is None:
-        raise UserError(f"the review {path} found no confidence with a positive F1; give --conf as a number")
-    return float(conf), path
+    where = f"{path.parent.name}/{path.name}"
+    verdict = verdict_of(metrics)
+    if conf is None or (verdict is not None and not verdict["usable"]):
+        reason = (verdict or {}).get("message") or "the review found no confidence with a positive F1"
+        log.warning(
+            "--conf auto: %s Its best-F1 confidence (%s) is not used; predicting at fallback_conf %.3f instead.",
+            reason.rstrip(".") + ".",
+            "none" if conf is None else f"{conf:.3f}",
+            fallback,
+        )
+        return float(fallback), {
+            "from": f"fallback_conf (the model of {where} is not usable)",
+            "best_f1_conf": conf,
+            "best_mask_f1": (verdict or {}).get("best_mask_f1"),
+            "reason": reason,
+        }
+    log.info("confidence %.3f: best F1 of the review %s", conf, where)
+    return float(conf), {"from": f"auto ({where})"}
 
 
 def resolve_conf(
-    conf: float | Literal["auto"], weights: str | Path, review: str | Path | None = None
-) -> tuple[float, str]:
-    """Turn a checked ``conf`` option (a number in ``[0, 1]`` or ``auto``) into a confidence and where it came from.
+    conf: float | Literal["auto"], weights: str | Path, review: str | Path | None = None, fallback: float = 0.25
+) -> tuple[float, dict[str, Any]]:
+    """Turn a checked ``conf`` option (a number in ``[0, 1]`` or ``auto``) into a confidence and its record.
+
+    Args:
+        conf: The option.
+        weights: The model (its review is searched beside it).
+        review: An explicit review ``metrics.json`` or folder.
+        fallback: Used by ``auto`` when the review says the model is not usable (``fallback_conf``).
+
+    Returns:
+        The confidence and ``{"from": …}`` (with the refused confidence and the reason after a fallback).
 
     Raises:
-        UserError: ``auto`` without a usable review.
+        UserError: ``auto`` without a readable review.
     """
     if conf == "auto":
-        value, path = auto_conf(weights, review)
-        log.info("confidence %.3f: best F1 of the review %s/%s", value, path.parent.name, path.name)
-        return value, f"auto ({path.parent.name}/{path.name})"
-    return conf, "given"
+        return auto_conf(weights, review, fallback)
+    return conf, {"from": "given"}

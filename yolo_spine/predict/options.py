@@ -36,6 +36,7 @@ class PredictOptions(StageOptions):
 
     # detection
     conf: float | Literal["auto"] = spec(range=(0, 1))
+    fallback_conf: float = spec(range=(0, 1))
     iou: float = spec(range=(0, 1))
     max_det: int = spec(range=_POSITIVE)
     imgsz: int | None = spec(range=_POSITIVE)

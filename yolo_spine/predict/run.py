@@ -257,7 +257,7 @@ def predict(
 
     opts = resolve_options(PredictOptions, options, option_values)
     out = ensure_can_write(out, overwrite)
-    conf_value, conf_from = resolve_conf(opts.conf, weights, review)
+    conf_value, conf_record = resolve_conf(opts.conf, weights, review, opts.fallback_conf)
     src = open_source(source, watch=opts.watch, watch_timeout=opts.watch_timeout, poll_s=opts.poll_s)
     fmt = model_format(weights)
     model = load_model(weights, threads=opts.threads)
@@ -410,7 +410,7 @@ def predict(
             inputs={"weights": weights},
             extra={
                 "model": {"format": fmt, "names": names, "anatomy": reg.name if reg is not None else None},
-                "conf": {"value": conf_value, "from": conf_from},
+                "conf": {"value": conf_value, **conf_record},
                 "source": {"kind": src.kind, "description": src.description},
                 "counts": counts,
                 "dropped": {"count": len(src.dropped), "inputs": src.dropped},

@@ -19,3 +19,4 @@ class ReviewOptions(StageOptions):
     batch: int = spec(range=(1, None))
     device: str | None
     error_images: int = spec(range=(0, None))
+    min_usable_f1: float = spec(range=(0, 1))

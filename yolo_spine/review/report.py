@@ -102,11 +102,20 @@ def write_report(
         f"{m['images']} images, {m['instances']} instances; {html.escape(m['created_utc'])}.</p>"
     )
     rec = "none (the model finds nothing at any confidence)" if conf is None else f"{conf:.3f}"
+    verdict = m.get("usability") or {}
+    if verdict.get("message"):
+        # First thing a reader sees: every figure below describes a model that does not work.
+        parts.append(f"<p class='bad big'>{html.escape(verdict['message'])}</p>")
     parts.append("<h2>Recommended confidence</h2>")
     parts.append(
         f"<p><span class='big'>{rec}</span><br><span class='note'>The confidence that maximises the mean "
-        f"mask F1 over classes ({m['best_conf']['mask']['all']['f1']:.3f}); use it with "
-        "<code>yolo_spine predict --conf auto</code>.</span></p>"
+        f"mask F1 over classes ({m['best_conf']['mask']['all']['f1']:.3f}); "
+        + (
+            "use it with <code>yolo_spine predict --conf auto</code>.</span></p>"
+            if verdict.get("usable", True)
+            else "<code>yolo_spine predict --conf auto</code> will not use it (the model is not usable) and falls "
+            "back to predict's <code>fallback_conf</code>.</span></p>"
+        )
     )
     rows = []
     for task in ("box", "mask"):

@@ -8,7 +8,9 @@ Outputs in ``REVIEW_DIR``:
 * ``confusion_matrix.png`` / ``.csv`` at the best-F1 mask confidence (rows: ground truth, columns: prediction,
   last: background), not at Ultralytics' 0.001;
 * ``metrics.json``: box and mask precision, recall, mAP50, mAP50-95 overall and per class (registry order);
-  ``best_conf`` (``best_conf.mask.all.conf`` is what ``predict --conf auto`` uses); a pycocotools cross-check
+  ``best_conf`` (``best_conf.mask.all.conf`` is what ``predict --conf auto`` uses); ``usability`` (is the model
+  usable at all: best mean mask F1 ≥ ``min_usable_f1``, with a one-sentence ``message`` when not,
+  :mod:`yolo_spine.review.usability`); a pycocotools cross-check
   of the mask mAP with its tolerance; confusions between anatomical neighbours;
 * ``report.html``: everything above in one self-contained file; ``review.json``: the run manifest.
 """
@@ -31,6 +33,7 @@ from yolo_spine.review.cocoeval import TOLERANCE, coco_mask_map, ground_truth_co
 from yolo_spine.review.curves import best_f1, curve_rows, curves_from_metric, plot_curve
 from yolo_spine.review.matching import ImageInstances, match_split, neighbour_confusions
 from yolo_spine.review.options import ReviewOptions
+from yolo_spine.review.usability import usability
 
 log = logging.getLogger("yolo_spine")
 
@@ -216,6 +219,9 @@ def review(
             curve_pngs.append(tmp / fname)
         best = {"box": best_f1(curves["Box"], names), "mask": best_f1(curves["Mask"], names)}
         conf = best["mask"]["all"]["conf"]
+        verdict = usability(best, split, opts.min_usable_f1)
+        if not verdict["usable"]:
+            log.warning("%s", verdict["message"])
 
         pred_file = ul_dir / "predictions.json"
         predictions = json.loads(pred_file.read_text(encoding="utf-8")) if pred_file.is_file() else []
@@ -266,6 +272,7 @@ def review(
             "box": _task_summary(metrics.box, names, counts),
             "mask": _task_summary(metrics.seg, names, counts),
             "best_conf": best,
+            "usability": verdict,
             "pycocotools": {
                 "mask_mAP50-95": cc["mAP50-95"],
                 "mask_mAP50": cc["mAP50"],
