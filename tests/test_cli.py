@@ -22,7 +22,7 @@ def test_cli_version_and_no_command(cli_main):
     assert version.returncode == 0 and version.stdout == f"yolo_spine {__version__}\n"
     bare = cli_main()
     assert bare.returncode == 0 and bare.stdout.startswith("usage: yolo_spine")
-    for command in ("merge", "augment", "train", "val", "predict", "ct2yolo", "lift", "eval3d", "demo"):
+    for command in ("merge", "augment", "plan", "train", "val", "predict", "ct2yolo", "lift", "eval3d", "demo"):
         assert command in bare.stdout
 
 

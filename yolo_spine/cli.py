@@ -19,9 +19,10 @@ from yolo_spine.errors import UserError
 from yolo_spine.identifiers import recording_paths
 from yolo_spine.parallel import configure_thread_policy
 
-# Data-flow order: datasets → train → review → predict → CT conversion → lifting → evaluation → demo.
+# Data-flow order: datasets → plan → train → review → predict → CT conversion → lifting → evaluation → demo.
 STAGE_COMMAND_MODULES: tuple[str, ...] = (
     "yolo_spine.datasets.commands",
+    "yolo_spine.train.plan_commands",
     "yolo_spine.train.commands",
     "yolo_spine.review.commands",
     "yolo_spine.predict.commands",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yolo_spine._cli_common import add_command, add_config, add_record_paths, say, stage_options
+from yolo_spine.errors import UserError
 
 if TYPE_CHECKING:
     from yolo_spine.train.options import TrainOptions
@@ -33,10 +35,39 @@ def _train_options(args: argparse.Namespace) -> TrainOptions:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from yolo_spine.train.budget import process_start
+
+    start = process_start()  # a --budget counts from the process's start: imports and setup are part of it
     opts = _train_options(args)  # checked before torch and Ultralytics are imported
+    plan = fit = None
+    if args.plan is not None or args.budget is not None:
+        from yolo_spine.train.plan import planned_training
+
+        if args.resume:
+            raise UserError("--resume continues a run with its own schedule; drop --plan/--budget")
+        opts, plan, fit = planned_training(args.data, opts, plan_path=args.plan, budget=args.budget, start=start)
     from yolo_spine.train.train import train
 
-    res = train(args.data, args.out, opts, resume=args.resume, overwrite=args.overwrite, weights_dir=args.weights_dir)
+    res = train(
+        args.data,
+        args.out,
+        opts,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        weights_dir=args.weights_dir,
+        callbacks=fit.callbacks() if fit is not None else None,
+    )
+    if plan is not None:
+        from yolo_spine.train.plan import record_plan
+
+        block = record_plan(res.run_json, plan, fit, time.monotonic() - start)
+        if fit is not None:
+            b = block["budget"]
+            say(
+                f"budget {b['budget_s']:.0f} s: the command took {b['wall_s']:.1f} s ({100 * b['ratio']:.0f} %); "
+                f"{b['final_epochs']} epochs (planned {b['planned_epochs']}), mosaic off from epoch "
+                f"{b['mosaic_off_epoch']}"
+            )
     m = res.manifest
     ips = m.get("train_images_per_second")
     threads = f"{m['torch_threads']} threads" if m["torch_threads"] else "DDP"
@@ -78,6 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--patience", type=int, default=None, help="stop after this many epochs without a better validation fitness"
     )
     p.add_argument("--seed", type=int, default=None, help="random seed of the training")
+    p.add_argument("--plan", type=Path, default=None, help="a plan written by `yolo_spine plan` (flags override it)")
+    p.add_argument(
+        "--budget", default=None, help="wall-clock budget (90s, 15m, 1.5h): plans on the fly and fits the schedule"
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     add_record_paths(p)
