@@ -11,8 +11,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from yolo_spine.data import ExampleCT
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_SITE = Path(__file__).resolve().parent / "_offline"
@@ -150,6 +154,14 @@ def example_radiograph_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def example_ct() -> ExampleCT:
+    """The real chest CT LIDC-IDRI-0001 with its TotalSegmentator-v2 label map (``yolo_spine.data.ExampleCT``)."""
+    from yolo_spine.data import example_ct as get
+
+    return get()
+
+
+@pytest.fixture(scope="session")
 def tiny_model(spine_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch YOLO11n-seg trained by ``yolo_spine train`` at 64 px, offline (the run folder is returned).
 
@@ -177,3 +189,9 @@ def tiny_model(spine_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def weights(tiny_model: Path) -> Path:
+    """The tiny model's ``best.pt`` (see ``tiny_model``)."""
+    return tiny_model / "weights" / "best.pt"

@@ -17,13 +17,6 @@ from yolo_spine.synth.phantoms import spine_phantom, write_phantom
 FLAGS = ("--planes", "axial,sagittal", "--step", "4", "--views", "ap,lat", "--poses", "1", "--size", "96")
 
 
-@pytest.fixture(scope="module")
-def example_ct():
-    from yolo_spine.data import example_ct as get
-
-    return get()
-
-
 def _needs_namespaces() -> str | None:
     if importlib_missing("ray"):
         return 'Ray is not installed (pip install -e ".[cluster]")'

@@ -153,11 +153,6 @@ def test_run_manifest_records_names_and_hashes_not_folders(tmp_path: Path, monke
 # ---- predict --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def weights(tiny_model: Path) -> Path:
-    return tiny_model / "weights" / "best.pt"
-
-
 @pytest.fixture
 def patient_images(spine_dataset: Path, tmp_path: Path) -> Path:
     """Two X-rays in a folder named after a patient, as a PACS export writes them."""

@@ -98,13 +98,6 @@ CT_PRESETS = sorted(p.stem for p in (configs_dir() / "ct").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
-def example():
-    from yolo_spine.data import example_ct
-
-    return example_ct()
-
-
-@pytest.fixture(scope="module")
 def chest_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("anatomy") / "chest_laterality_test.yaml"
     path.write_text(yaml.safe_dump(CHEST, sort_keys=False), encoding="utf-8")
@@ -120,16 +113,16 @@ def _with_geometry(arr_kji: np.ndarray, like: sitk.Image) -> sitk.Image:
 
 
 @pytest.fixture(scope="module")
-def contrast_ct(example, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def contrast_ct(example_ct, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The real CT with the ``MARKERS_HU`` (``.mha``, int16 HU), and the real label map unchanged."""
-    ct = sitk.ReadImage(str(example.volume))
+    ct = sitk.ReadImage(str(example_ct.volume))
     hu = sitk.GetArrayFromImage(ct)
-    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(example.labels)))
+    lab = sitk.GetArrayFromImage(sitk.ReadImage(str(example_ct.labels)))
     for sid, value in MARKERS_HU.items():
         hu[lab == sid] = value
     path = tmp_path_factory.mktemp("contrast") / "chest.mha"
     sitk.WriteImage(_with_geometry(hu.astype(np.int16), ct), str(path))
-    return path, example.labels
+    return path, example_ct.labels
 
 
 def _regrid(image: sitk.Image, direction: np.ndarray, spacing: tuple[float, float, float], nearest: bool):
@@ -280,7 +273,7 @@ SLICE_CHECKS = {
 }
 
 
-def test_real_ct_left_right_through_the_ct2yolo_command(cli_main, example, chest_registry, contrast_ct, tmp_path):
+def test_real_ct_left_right_through_the_ct2yolo_command(cli_main, example_ct, chest_registry, contrast_ct, tmp_path):
     """The command as a user types it, with the real structures.csv as --label-map: DRRs in random poses, slices."""
     ct, labels = contrast_ct
     out = tmp_path / "chest"
@@ -296,7 +289,7 @@ def test_real_ct_left_right_through_the_ct2yolo_command(cli_main, example, chest
         "--preset",
         "default",
         "--label-map",
-        example.structures,
+        example_ct.structures,
         "--views",
         "ap,lat",
         "--poses",
@@ -325,7 +318,7 @@ def test_real_ct_left_right_through_the_ct2yolo_command(cli_main, example, chest
     ],
 )
 def test_real_ct_drrs_keep_left_right_in_every_preset_and_pose(
-    preset, orthographic, example, chest_registry, contrast_ct, tmp_path
+    preset, orthographic, example_ct, chest_registry, contrast_ct, tmp_path
 ):
     """Every shipped CT preset (its detector geometry and random-pose ranges), perspective and parallel beams."""
     ct, labels = contrast_ct
@@ -335,7 +328,7 @@ def test_real_ct_drrs_keep_left_right_in_every_preset_and_pose(
         ct,
         labels,
         chest_registry,
-        example.structures,
+        example_ct.structures,
         preset=preset,
         planes=[],
         views=["ap", "lat"],
@@ -351,7 +344,7 @@ def test_real_ct_drrs_keep_left_right_in_every_preset_and_pose(
 
 
 @pytest.mark.parametrize("grid", sorted(REGRIDS))
-def test_real_ct_left_right_after_reorienting_and_resampling(grid, example, chest_registry, contrast_ct, tmp_path):
+def test_real_ct_left_right_after_reorienting_and_resampling(grid, example_ct, chest_registry, contrast_ct, tmp_path):
     """The same CT on a permuted/flipped voxel grid, and on an oblique anisotropic one: same anatomy, same images."""
     direction, spacing, ct_interpolation = REGRIDS[grid]
     ct, labels = contrast_ct
@@ -374,7 +367,7 @@ def test_real_ct_left_right_after_reorienting_and_resampling(grid, example, ches
         files["ct"],
         files["labels"],
         chest_registry,
-        example.structures,
+        example_ct.structures,
         planes=["axial", "coronal", "sagittal"],
         step=12,
         views=["ap", "lat"],

@@ -159,7 +159,7 @@ class Renderer:
 
     Both backends integrate the same attenuation volume through the same ``Camera``; on the example CT,
     ``planes`` at 128 planes agrees with nanodrr at 1024 samples per ray to a median ≤ 0.03 % per pixel (p95
-    ≤ 0.2 %) and vertebra masks to IoU ≥ 0.92 (``tests/test_ct_drr.py``).
+    ≤ 0.2 %) and vertebra masks to IoU ≥ 0.92 (``tests/ct/test_drr.py``).
 
     Args:
         image_kji: CT in HU, ``(k, j, i)`` float32.

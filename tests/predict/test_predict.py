@@ -21,11 +21,6 @@ RECORD_KEYS = {"source", "frame", "width", "height", "instances", "ms"}
 
 
 @pytest.fixture(scope="module")
-def weights(tiny_model: Path) -> Path:
-    return tiny_model / "weights" / "best.pt"
-
-
-@pytest.fixture(scope="module")
 def val_images(spine_dataset: Path) -> list[Path]:
     return sorted((spine_dataset.parent / "images" / "val").glob("*.png"))
 

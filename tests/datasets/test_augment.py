@@ -333,7 +333,7 @@ TRANSFORM_OF_OPTION = {
 def test_every_shipped_preset_builds_what_its_yaml_asks_for(preset: str) -> None:
     """Read the preset file itself (over default.yaml): each transform it turns on is in the pipeline with its
     probability and ranges, in order, and nothing else is; a dropped preset key or transform would show."""
-    folder = Path(__file__).resolve().parents[1] / "configs" / "augment"
+    folder = Path(__file__).resolve().parents[2] / "configs" / "augment"
     default = yaml.safe_load((folder / "default.yaml").read_text())
     own = yaml.safe_load((folder / f"{preset}.yaml").read_text())
 

@@ -23,13 +23,6 @@ from yolo_spine.synth.phantoms import brain_phantom, spine_phantom, teeth_phanto
 FAST_DRR = {"size": 96, "n_samples": 48, "threads": 1, "min_area_px": 2}
 
 
-@pytest.fixture(scope="session")
-def example_ct():
-    from yolo_spine.data import example_ct as get
-
-    return get()
-
-
 OBLIQUE = (0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # i → S, j → right, k → anterior
 
 

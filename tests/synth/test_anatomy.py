@@ -27,7 +27,7 @@ from yolo_spine.synth.anatomy import (
 )
 from yolo_spine.synth.pretrain import PretrainPlan, study_options
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REG = load_registry("spine")
 TS_ID = {name: sid for sid, name in REG.source_id_map("totalsegmentator_v2").items()}
 COARSE = (2.5, 2.5, 2.5)  # mm: a whole spine in about a second
