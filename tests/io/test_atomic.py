@@ -14,7 +14,9 @@ from yolo_spine.errors import OutputExistsError, UserError
 from yolo_spine.io.atomic import (
     ResumableOutput,
     atomic_output,
+    give_folder_default_mode,
     in_place_output,
+    write_bytes_atomic,
     write_json_atomic,
     write_text_atomic,
 )
@@ -98,9 +100,18 @@ def test_outputs_get_the_modes_a_plain_mkdir_and_open_give(tmp_path: Path, umask
 
     run = ResumableOutput.start(tmp_path / "train")
     run.work.mkdir()
+    os.chmod(run.work, 0o700)  # training keeps its work folder private (it holds full paths until it finishes)
     write_json_atomic(run.work / "run.json", {})
+    write_bytes_atomic(run.work / "last.pt", b"\x00pt")
+    give_folder_default_mode(run.work)
     run.commit()
     assert mode(tmp_path / "train") == dir_mode and mode(tmp_path / "train" / "run.json") == file_mode
+    assert (
+        mode(tmp_path / "train" / "last.pt") == file_mode and (tmp_path / "train" / "last.pt").read_bytes() == b"\x00pt"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["plain_dir", "plain_file", "review", "seg.nii.gz", "summary.json", "summary.md", "demo", "train"]
+    )  # no probe folder left
 
 
 def test_a_replaced_file_keeps_its_mode_as_open_would(tmp_path: Path):

@@ -139,20 +139,146 @@ def test_mirror_aware_flip_unit():
 @pytest.mark.slow  # a second training run
 def test_grayscale_channels_1(run_cli, spine_dataset: Path, tmp_path: Path):
     out = tmp_path / "gray"
+    # --record-paths: the run folder keeps full paths (test_run_folder_names_no_folder checks the default)
     proc = run_cli(
-        "train", "--data", spine_dataset, "--out", out, "--config", "cpu-smoke", "--channels", "1", offline=True
+        "train",
+        "--data",
+        spine_dataset,
+        "--out",
+        out,
+        "--config",
+        "cpu-smoke",
+        "--channels",
+        "1",
+        "--record-paths",
+        offline=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = json.loads((out / "run.json").read_text())
-    assert run["model"]["channels"] == 1
+    assert run["model"]["channels"] == 1 and run["inputs"]["data_yaml"]["path"] == str(spine_dataset.resolve())
     import torch
 
     ckpt = torch.load(out / "weights" / "best.pt", map_location="cpu", weights_only=False)
     first = next(m for m in ckpt["model"].modules() if isinstance(m, torch.nn.Conv2d))
     assert first.in_channels == 1
+    assert (
+        ckpt["train_args"]["project"]
+        == str(out.parent.resolve())
+        == yaml.safe_load((out / "args.yaml").read_text())["project"]
+    )
     derived, original = (yaml.safe_load(p.read_text()) for p in (out / "data.yaml", spine_dataset))
     assert derived == {**original, "path": str(spine_dataset.parent.resolve()), "channels": 1}
     assert "channels" not in original  # the user's data.yaml is untouched
+
+
+PATIENT = ("Doe", "Janet", "19710203")
+
+
+def _strings(obj, seen=None):
+    """Every string in a loaded checkpoint's dicts, lists and objects' attributes (tensors skipped)."""
+    import torch
+
+    seen = set() if seen is None else seen
+    if isinstance(obj, str):
+        yield obj
+    elif id(obj) in seen or isinstance(obj, torch.Tensor):
+        return
+    else:
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from _strings(k, seen)
+                yield from _strings(v, seen)
+        elif isinstance(obj, (list, tuple, set)):
+            for v in obj:
+                yield from _strings(v, seen)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            yield from _strings(vars(obj), seen)
+
+
+@pytest.mark.slow  # a training run with plots and an epoch checkpoint (about 30 s)
+def test_run_folder_names_no_folder(tmp_path: Path):
+    """Issue 14: a dataset and run inside a folder named after a patient leave no trace of it in the run folder.
+
+    Ultralytics writes full paths into args.yaml and into every checkpoint (train_args, the model's args);
+    every file is searched byte by byte, and every string of every checkpoint after unpickling.
+    """
+    import torch
+
+    from yolo_spine.synth import make_xray_dataset
+    from yolo_spine.train.options import TrainOptions
+    from yolo_spine.train.train import train
+
+    patient = tmp_path / "_".join(PATIENT)
+    data = make_xray_dataset(patient / "ds", "spine", n_train=8, n_val=2, n_test=2, imgsz=128)
+    out = patient / f"{patient.name}_seg"  # the run folder named after the patient too
+    # plots (labels.jpg, batch mosaics, curves), an epoch checkpoint and a derived data.yaml (channels 1)
+    train(data, out, TrainOptions.load("cpu-smoke"), plots=True, save_period=1, channels=1)
+
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    names = {p.relative_to(out).as_posix() for p in files}
+    must = {"args.yaml", "data.yaml", "run.json", "results.csv", "labels.jpg", "train_batch0.jpg"}
+    assert must | {"weights/best.pt", "weights/last.pt", "weights/epoch0.pt"} <= names, names
+    for p in files:
+        raw = p.read_bytes()
+        for word in PATIENT:
+            assert word.encode() not in raw, f"{word} in {p.relative_to(out)}"
+            assert word not in p.relative_to(out).as_posix()
+    for name in ("best.pt", "last.pt", "epoch0.pt"):
+        ckpt = torch.load(out / "weights" / name, map_location="cpu", weights_only=False)
+        text = "\n".join(_strings(ckpt))
+        assert "yolo11n-seg.yaml" in text and not any(word in text for word in PATIENT), name
+        targs = ckpt["train_args"]  # save_dir: only in unstripped checkpoints (epoch0.pt)
+        assert (targs["data"], targs["project"], targs.get("save_dir", "<folder>")) == ("data.yaml", *["<folder>"] * 2)
+        model = ckpt["model"] or ckpt["ema"]  # epoch0.pt is not stripped: its model is the EMA
+        model_args = model.args if isinstance(model.args, dict) else vars(model.args)
+        assert model_args["project"] == model_args["name"] == "<folder>" and model_args["imgsz"] == 64
+    args = yaml.safe_load((out / "args.yaml").read_text())
+    assert (args["data"], args["project"], args["name"], args["save_dir"]) == ("data.yaml", *["<folder>"] * 3)
+    assert args["epochs"] == 1 and args["split"] == "val" and args["optimizer"] == "auto"  # the rest kept
+    assert yaml.safe_load((out / "data.yaml").read_text())["path"] == "<folder>"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~mask  # trained private, published with the umask's mode
+
+
+def test_sanitize_train_args_keeps_options_drops_folders(tmp_path: Path):
+    from yolo_spine.identifiers import recording_paths
+    from yolo_spine.train.shareable import sanitize_run_folder, sanitize_train_args
+
+    patient = "/data/Doe_Janet_19710203"
+    args = {
+        "data": f"{patient}/ds/data.yaml",
+        "model": "../Doe_Janet_19710203/weights/best.pt",
+        "project": patient,
+        "name": ".Doe_Janet_19710203.partial",
+        "save_dir": f"{patient}/.Doe_Janet_19710203.partial",
+        "resume": True,
+        "tracker": "botsort.yaml",
+        "split": "val",
+        "optimizer": "auto",
+        "epochs": 3,
+        "fliplr": 0.5,
+        "cfg": None,
+        "augmentations": [{"source": f"{patient}/bg.png", "p": 0.1}],
+    }
+    got = sanitize_train_args(args)
+    assert got == {
+        **args,
+        "data": "data.yaml",
+        "model": "best.pt",
+        "project": "<folder>",
+        "name": "<folder>",
+        "save_dir": "<folder>",
+        "augmentations": [{"source": "bg.png", "p": 0.1}],
+    }
+    (tmp_path / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
+    before = (tmp_path / "args.yaml").read_bytes()
+    with recording_paths(True):  # the CLI's --record-paths
+        assert sanitize_run_folder(tmp_path) == []
+    assert (tmp_path / "args.yaml").read_bytes() == before
+    assert sanitize_run_folder(tmp_path) == [tmp_path / "args.yaml"]
+    assert yaml.safe_load((tmp_path / "args.yaml").read_text()) == got
 
 
 def test_amp_is_off_on_the_cpu():
@@ -208,7 +334,7 @@ def test_resume_finishes_an_interrupted_run(
     import yolo_spine.train.trainer as trainer_module
     from yolo_spine.io.atomic import partial_path
     from yolo_spine.train.options import TrainOptions
-    from yolo_spine.train.train import read_results_csv, train
+    from yolo_spine.train.train import checkpoint_meta, read_results_csv, train
 
     class Interrupted(Exception):
         pass
@@ -229,6 +355,9 @@ def test_resume_finishes_an_interrupted_run(
     monkeypatch.undo()
     work = partial_path(out)
     assert not out.exists() and (work / "weights" / "last.pt").is_file()
+    # the interrupted run keeps the full paths that resuming needs, in a folder only its owner can read
+    assert checkpoint_meta(work / "weights" / "last.pt")["train_args"]["data"] == str(spine_dataset.resolve())
+    assert (work.stat().st_mode & 0o777) == 0o700
     assert [r["epoch"] for r in read_results_csv(work / "results.csv")] == [1.0]
 
     proc = run_cli("train", "--data", brain_dataset, "--out", out, "--resume", "--config", "cpu-smoke", offline=True)
@@ -245,6 +374,10 @@ def test_resume_finishes_an_interrupted_run(
     assert (run["epochs_completed"], run["epochs_requested"], run["epochs_this_session"]) == (2, 2, 1)
     assert run["resumed_from_epoch"] == 1 and run["options"]["epochs"] == 2 and run["options"]["resume"] is True
     assert run["model"]["source"] == "resume" and len(run["epoch_seconds"]) == 1 and run["final_metrics"]
+    for name in ("best.pt", "last.pt"):  # the finished run: base names and <folder> only
+        args = checkpoint_meta(out / "weights" / name)["train_args"]
+        assert (args["data"], args["project"], args["name"]) == ("data.yaml", "<folder>", "<folder>")
+    assert yaml.safe_load((out / "args.yaml").read_text())["save_dir"] == "<folder>"
 
     # error paths through the CLI: one sentence, exit code 2, nothing touched
     before = sorted(p.name for p in out.iterdir())

@@ -11,7 +11,8 @@ existing one is replaced only with ``overwrite=True``:
 * :func:`in_place_output` — for outputs whose files record their own absolute paths (the demo's dataset,
   run records): written at the destination itself; an existing output is set aside, restored if the body
   fails and deleted when it succeeds.
-* :func:`write_text_atomic` / :func:`write_json_atomic` — one file through a temporary file and a rename.
+* :func:`write_bytes_atomic` / :func:`write_text_atomic` / :func:`write_json_atomic` — one file through a
+  temporary file and a rename.
 
 Permissions follow the user's umask like any other file: temporary folders are made with ``os.mkdir`` and
 temporary files with ``os.open(…, 0o666)`` (never ``mkdtemp``/``mkstemp``, whose private 0700/0600 modes
@@ -266,13 +267,13 @@ def in_place_output(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         _remove(old)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a UTF-8 text file through a temporary file in the same folder and rename it into place."""
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write a file through a temporary file in the same folder and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(100):
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:  # 0o666 & ~umask, like open(path, "w")
+        try:  # 0o666 & ~umask, like open(path, "wb")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:  # pragma: no cover - a 32-bit name collision
             continue
@@ -280,8 +281,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     else:  # pragma: no cover
         raise FileExistsError(f"no free temporary name beside {path}")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         _keep_file_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
@@ -289,6 +290,24 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a UTF-8 text file through a temporary file in the same folder and rename it into place."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def give_folder_default_mode(folder: str | Path) -> None:
+    """Give ``folder`` the mode a folder made beside it gets now (``0o777 & ~umask``), e.g. after it was private.
+
+    The mode is read from a probe folder rather than by setting the umask, which is process-wide.
+    """
+    folder = Path(folder)
+    probe = make_temp_dir(folder, "mode")
+    try:
+        os.chmod(folder, stat.S_IMODE(probe.stat().st_mode))
+    finally:
+        probe.rmdir()
 
 
 def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2) -> Path:
@@ -300,9 +319,11 @@ __all__ = [
     "ResumableOutput",
     "atomic_output",
     "ensure_can_write",
+    "give_folder_default_mode",
     "in_place_output",
     "make_temp_dir",
     "partial_path",
+    "write_bytes_atomic",
     "write_json_atomic",
     "write_text_atomic",
 ]

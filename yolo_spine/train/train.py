@@ -13,6 +13,10 @@
   finishes; an interrupted run stays there for ``--resume``, which continues it from its ``last.pt`` with the
   options and dataset it started with (a finished run, no run, or another dataset is refused)
   (:class:`yolo_spine.io.atomic.ResumableOutput`).
+* **No folder names.** Ultralytics records full paths in ``args.yaml`` and the checkpoints; resuming needs them,
+  so the work folder keeps them but is private (0700). When the run finishes they become base names and
+  ``<folder>`` (:mod:`yolo_spine.train.shareable`; ``--record-paths`` keeps them) and the folder takes the
+  umask's mode before it is moved into place.
 
 ``RUN_DIR/run.json`` records versions, resolved options, the dataset and a hash of its label files, device,
 threads, the model's origin, wall time, and what the run did: epochs, per-epoch seconds, throughput and the best
@@ -35,11 +39,12 @@ from typing import Any
 import yaml
 
 from yolo_spine.errors import DataError, UserError
-from yolo_spine.io.atomic import ResumableOutput, write_json_atomic
+from yolo_spine.io.atomic import ResumableOutput, give_folder_default_mode, write_json_atomic
 from yolo_spine.options import resolve_options
 from yolo_spine.parallel import available_cpus
 from yolo_spine.provenance import run_manifest, sha256_files
 from yolo_spine.train.options import TrainOptions
+from yolo_spine.train.shareable import sanitize_run_folder
 
 log = logging.getLogger("yolo_spine")
 
@@ -386,6 +391,7 @@ def _run_record(
     out: Path,
     save_dir: Path,
     wall: float,
+    record_paths: bool | None = None,
 ) -> dict[str, Any]:
     """The run manifest (``run.json``): options, dataset, model, hardware and what the run did (from its folder)."""
     import torch
@@ -426,6 +432,7 @@ def _run_record(
             **run_results(save_dir, plan.start_epoch, count_images(data_dict, data_root)),
             "weights": {"best": "weights/best.pt", "last": "weights/last.pt"},
         },
+        record_paths=record_paths,
     )
 
 
@@ -438,6 +445,7 @@ def train(
     overwrite: bool = False,
     weights_dir: str | Path = "weights",
     callbacks: dict[str, Any] | None = None,
+    record_paths: bool | None = None,
     **option_values: Any,
 ) -> TrainResult:
     """Train a YOLOv11-seg model on a yolo_spine dataset.
@@ -452,6 +460,8 @@ def train(
         callbacks: Extra Ultralytics callbacks ``{event: function(trainer)}`` for the caller's own use (e.g.
             ``on_model_save`` to copy each epoch's checkpoint somewhere safe during a long run). They run in this
             process, so not under DDP; ``run.json`` never depends on them.
+        record_paths: Keep full paths in ``run.json``, ``args.yaml`` and the checkpoints (``None``: as the CLI's
+            ``--record-paths`` says); otherwise folders are ``<folder>`` and files their base names.
         **option_values: Option values replacing those of ``options`` (keys of ``configs/train/default.yaml``,
             e.g. ``epochs=3``); ``None`` values are ignored.
 
@@ -476,11 +486,16 @@ def train(
     plan = _plan_run(opts, data, dataset, out, last, Path(weights_dir))
     save_dir, wall = _fit(plan, output.work, dataset[0], callbacks)
 
-    manifest = _run_record(opts, plan, data, dataset, out, save_dir, wall)
+    manifest = _run_record(opts, plan, data, dataset, out, save_dir, wall, record_paths)
     write_json_atomic(save_dir / "run.json", manifest)
-    if plan.train_yaml != data:
+    derived = plan.train_yaml != data
+    if derived:
         shutil.copyfile(plan.train_yaml, save_dir / "data.yaml")
         plan.train_yaml.unlink(missing_ok=True)
+    # Finished: the folder becomes an output, so Ultralytics' full paths go (an interrupted run needed them to
+    # resume) and it leaves the private mode it trained in.
+    sanitize_run_folder(save_dir, record_paths=record_paths, data_name="data.yaml" if derived else None)
+    give_folder_default_mode(save_dir)
     output.commit(save_dir)  # a resumed run saves where its checkpoint says it started
     log.info("run saved to %s (%.0f s)", out, wall)
     return TrainResult(out, out / "weights" / "best.pt", out / "weights" / "last.pt", out / "run.json", manifest)

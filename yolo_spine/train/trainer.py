@@ -13,6 +13,8 @@ also permutes class ids through the registry's mirror pairs. Datasets whose regi
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ configure_environment()  # must precede the first Ultralytics import, also in DD
 from ultralytics.data.augment import Compose, RandomFlip  # noqa: E402
 from ultralytics.data.dataset import YOLODataset  # noqa: E402
 from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
-from ultralytics.utils import LOGGER  # noqa: E402
+from ultralytics.utils import LOGGER, RANK  # noqa: E402
 
 from yolo_spine.registry import load_registry  # noqa: E402
 from yolo_spine.ultra import drop_upload_callbacks, install_offline_amp_check  # noqa: E402
@@ -101,12 +103,17 @@ class AnatomySegmentationTrainer(SegmentationTrainer):
     """SegmentationTrainer with left/right-aware flips and copy-paste for registries with mirror pairs.
 
     It also drops Ultralytics' Platform upload and usage-event callbacks, so that no setting or environment
-    variable (``ULTRALYTICS_API_KEY``) can make a training run send patient images anywhere.
+    variable (``ULTRALYTICS_API_KEY``) can make a training run send patient images anywhere, and makes the run
+    folder private (0700) while it trains: its ``args.yaml`` and checkpoints hold full paths, which ``--resume``
+    needs, until ``train`` sanitises the finished run (:mod:`yolo_spine.train.shareable`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         drop_upload_callbacks(self.callbacks)
+        if RANK in {-1, 0}:  # here, not in train(): Ultralytics' DDP launcher deletes and re-creates the folder
+            with contextlib.suppress(OSError):
+                os.chmod(self.save_dir, 0o700)
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None):
         """Build the dataset as Ultralytics does; for training with mirror pairs, make flips mirror-aware."""
