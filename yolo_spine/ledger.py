@@ -324,10 +324,10 @@ class StudyLedger:
             again = []
             for out in executor.map(attempt_fn, todo, desc=f"studies (try {attempt})", unit="study", progress=progress):
                 task, _ = out.item
-                if out.ok:
-                    summary.records[task.study] = out.result
-                    continue
                 err = out.error
+                if err is None:
+                    summary.records[task.study] = out.get()
+                    continue
                 final = attempt > retries or isinstance(err.exception, UserError)
                 if final:  # the summary reports it
                     log.debug("study %s failed (try %d): %s", task.study, attempt, err)

@@ -317,7 +317,7 @@ class _Schema:
             key = prefix + f.name
             names.append(f.name)
             tp = hints[f.name]
-            if dataclasses.is_dataclass(tp):
+            if isinstance(tp, type) and dataclasses.is_dataclass(tp):
                 self._add(tp, key + ".")
             else:
                 self.leaves[key] = _Leaf(tp, f.metadata)

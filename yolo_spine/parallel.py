@@ -569,7 +569,8 @@ def make_executor(name: str = "local", *, address: str | None = None, **options:
 
         importlib.import_module(LAZY_EXECUTORS[name])  # registers itself in EXECUTORS
     try:
-        cls = EXECUTORS[name]
+        # A cluster executor's constructor takes keywords (``address``) that the base class does not declare.
+        cls: Callable[..., Executor] = EXECUTORS[name]
     except KeyError:
         raise UserError(f"--executor must be one of {', '.join(executor_names())}, not {name!r}") from None
     if cls is LocalExecutor:

@@ -91,14 +91,13 @@ def run_manifest(
         per input, and ``path`` when full paths are recorded).
     """
     keep = records_paths() if record_paths is None else bool(record_paths)
-    hide = {"record_paths": keep, "hidden_names": hidden_names}
     manifest: dict[str, Any] = {
         "schema": 1,
         "created_by": f"yolo_spine {command} {__version__}",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command,
-        "argv": sanitize_argv([Path(sys.argv[0]).name, *sys.argv[1:]], **hide),
-        "options": to_jsonable(sanitize(dict(options), **hide)),
+        "argv": sanitize_argv([Path(sys.argv[0]).name, *sys.argv[1:]], record_paths=keep, hidden_names=hidden_names),
+        "options": to_jsonable(sanitize(dict(options), record_paths=keep, hidden_names=hidden_names)),
         "record_paths": keep,
         "versions": package_versions(),
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
@@ -108,7 +107,9 @@ def run_manifest(
         if rec["name"] in hidden_names:
             rec["name"] = HIDDEN
     if extra:
-        manifest.update(to_jsonable(sanitize(dict(extra), relative_paths=False, **hide)))
+        manifest.update(
+            to_jsonable(sanitize(dict(extra), relative_paths=False, record_paths=keep, hidden_names=hidden_names))
+        )
     return manifest
 
 

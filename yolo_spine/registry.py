@@ -229,8 +229,8 @@ def detect_label_scheme(reg: AnatomyRegistry, label_ids: Iterable[int]) -> Schem
             continue
         consistent.append(scheme)
         readings.setdefault(reading, scheme)
-    scheme = next(iter(readings.values())) if len(readings) == 1 else None
-    return SchemeDetection(scheme, tuple(consistent))
+    found = next(iter(readings.values())) if len(readings) == 1 else None
+    return SchemeDetection(found, tuple(consistent))
 
 
 def available_registries() -> list[str]:

@@ -293,8 +293,8 @@ class Renderer:
             orthographic=camera.orthographic,
             backend="auto",
         )
-        out = out.cpu().numpy()  # (tiles, C, rows, w)
-        parts = [out[t, :, : edges[t + 1] - edges[t]] for t in range(tiles)]
+        arr = out.cpu().numpy()  # (tiles, C, rows, w)
+        parts = [arr[t, :, : edges[t + 1] - edges[t]] for t in range(tiles)]
         return np.concatenate(parts, axis=1)
 
     def render_image(self, camera: Camera, size: int) -> np.ndarray:
@@ -369,6 +369,7 @@ class Renderer:
         if self.backend == "planes":
             axis = self._axis(camera)
             if axis not in self._label_stacks:
+                assert self.label_bits is not None  # packed whenever there are classes (checked above)
                 self._label_stacks[axis] = shearwarp.label_stack(self.label_bits, axis)
             with _cv2_threads(self.threads):
                 bits = shearwarp.project_label_bits(

@@ -149,7 +149,7 @@ def load_preset(name_or_path: str | Path | bool | None) -> RealismPreset:
 
     if name_or_path in (None, False):  # YAML 1.1 reads an unquoted `off` as false
         name_or_path = "off"
-    path = _preset_file(name_or_path)
+    path = _preset_file(str(name_or_path))
     raw = read_yaml(path)
     where = f"realism preset {path.name}"
     if not isinstance(raw.get("enabled", True), bool):

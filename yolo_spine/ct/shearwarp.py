@@ -161,5 +161,6 @@ def project_label_bits(
         for b0 in range(0, n_bytes, 4):  # OpenCV warps at most 4 channels at once
             part = plane if n_bytes <= 4 else np.ascontiguousarray(plane[..., b0 : b0 + 4])
             warped = cv2.warpPerspective(part, hom, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
-            acc[..., b0 : b0 + 4] |= warped.reshape(h, w, -1)
+            # OpenCV's stubs type the result as any number type; INTER_NEAREST keeps uint8 (no copy here).
+            acc[..., b0 : b0 + 4] |= np.asarray(warped, np.uint8).reshape(h, w, -1)
     return acc

@@ -25,10 +25,10 @@ Sidecars live at ``OUT/sidecars/<split>/<stem>.json`` beside ``OUT/images/<split
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,14 @@ if TYPE_CHECKING:
     import SimpleITK as sitk
 
 SCHEMA = "yolo_spine/ct-sidecar@1"
+
+N = TypeVar("N", int, float)
+
+
+def _xyz(values: Sequence[Any], kind: Callable[[Any], N]) -> tuple[N, N, N]:
+    """Three numbers (x, y, z) converted by ``kind``; a ValueError unless there are exactly three."""
+    x, y, z = values
+    return kind(x), kind(y), kind(z)
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,9 @@ class VolumeGeometry:
     def from_image(cls, image: sitk.Image) -> VolumeGeometry:
         """Read the geometry of a 3D SimpleITK image."""
         return cls(
-            size_xyz=tuple(int(s) for s in image.GetSize()),
-            spacing_xyz=tuple(float(s) for s in image.GetSpacing()),
-            origin_xyz=tuple(float(s) for s in image.GetOrigin()),
+            size_xyz=_xyz(image.GetSize(), int),
+            spacing_xyz=_xyz(image.GetSpacing(), float),
+            origin_xyz=_xyz(image.GetOrigin(), float),
             direction=tuple(float(s) for s in image.GetDirection()),
         )
 
@@ -72,9 +80,9 @@ class VolumeGeometry:
         """Parse the ``volume`` block of a sidecar."""
         try:
             return cls(
-                size_xyz=tuple(int(s) for s in data["size_xyz"]),
-                spacing_xyz=tuple(float(s) for s in data["spacing_xyz"]),
-                origin_xyz=tuple(float(s) for s in data["origin_xyz"]),
+                size_xyz=_xyz(data["size_xyz"], int),
+                spacing_xyz=_xyz(data["spacing_xyz"], float),
+                origin_xyz=_xyz(data["origin_xyz"], float),
                 direction=tuple(float(s) for s in data["direction"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -191,7 +199,7 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
         raise DataError(f"cannot read sidecar {path}: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise DataError(f"{path} is not a yolo_spine CT sidecar (schema {SCHEMA!r} expected)")
-    need = {"slice": ("pixel_to_world", "plane", "index"), "drr": ("camera", "view")}.get(data.get("kind"))
+    need = {"slice": ("pixel_to_world", "plane", "index"), "drr": ("camera", "view")}.get(str(data.get("kind")))
     if need is None:
         raise DataError(f"{path}: unknown sidecar kind {data.get('kind')!r}")
     missing = [k for k in (*need, "volume", "image_size_wh", "study", "anatomy") if k not in data]

@@ -386,7 +386,10 @@ def augment_sample(
     params = _summarise_params(applied, seed)
     flip = params["hflip"] and mirror_map is not None
     keep = [k for k in range(len(instances)) if has_pixels[k]]
-    classes = [mirror_map[instances[k].cls] if flip else instances[k].cls for k in range(len(instances))]
+    classes = [
+        mirror_map[instances[k].cls] if flip and mirror_map is not None else instances[k].cls
+        for k in range(len(instances))
+    ]
     out_stack = result["mask"]
     if out_stack.ndim == 2:
         out_stack = out_stack[:, :, None]
@@ -491,7 +494,9 @@ class _Worker:
         height, width = pixels.shape[:2]
         scale = np.array([width, height], dtype=np.float64)
         packed = rasterise_instances([i.polygon_xy_norm * scale for i in insts], height, width)
-        copies, dropped, n_out = [], Counter(), 0
+        copies: list[dict[str, Any]] = []
+        dropped: Counter[str] = Counter()
+        n_out = 0
         for k, stem in enumerate(job.out_stems, start=1):
             sample = augment_sample(
                 pixels,
@@ -680,7 +685,7 @@ def augment_dataset(
         kept_sources = instances_in - sum(drop_counts[r] for r in DROP_REASONS if r != "small_piece")
         if kept_sources + pieces != instances_out:  # the accounting must close
             raise DataError("internal accounting error: kept + split pieces != written instances")
-        summary = {
+        summary: dict[str, Any] = {
             "images": {s: len(v) for s, v in split_images.items()},
             "copies": len(all_copies),
             "copies_per_image": n_copies,

@@ -91,6 +91,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from yolo_spine.errors import UserError
 
@@ -367,7 +368,7 @@ def segmentation_metrics(
     _check_tolerance(tolerance_mm, hd_percentile)
     box = union_bbox(pred, gt, margin=1)
     if box is None:
-        return SegmentationMetrics(*([NAN] * len(METRIC_FIELDS)), False, False)
+        return SegmentationMetrics(**dict.fromkeys(METRIC_FIELDS, NAN), gt_present=False, pred_present=False)
     return _metrics_from_crop(pred[box], gt[box], spacing, tolerance_mm, hd_percentile)
 
 
@@ -497,7 +498,7 @@ class IdentificationResult:
 
 
 def centroid_errors_mm(
-    pred_centroids_mm: Mapping[Hashable, Sequence[float]], gt_centroids_mm: Mapping[Hashable, Sequence[float]]
+    pred_centroids_mm: Mapping[Any, ArrayLike], gt_centroids_mm: Mapping[Any, ArrayLike]
 ) -> dict[Hashable, float]:
     """Return ``{label: ||pred − gt||}`` in mm for labels present in both mappings (ground-truth order)."""
     return {
@@ -508,8 +509,8 @@ def centroid_errors_mm(
 
 
 def identification_rate(
-    pred_centroids_mm: Mapping[Hashable, Sequence[float]],
-    gt_centroids_mm: Mapping[Hashable, Sequence[float]],
+    pred_centroids_mm: Mapping[Any, ArrayLike],
+    gt_centroids_mm: Mapping[Any, ArrayLike],
     max_dist_mm: float = 20.0,
 ) -> IdentificationResult:
     """Score landmark identification the way the VerSe challenge does.

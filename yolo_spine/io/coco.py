@@ -10,8 +10,10 @@ decoded with pycocotools and traced; box-only annotations are reported, not turn
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +66,10 @@ def class_categories(categories: list[dict]) -> dict[int, str]:
     return out
 
 
-def _polygon_from_segmentation(seg: object, width: int, height: int) -> tuple[np.ndarray | None, str]:
+def _polygon_from_segmentation(
+    seg: dict[str, Any] | Sequence[Sequence[float]] | None, width: int, height: int
+) -> tuple[np.ndarray | None, str]:
+    """A COCO ``segmentation`` (RLE mapping or polygon lists) as one normalised polygon, and its kind."""
     if isinstance(seg, dict):  # RLE (iscrowd or Roboflow "smart polygon" masks)
         from pycocotools import mask as mask_utils
 
@@ -78,7 +83,7 @@ def _polygon_from_segmentation(seg: object, width: int, height: int) -> tuple[np
         return join_rings(rings) / np.array([m.shape[1], m.shape[0]], dtype=np.float64), "rle"
     if not seg:
         return None, "box"
-    parts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in seg if len(p) >= 2]  # type: ignore[union-attr]
+    parts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in seg if len(p) >= 2]
     parts = [p for p in parts if len(p)]
     if not parts:
         return None, "empty"

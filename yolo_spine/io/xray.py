@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -155,7 +156,7 @@ def _read_raster(path: Path, window: tuple[float, float] | str) -> XrayImage:
         img = img[:, :, 0]
     if img.dtype == np.uint8:
         return XrayImage(pixels=img, source_bits=8)
-    bits = int(np.iinfo(img.dtype).bits) if np.issubdtype(img.dtype, np.integer) else 32
+    bits = 8 * img.dtype.itemsize if np.issubdtype(img.dtype, np.integer) else 32  # an integer type's bits
     values = img.astype(np.float32)
     center, width, source = _choose_window(values, window, dicom_window=None)
     return XrayImage(
@@ -181,7 +182,7 @@ def _choose_window(
     return center, width, "user"
 
 
-def _first(value: object) -> float | None:
+def _first(value: Any) -> float | None:
     """DICOM WindowCenter/Width may be multi-valued; the first is the default presentation."""
     if value is None:
         return None

@@ -84,11 +84,11 @@ def fuse_planes(
         cand = labs[q]
         mirror = mirror_lut[cand] if mirror_lut is not None else cand
         score = np.zeros(idx.size)
-        for p in range(len(planes)):
-            match = labs[p] == cand
-            if blind[p]:
-                match |= labs[p] == mirror
-            score += np.where(match, weight[p], 0.0)
+        for o in range(len(planes)):
+            match = labs[o] == cand
+            if blind[o]:
+                match |= labs[o] == mirror
+            score += np.where(match, weight[o], 0.0)
         score = np.where(cover[q], score + (0.0 if blind[q] else _AWARE_BONUS), -1.0)
         win = score > best_score
         best_score[win] = score[win]

@@ -79,7 +79,7 @@ def _label_dir(labels_dir: Path, split: str | None) -> Path:
     return base
 
 
-def _sidecar_roots(labels_dir: Path, sidecars: Path | None, split: str | None) -> list[Path]:
+def _sidecar_roots(labels_dir: Path, sidecars: str | Path | None, split: str | None) -> list[Path]:
     root = Path(sidecars) if sidecars is not None else labels_dir
     if not root.is_dir():
         raise UserError(f"sidecar folder not found: {root}")

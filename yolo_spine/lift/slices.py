@@ -142,7 +142,7 @@ def rasterise_slice(
         has a confidence.
     """
     w, h = (int(s) for s in item.sidecar["image_size_wh"])
-    labels = np.zeros((h + 1, w + 1), label_dtype)
+    labels: np.ndarray = np.zeros((h + 1, w + 1), label_dtype)
     has_conf = any(inst.conf is not None for inst in item.instances)
     conf = np.zeros((h + 1, w + 1), np.uint8) if has_conf else None
     order = sorted(item.instances, key=lambda inst: 1.0 if inst.conf is None else inst.conf)
@@ -213,6 +213,7 @@ def interpolate_gap(
         da = _signed_distance(ma[box], sampling) if ma.any() else None
         db = _signed_distance(mb[box], sampling) if mb.any() else None
         if da is None:
+            assert db is not None  # class c is present in at least one of the two slices
             da = np.full_like(db, -float(db.max()))
         if db is None:
             db = np.full_like(da, -float(da.max()))
@@ -318,7 +319,8 @@ def _stack_slices(
         n = round(index)
         if abs(index - n) > 1e-3 or not 0 <= n < n_normal:
             raise DataError(f"slice {it.stem} does not lie on a voxel plane of the volume (index {index:.3f})")
-        size_wh = tuple(int(s) for s in it.sidecar["image_size_wh"])
+        sw, sh = (int(s) for s in it.sidecar["image_size_wh"])
+        size_wh = (sw, sh)
         inplane = p2i.copy()
         inplane[axis, 3] = 0.0
         key = (tuple(np.round(inplane, 6).ravel()), size_wh)

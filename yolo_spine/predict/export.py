@@ -146,7 +146,7 @@ def export_model(
         raise UserError("--int8 needs --data DATA_YAML: its images calibrate the quantisation")
     if data is not None and not Path(data).is_file():
         raise UserError(f"dataset not found: {data}")
-    if int8:
+    if int8 and data is not None:  # (int8 without data was refused above)
         _split_images(data, opts.calibration_split)  # a missing split is an error before any work
         n_eval = _split_images(data, opts.eval_split)
     require_export_dependencies(format, int8)
@@ -164,7 +164,7 @@ def export_model(
         model = load_model(work_weights)
         exported = _run_export(model, args, format)
         check: Int8Check | None = None
-        if int8:  # the plain export above is the FP32 reference (Ultralytics exports a copy of the model)
+        if int8 and data is not None:  # the plain export above is the FP32 reference (Ultralytics exports a copy)
             data = Path(data).resolve()
             fp32 = exported
             # quantize=8: Ultralytics' name (`int8` is deprecated); calibration on calibration_split only

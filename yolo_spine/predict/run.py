@@ -279,7 +279,7 @@ def predict(
     if show and not display_available():
         log.warning("--show: no display here; writing the annotated images/video only")
         show = False
-    pred_args = {
+    pred_args: dict[str, Any] = {
         "conf": conf_value,
         "iou": opts.iou,
         "max_det": opts.max_det,
@@ -352,7 +352,7 @@ def predict(
                     if fr.is_video:
                         wr = writers.get(fr.stem)
                         if wr is None:
-                            fourcc = cv2.VideoWriter_fourcc(*opts.video_codec)
+                            fourcc = cv2.VideoWriter.fourcc(*opts.video_codec)
                             fps_out = fr.fps or opts.video_fps
                             wr = cv2.VideoWriter(str(annotated_dir / f"{fr.stem}.mp4"), fourcc, fps_out, (w, h))
                             if not wr.isOpened():

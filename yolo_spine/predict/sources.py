@@ -220,7 +220,7 @@ class Source:
 
     def _capture_frames(self) -> Iterator[Frame]:
         cv2 = _cv2()
-        opened = []
+        opened: list[tuple[Any, float | None]] = []  # (cv2.VideoCapture, its frame rate when plausible)
         for c in self._captures:
             cap = open_capture(c.target)
             if cap is None or not cap.isOpened():
@@ -237,7 +237,7 @@ class Source:
         try:
             while active:
                 for i in list(active):
-                    cap, fps = opened[i]
+                    cap, cap_fps = opened[i]
                     ok, img = cap.read()
                     if not ok or img is None:
                         active.remove(i)
@@ -247,7 +247,7 @@ class Source:
                         continue
                     if img.ndim == 2:
                         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-                    yield Frame(img, self._captures[i].source, counts[i], stems[i], is_video=True, fps=fps)
+                    yield Frame(img, self._captures[i].source, counts[i], stems[i], is_video=True, fps=cap_fps)
                     counts[i] += 1
         finally:
             for cap, _ in opened:

@@ -35,7 +35,8 @@ def png_data_uri(path_or_array: str | Path | np.ndarray) -> str:
 
 def _color(cls: int) -> tuple[int, int, int]:
     rng = np.random.default_rng(cls * 7919 + 13)
-    return tuple(int(v) for v in rng.integers(60, 255, 3))
+    r, g, b = (int(v) for v in rng.integers(60, 255, 3))
+    return r, g, b
 
 
 def draw_instances(image_bgr: np.ndarray, inst: ImageInstances, names: list[str], title: str) -> np.ndarray:

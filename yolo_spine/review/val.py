@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def _plot_confusion(matrix: np.ndarray, names: list[str], conf: float | None, ou
                 ax.text(
                     j,
                     i,
-                    int(sub[i, j]),
+                    str(int(sub[i, j])),
                     ha="center",
                     va="center",
                     fontsize=7,
@@ -232,7 +233,7 @@ def review(
         match_conf = conf if conf is not None else 0.25
         matrix = np.zeros((nc + 1, nc + 1), dtype=np.int64)
         errors: dict[str, int] = {}
-        pairs: Any = None
+        pairs: Counter | None = None
         for stem, lbl, wpx, hpx in gt_images:  # one image at a time: full-size masks never pile up
             g = _gt_instances(stem, lbl, wpx, hpx)
             pr = _pred_instances(stem, [d for d in by_image.get(stem, []) if d["score"] >= match_conf], wpx, hpx)
@@ -294,7 +295,7 @@ def review(
             },
             "errors_per_image": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
             "has_order": bool(reg and reg.order),
-            "neighbour_confusions": neighbour_confusions(pairs or {}, reg) if reg else [],
+            "neighbour_confusions": neighbour_confusions(pairs or Counter(), reg) if reg else [],
             "curves_csv": "curves.csv",
         }
         manifest = run_manifest(

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from yolo_spine.registry import load_registry
 
@@ -294,15 +295,15 @@ class Ellipsoid:
         return r if self.rot is None else np.abs(self.rot) @ r
 
 
-def _seg(p0: Sequence[float], p1: Sequence[float], r_side: float, r_up: float, up=(0.0, 0.0, 1.0)) -> Ellipsoid:
+def _seg(p0: ArrayLike, p1: ArrayLike, r_side: float, r_up: float, up: ArrayLike = (0.0, 0.0, 1.0)) -> Ellipsoid:
     """An ellipsoid spanning the segment ``p0``–``p1`` (a bar), ``r_up`` along ``up``, ``r_side`` across."""
-    p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
-    t = p1 - p0
+    a, b = np.asarray(p0, float), np.asarray(p1, float)
+    t = b - a
     half = 0.5 * float(np.linalg.norm(t)) + 0.5 * min(r_side, r_up)
-    return Ellipsoid((p0 + p1) / 2.0, np.array([half, r_side, r_up]), _frame_along(t, np.asarray(up, float)), bar=True)
+    return Ellipsoid((a + b) / 2.0, np.array([half, r_side, r_up]), _frame_along(t, np.asarray(up, float)), bar=True)
 
 
-def _ell(center: Sequence[float], radii: Sequence[float], rot: np.ndarray | None = None, power: float = 2.0):
+def _ell(center: ArrayLike, radii: ArrayLike, rot: np.ndarray | None = None, power: float = 2.0):
     return Ellipsoid(np.asarray(center, float), np.asarray(radii, float), rot, power)
 
 
@@ -347,12 +348,12 @@ class _Canvas:
         x, y, z = self.world(sl)
         dx, dy, dz = x - np.float32(center[0]), y - np.float32(center[1]), z - np.float32(center[2])
         r = rot.astype(np.float32)
-        return tuple(r[0, a] * dx + r[1, a] * dy + r[2, a] * dz for a in range(3))  # type: ignore[return-value]
+        return tuple(r[0, a] * dx + r[1, a] * dy + r[2, a] * dz for a in range(3))
 
     def put(self, sl, mask: np.ndarray, hu: float | np.ndarray, tissue: int, label: int | None = None) -> None:
         """Write HU, tissue and (optionally) a label where ``mask`` holds, inside box ``sl``."""
         h = self.hu[sl]
-        h[mask] = hu if np.isscalar(hu) else hu[mask]
+        h[mask] = hu[mask] if isinstance(hu, np.ndarray) else hu
         self.tis[sl][mask] = tissue
         if label is not None:
             self.lab[sl][mask] = label
@@ -427,7 +428,7 @@ def _paint_ellipsoid(
 def _paint_tube(
     cv: _Canvas,
     points: np.ndarray,
-    radii: Sequence[float] | np.ndarray,
+    radii: float | ArrayLike,
     hu: float,
     tissue: int,
     label: int | None = None,
@@ -516,7 +517,7 @@ class _Vertebra:
     def region(self) -> str:
         return {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}[self.name[0]]
 
-    def to_world(self, p: Sequence[float]) -> np.ndarray:
+    def to_world(self, p: ArrayLike) -> np.ndarray:
         return self.center + self.rot @ np.asarray(p, float)
 
 
@@ -909,6 +910,7 @@ def _paint_bone(
         if role == "carve":
             continue
         if role == "body":
+            assert body_of is not None  # parts hold a "body" role only when painting a vertebra
             f, zc = _body_field(body_of, q)
             m = f <= 1.0
             body |= m
@@ -1131,7 +1133,7 @@ def _cage_at(ribs: _Ribs, z: float) -> tuple[float, float, float, float, float]:
     order = np.argsort(ribs.cage_z)
     zz = ribs.cage_z[order]
     vals = [float(np.interp(z, zz, arr[order])) for arr in (ribs.cage_xc, ribs.cage_yc, ribs.cage_a, ribs.cage_b)]
-    return (*vals, float(z - zz[-1]))
+    return vals[0], vals[1], vals[2], vals[3], float(z - zz[-1])
 
 
 def _cells(shape_zyx: tuple[int, int, int], spacing_xyz: np.ndarray, mm: float) -> tuple[int, int, int]:
@@ -1214,7 +1216,7 @@ def _paint_torso(
             thorax &= z > dome_map[j0:j1, i0:i1]
         hu[cavity & thorax] = -95.0
         tis[cavity & thorax] = Tissue.FAT
-        if bowel is None or lev <= 13.5:
+        if bowel is None or gas is None or lev <= 13.5:  # both are drawn together
             continue
         abdo = cavity & ~thorax
         kb = k - a0
@@ -1427,7 +1429,8 @@ def _paint_lungs(
     y = cv.axes[1][sj, None]
     dome = dome_map[sj, si]
     shape = (k1 - k0, y.shape[0], x.shape[1])
-    cells = tuple(max(2, int(n * sp / 14.0)) for n, sp in zip(shape, cv.spacing[::-1], strict=True))
+    cz, cy, cx = (max(2, int(n * sp / 14.0)) for n, sp in zip(shape, cv.spacing[::-1], strict=True))
+    cells = (cz, cy, cx)
     f1 = _smooth_field(rng, shape, cells)
     f2 = _smooth_field(rng, shape, cells)
     vessel_w = 0.09
@@ -1754,6 +1757,7 @@ def anatomical_phantom(
         z_top += margin_mm
         z_bot -= margin_mm
     else:
+        assert lev_top is not None and lev_bot is not None  # _fov_levels draws both when it gives no level range
         z_top, z_bot = body.z_at_level(lev_top), body.z_at_level(lev_bot)
 
     # In-plane extent: the body outline over the z range, the table behind it

@@ -81,8 +81,8 @@ def spine_image(reg: AnatomyRegistry, rng: np.random.Generator, size: int) -> Sy
         box = cv2.boxPoints(((cx, cy), (2 * half_w, 2 * half_h), angle))
         m = np.zeros((size, size), dtype=np.uint8)
         cv2.fillPoly(m, [np.round(box).astype(np.int32)], 1)
-        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        _add_shape(img, m, float(rng.uniform(150, 220)), first + k, instances)
+        opened = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        _add_shape(img, opened, float(rng.uniform(150, 220)), first + k, instances)
     return SynthImage(_finish(img, rng), instances)
 
 

@@ -439,7 +439,9 @@ def make_plan(
         data: The dataset's ``data.yaml`` (recorded).
     """
     defaults = defaults or {"epochs": 250, "patience": 50, "scale": 0.5, "plots": True}
-    t, s, why = {}, {}, {}
+    t: dict[str, Any] = {}  # train-option values
+    s: dict[str, Any] = {}  # schedule values
+    why: dict[str, str] = {}
     t["imgsz"], why["imgsz"] = _plan_imgsz(fp, tp, budget_s)
     imgsz = t["imgsz"]
     t["batch"], why["batch"] = _plan_batch(fp, machine, imgsz)
@@ -536,7 +538,7 @@ def make_plan(
     t["cache"] = "ram" if mem is not None and cache_bytes <= 0.25 * mem else False
     why["cache"] = f"the decoded training images at {imgsz} px take {cache_bytes / 2**30:.2f} GiB, " + (
         f"≤ 25 % of the {mem / 2**30:.1f} GiB available: decode once"
-        if t["cache"]
+        if t["cache"] and mem is not None
         else "more than 25 % of the memory available: decode per batch"
         if mem is not None
         else "memory unknown: decode per batch"

@@ -380,6 +380,7 @@ def _fit(plan: _RunPlan, work: Path, data_dict: dict[str, Any], callbacks: dict[
         model.add_callback(event, fn)
     t0 = time.perf_counter()
     model.train(trainer=AnatomySegmentationTrainer, **plan.ultralytics_args(work))
+    assert model.trainer is not None  # model.train() sets it
     return Path(model.trainer.save_dir), time.perf_counter() - t0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,7 +56,8 @@ class MirrorAwareFlip(RandomFlip):
         super().__init__(p=p, direction="horizontal")
         self.mirror = np.asarray(mirror, dtype=np.int64)
 
-    def apply_instances(self, labels: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    # Same signature as RandomFlip.apply_instances, which itself narrows BaseTransform's (Ultralytics' typing).
+    def apply_instances(self, labels: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:  # type: ignore[override]
         """Flip geometry as Ultralytics does, then map each class id to its mirror class."""
         labels = super().apply_instances(labels, params)
         if params["flip"] and labels.get("cls") is not None and len(labels["cls"]):
@@ -129,9 +130,10 @@ class AnatomySegmentationTrainer(SegmentationTrainer):
             dataset.transforms = dataset.build_transforms(hyp=self.args)
             return dataset
         dataset.__class__ = MirrorAwareYOLODataset
-        dataset.mirror_map = mirror
+        cast(MirrorAwareYOLODataset, dataset).mirror_map = mirror
         if getattr(self.args, "copy_paste", 0) and getattr(self.args, "copy_paste_mode", "flip") == "flip":
             # copy-paste in "flip" mode pastes mirrored instances under their old label: use MixUp-style pasting
             self.args.copy_paste_mode = "mixup"
-        dataset.transforms = dataset.build_transforms(hyp=self.args)
+        # Ultralytics annotates the trainer's args as SimpleNamespace; they are its IterableSimpleNamespace.
+        dataset.transforms = dataset.build_transforms(hyp=self.args)  # type: ignore[arg-type]
         return dataset
