@@ -58,7 +58,9 @@ def main() -> None:
         _write_volume(labels, geometry, seg, overwrite=True)
 
         def run_eval() -> None:
-            holder["eval"] = evaluate_volumes(seg, ex.labels, "spine", tolerance_mm=2.0, gt_scheme=ex.label_scheme)
+            holder["eval"] = evaluate_volumes(
+                seg, ex.labels, "spine", tolerance_mm=2.0, gt_scheme=ex.label_scheme, pred_scheme="class_id+1"
+            )
 
         t_eval, _ = median_seconds(run_eval, repeat)
         result = holder["eval"]
