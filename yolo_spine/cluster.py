@@ -32,6 +32,7 @@ from yolo_spine.parallel import (
     R,
     T,
     WorkerCrashedError,
+    _chunks,
     _progress,
     _run_chunk,
     available_cpus,
@@ -132,8 +133,7 @@ class RayExecutor(Executor):
         """See :meth:`yolo_spine.parallel.Executor.map` (at most ``workers`` tasks in flight)."""
         items = list(items)
         bar = _progress(len(items), desc, unit, progress)
-        indexed, size = list(enumerate(items)), max(1, chunksize)
-        chunks = [indexed[k : k + size] for k in range(0, len(indexed), size)]
+        chunks = _chunks(items, chunksize)
         fn_ref = self._ray.put(fn)  # sent once, shared by every task
         in_flight: dict[Any, list[tuple[int, T]]] = {}
         pending = iter(chunks)

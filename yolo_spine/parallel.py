@@ -344,6 +344,12 @@ class Executor(ABC):
         self.close()
 
 
+def _chunks(items: list[T], chunksize: int) -> list[list[tuple[int, T]]]:
+    """Split ``items`` into runs of ``chunksize`` (at least 1), each item with its index in ``items``."""
+    indexed, size = list(enumerate(items)), max(1, chunksize)
+    return [indexed[k : k + size] for k in range(0, len(indexed), size)]
+
+
 def _progress(total: int, desc: str | None, unit: str, progress: bool) -> Any:
     from tqdm import tqdm
 
@@ -421,8 +427,7 @@ class LocalExecutor(Executor):
             return _in_process(fn, items, bar)
         if self._pool is None:
             self._pool = self._new_pool()
-        indexed, size = list(enumerate(items)), max(1, chunksize)
-        chunks = [indexed[k : k + size] for k in range(0, len(indexed), size)]
+        chunks = _chunks(items, chunksize)
         futures = [self._pool.submit(_run_chunk, fn, chunk) for chunk in chunks]
         return self._collect(fn, items, chunks, futures, bar)
 
