@@ -132,3 +132,73 @@ def test_source_id_max_is_checked(tmp_path: Path):
     (tmp_path / "clash.yaml").write_text("name: y\nclasses: [{name: a}]\nsource_ids: {class_id+1: {1: a}}\n")
     with pytest.raises(UserError, match="built-in class id"):
         load_registry(str(tmp_path / "clash.yaml"))
+
+
+def _dicom_sct_concepts() -> dict[str, set[str]]:
+    """SNOMED CT code → every meaning DICOM PS3.16 gives it (pydicom's copy of the standard's concepts)."""
+    from pydicom.sr._concepts_dict import concepts
+
+    out: dict[str, set[str]] = {}
+    for table in concepts["SCT"].values():
+        for code, (meaning, _cids) in table.items():
+            out.setdefault(code, set()).add(meaning)
+    return out
+
+
+@pytest.mark.parametrize("anatomy", ["spine", "teeth", "brain"])
+def test_coded_anatomy_codes_are_dicoms(anatomy: str) -> None:
+    """Every SNOMED CT code in the registries is one PS3.16 defines, with the meaning PS3.16 gives it."""
+    from yolo_spine.registry import SCT_ANATOMICAL_STRUCTURE, SCT_BODY_STRUCTURE, SCT_LATERALITY, SCT_PHYSICAL_OBJECT
+
+    dicom = _dicom_sct_concepts()
+    reg = load_registry(anatomy)
+    for code, meaning in (SCT_ANATOMICAL_STRUCTURE, SCT_PHYSICAL_OBJECT, *SCT_LATERALITY.values()):
+        assert meaning in dicom[code], (code, meaning)
+    assert SCT_BODY_STRUCTURE[0] in dicom
+    for name in reg.names:
+        coded = reg.coded(name)
+        assert coded.code in dicom, (name, coded)
+        if not coded.fallback:  # 32's PS3.16 meaning reads "Mandibular left lateral tooth"; ours names the incisor
+            assert coded.meaning in dicom[coded.code] or name == "32", (name, coded, dicom[coded.code])
+
+
+def test_coded_anatomy_per_registry() -> None:
+    spine, teeth, brain = (load_registry(n) for n in ("spine", "teeth", "brain"))
+    assert (spine.coded("C1").code, spine.coded("C1").meaning) == ("14806007", "C1 vertebra")
+    assert (spine.coded("L5").code, spine.coded("sacrum").code) == ("49668003", "54735007")
+    assert sum(not spine.coded(n).fallback for n in spine.names) == 25  # C1–L5 and the sacrum
+    s1 = spine.coded("S1")
+    assert s1.fallback and (s1.code, s1.meaning) == ("123037004", "Body structure")
+    assert s1.category == ("91723000", "Anatomical Structure") and s1.laterality is None
+    # every tooth has its own code, all different; restorations are objects, not anatomy
+    tooth_codes = {teeth.coded(n).code for n in teeth.names if n.isdigit()}
+    assert len(tooth_codes) == 32 and not any(teeth.coded(n).fallback for n in teeth.names if n.isdigit())
+    assert teeth.coded("36").meaning == "Mandibular left first molar tooth"
+    assert teeth.coded("crown").category == ("260787004", "Physical object") and teeth.coded("crown").fallback
+    sinus = teeth.coded("left_maxillary_sinus")
+    assert (sinus.code, sinus.laterality, sinus.laterality_code) == ("15924003", "left", ("7771000", "Left"))
+    # ASPECTS regions: the fallback code with their side
+    assert all(brain.coded(n).fallback for n in brain.names)
+    assert brain.coded("M3_right").laterality_code == ("24028007", "Right")
+    assert {brain.coded(n).laterality for n in brain.names} == {"left", "right"}
+    with pytest.raises(KeyError):
+        spine.coded("vertebrae_C6")  # canonical names only (resolve() maps aliases)
+
+
+def test_coded_anatomy_is_validated(tmp_path: Path) -> None:
+    cases = {
+        "name: x\nclasses: [{name: a, snomed: {code: 123}}]\n": "snomed needs",
+        "name: x\nclasses: [{name: a, snomed: {code: abc, meaning: A}}]\n": "snomed needs",
+        "name: x\nclasses: [{name: a, laterality: up}]\n": "laterality must be one of left, right",
+        "name: x\nclasses: [{name: a, category: thing}]\n": "category must be one of",
+        "name: x\nclasses: [{name: a, snomd: {code: '1', meaning: A}}]\n": "unknown key 'snomd'",
+    }
+    for n, (text, message) in enumerate(cases.items()):
+        path = tmp_path / f"bad{n}.yaml"
+        path.write_text(text)
+        with pytest.raises(UserError, match=message):
+            load_registry(str(path))
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: y\nclasses: [{name: b, snomed: {code: '1626008', meaning: T3 vertebra}, laterality: right}]\n")
+    coded = load_registry(str(ok)).coded("b")
+    assert (coded.code, coded.meaning, coded.laterality, coded.fallback) == ("1626008", "T3 vertebra", "right", False)

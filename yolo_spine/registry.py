@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,46 @@ _REGISTRY_KEYS = {"name", "description", "classes", "mirror_pairs", "order", "so
 
 #: The project's own label-map convention (what ``lift`` writes): voxel value = class id + 1, 0 = background.
 CLASS_ID_SCHEME = "class_id+1"
+
+_CLASS_KEYS = {"name", "aliases", "snomed", "laterality", "category"}
+_LATERALITIES = ("left", "right")
+_CATEGORIES = ("anatomy", "object")
+
+#: SNOMED CT (DICOM coding scheme designator ``SCT``) codes the coded anatomy falls back on, as DICOM PS3.16 names
+#: them: segment categories of CID 7150 and the type of a class without a code of its own.
+SCT_ANATOMICAL_STRUCTURE = ("91723000", "Anatomical Structure")
+SCT_PHYSICAL_OBJECT = ("260787004", "Physical object")
+SCT_BODY_STRUCTURE = ("123037004", "Body structure")
+SCT_LATERALITY = {"left": ("7771000", "Left"), "right": ("24028007", "Right")}
+
+
+@dataclass(frozen=True)
+class CodedAnatomy:
+    """How a class is coded in a DICOM Segmentation (SNOMED CT, scheme designator ``SCT``).
+
+    A class the registry gives a ``snomed`` code is written with it. A class without one (an ASPECTS region, a
+    canal, S1) gets the documented fallback: type SCT 123037004 "Body structure" (or "Physical object" for an
+    object such as a dental crown), with the class name as the segment's label, so a reader sees a generic code
+    and never a made-up specific one.
+
+    Attributes:
+        code: SNOMED CT code of the segment's type.
+        meaning: Its code meaning.
+        category: ``(code, meaning)`` of the segment category (CID 7150: Anatomical Structure or Physical object).
+        laterality: ``"left"``, ``"right"`` or ``None``; written as a type modifier.
+        fallback: Whether ``code`` is the generic fallback rather than the class's own code.
+    """
+
+    code: str
+    meaning: str
+    category: tuple[str, str] = SCT_ANATOMICAL_STRUCTURE
+    laterality: str | None = None
+    fallback: bool = False
+
+    @property
+    def laterality_code(self) -> tuple[str, str] | None:
+        """``(code, meaning)`` of the laterality modifier, or ``None``."""
+        return SCT_LATERALITY[self.laterality] if self.laterality else None
 
 
 def normalize_name(name: str) -> str:
@@ -76,6 +116,7 @@ class AnatomyRegistry:
         source_ids: Label-map scheme (``totalsegmentator_v2`` …) → {source label id: class name}.
         source_id_max: Scheme → the largest label id it defines (a map holding a larger id is not in that scheme);
             schemes without an entry are open-ended.
+        coding: Class name → its coded anatomy for DICOM (see :meth:`coded`); every class has an entry.
         path: The YAML file this registry was read from.
     """
 
@@ -87,6 +128,7 @@ class AnatomyRegistry:
     order: OrderSpec | None = field(repr=False)
     source_ids: dict[str, dict[int, str]] = field(repr=False)
     source_id_max: dict[str, int] = field(default_factory=dict, repr=False)
+    coding: dict[str, CodedAnatomy] = field(default_factory=dict, repr=False)
     path: Path | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -111,6 +153,16 @@ class AnatomyRegistry:
             KeyError: If ``name`` is not one of :attr:`names` (use :meth:`resolve` for aliases).
         """
         return self._index[name]
+
+    def coded(self, name: str) -> CodedAnatomy:
+        """Return the coded anatomy of a canonical class name (its SNOMED CT code, or the documented fallback).
+
+        Raises:
+            KeyError: If ``name`` is not one of :attr:`names`.
+        """
+        if name not in self._index:
+            raise KeyError(name)
+        return self.coding.get(name) or CodedAnatomy(*SCT_BODY_STRUCTURE, fallback=True)
 
     def resolve(self, name: str) -> str | None:
         """Map any spelling of a class (alias, case, separators) onto its canonical name, or ``None``."""
@@ -286,13 +338,20 @@ def _parse_registry(raw: object, path: Path) -> AnatomyRegistry:
 
     names: list[str] = []
     aliases: dict[str, str] = {}
+    coding: dict[str, CodedAnatomy] = {}
     for entry in raw["classes"]:
         if not isinstance(entry, dict) or "name" not in entry:
             raise fail(f"each class needs a 'name': {entry!r}")
         cname = str(entry["name"])
         if cname in names:
             raise fail(f"class '{cname}' is listed twice")
+        bad = set(entry) - _CLASS_KEYS
+        if bad:
+            raise fail(
+                f"class '{cname}' has the unknown key '{sorted(bad)[0]}' (known: {', '.join(sorted(_CLASS_KEYS))})"
+            )
         names.append(cname)
+        coding[cname] = _parse_coding(entry, cname, fail)
         for alias in [cname, *[str(a) for a in entry.get("aliases") or []]]:
             key = normalize_name(alias)
             if aliases.get(key, cname) != cname:
@@ -352,5 +411,25 @@ def _parse_registry(raw: object, path: Path) -> AnatomyRegistry:
         order=order,
         source_ids=source_ids,
         source_id_max=source_id_max,
+        coding=coding,
         path=path,
     )
+
+
+def _parse_coding(entry: dict, cname: str, fail: Callable[[str], UserError]) -> CodedAnatomy:
+    """A class's ``snomed``, ``laterality`` and ``category`` keys as its :class:`CodedAnatomy`."""
+    laterality = entry.get("laterality")
+    if laterality is not None and laterality not in _LATERALITIES:
+        raise fail(f"class '{cname}': laterality must be one of {', '.join(_LATERALITIES)}, not {laterality!r}")
+    category = entry.get("category", "anatomy")
+    if category not in _CATEGORIES:
+        raise fail(f"class '{cname}': category must be one of {', '.join(_CATEGORIES)}, not {category!r}")
+    cat = SCT_ANATOMICAL_STRUCTURE if category == "anatomy" else SCT_PHYSICAL_OBJECT
+    snomed = entry.get("snomed")
+    if snomed is None:
+        generic = SCT_BODY_STRUCTURE if category == "anatomy" else SCT_PHYSICAL_OBJECT
+        return CodedAnatomy(*generic, category=cat, laterality=laterality, fallback=True)
+    code, meaning = (snomed.get("code"), snomed.get("meaning")) if isinstance(snomed, dict) else (None, None)
+    if not (isinstance(code, str) and code.isdigit() and isinstance(meaning, str) and meaning.strip()):
+        raise fail(f"class '{cname}': snomed needs a numeric 'code' string and a 'meaning'")
+    return CodedAnatomy(code, meaning.strip(), category=cat, laterality=laterality)
