@@ -162,6 +162,51 @@ def example_ct() -> ExampleCT:
 
 
 @pytest.fixture(scope="session")
+def highdicom() -> object:
+    """The optional ``highdicom`` (the ``clinic`` extra): a test without it skips, or fails in CI.
+
+    ``YOLO_SPINE_REQUIRE_OPTIONAL=1`` (set by ``.ci/run``) turns the skip into a failure: there a skip would hide
+    a missing install.
+    """
+    try:
+        import highdicom
+    except ImportError:
+        reason = "highdicom is not installed (pip install 'yolo_spine[clinic]')"
+        if os.environ.get("YOLO_SPINE_REQUIRE_OPTIONAL") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return highdicom
+
+
+@pytest.fixture(scope="session")
+def cropped_ct(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The example CT cropped around three mid-thoracic vertebrae (volume, TotalSegmentator-v2 labels; NIfTI)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from yolo_spine.data import example_ct
+    from yolo_spine.evaluate.eval3d import class_lookup, to_class_labels
+    from yolo_spine.registry import load_registry
+
+    ex = example_ct()
+    vol, lab = sitk.ReadImage(str(ex.volume)), sitk.ReadImage(str(ex.labels))
+    arr, _ = to_class_labels(lab, class_lookup(load_registry("spine"), ex.label_scheme))
+    values = np.unique(arr[arr > 0])
+    sel = np.isin(arr, values[len(values) // 2 - 1 : len(values) // 2 + 2])
+    lo, hi = [], []
+    for a, axes in ((0, (0, 1)), (1, (0, 2)), (2, (1, 2))):  # voxel axis i, j, k
+        idx = np.flatnonzero(sel.any(axes))
+        pad = 10 if a < 2 else 2
+        lo.append(max(0, int(idx.min()) - pad))
+        hi.append(min(vol.GetSize()[a], int(idx.max()) + pad + 1))
+    size = [h - lo_ for lo_, h in zip(lo, hi, strict=True)]
+    out = tmp_path_factory.mktemp("ct")
+    sitk.WriteImage(sitk.RegionOfInterest(vol, size, lo), str(out / "v.nii.gz"))
+    sitk.WriteImage(sitk.RegionOfInterest(lab, size, lo), str(out / "l.nii.gz"))
+    return out / "v.nii.gz", out / "l.nii.gz"
+
+
+@pytest.fixture(scope="session")
 def tiny_model(spine_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch YOLO11n-seg trained by ``yolo_spine train`` at 64 px, offline (the run folder is returned).
 

@@ -417,33 +417,6 @@ def test_lifts_with_other_output_names_share_a_folder(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- real CT (ct2yolo oracle)
 
 
-@pytest.fixture(scope="module")
-def cropped_ct(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The example CT cropped around three mid-thoracic vertebrae (volume, labels NIfTI)."""
-    import SimpleITK as sitk
-
-    from yolo_spine.data import example_ct
-    from yolo_spine.evaluate.eval3d import class_lookup, to_class_labels
-    from yolo_spine.registry import load_registry
-
-    ex = example_ct()
-    vol, lab = sitk.ReadImage(str(ex.volume)), sitk.ReadImage(str(ex.labels))
-    arr, _ = to_class_labels(lab, class_lookup(load_registry("spine"), ex.label_scheme))
-    values = np.unique(arr[arr > 0])
-    sel = np.isin(arr, values[len(values) // 2 - 1 : len(values) // 2 + 2])
-    lo, hi = [], []
-    for a, axes in ((0, (0, 1)), (1, (0, 2)), (2, (1, 2))):  # voxel axis i, j, k
-        idx = np.flatnonzero(sel.any(axes))
-        pad = 10 if a < 2 else 2
-        lo.append(max(0, int(idx.min()) - pad))
-        hi.append(min(vol.GetSize()[a], int(idx.max()) + pad + 1))
-    size = [h - lo_ for lo_, h in zip(lo, hi, strict=True)]
-    out = tmp_path_factory.mktemp("ct")
-    sitk.WriteImage(sitk.RegionOfInterest(vol, size, lo), str(out / "v.nii.gz"))
-    sitk.WriteImage(sitk.RegionOfInterest(lab, size, lo), str(out / "l.nii.gz"))
-    return out / "v.nii.gz", out / "l.nii.gz"
-
-
 def _gt_classes(labels_path: Path) -> np.ndarray:
     import SimpleITK as sitk
 
