@@ -90,6 +90,36 @@ def test_scatter_raises_the_floor_and_lowers_contrast():
     assert c_ref > 0.2
 
 
+def test_scatter_comes_from_the_body_not_from_the_open_beam():
+    # a 20 cm slab over the middle half of the detector, open beam (air) on both sides
+    tissue = np.zeros((64, 256), np.float32)
+    tissue[:, 64:192] = 200.0
+    kw = {"detector_kerma_ugy": 200.0, "scatter_sigma_mm": 20.0}
+    ref = R.detector_image(_slabs(tissue), _params(**kw), PIXEL_MM, 1.0, "R", np.random.default_rng(5))
+    sc = R.detector_image(
+        _slabs(tissue), _params(scatter_to_primary=1.0, **kw), PIXEL_MM, 1.0, "R", np.random.default_rng(5)
+    )
+    spr = ((sc.expected - ref.expected) / ref.expected).mean(axis=0)  # scatter-to-primary ratio per column
+    assert spr[128] == pytest.approx(1.0, rel=0.15)  # the preset's SPR in the body's middle
+    assert spr[66] < spr[128]  # the body's edge gets less, not the open beam's glow (≈ 15 with a bare-primary kernel)
+    assert spr[:8].max() < 0.05  # rays that miss the body scatter nothing; only the body's tail reaches there
+    assert R.scatter_field(ref.expected, np.ones_like(tissue), np.zeros_like(tissue, bool), 1.0, 40.0).max() == 0
+
+
+def test_processing_works_inside_the_exposed_field_only():
+    # strong dynamic range compression beside a wide collimated border: the border stays plain white
+    tissue = np.full((128, 128), 150.0, np.float32)
+    tissue[:, :40] = 0.0  # open beam on the left
+    cols = {"collimation_left": 0.0, "collimation_right": 0.25, "collimation_top": 0.2, "collimation_bottom": 0.0}
+    p = _params(drc_amount=0.9, drc_sigma_mm=20.0, unsharp_amount=1.0, electronic_noise_quanta=10.0, **cols)
+    det = R.detector_image(_slabs(tissue), p, PIXEL_MM, 1.0, "R", np.random.default_rng(6))
+    img = R.clinical_look(det, p, PIXEL_MM)
+    assert (img[~det.field] == 255).all()  # no primary there: white, not its noise pulled into the window
+    assert det.field.sum() == (128 - 32) * (128 - 26) and not det.visible[:, 100:].any()
+    body = img[40:, 50:90]
+    assert 20 < body.mean() < 235 and body.std() > 0  # the body itself still spans the window
+
+
 def _edge_strength(signal: np.ndarray) -> float:
     profile = signal[16:-16].mean(axis=0)
     return float(np.abs(np.diff(profile)).max() / (profile.max() - profile.min()))
@@ -134,6 +164,34 @@ def test_heel_effect_falls_from_cathode_to_anode():
     )
     top, bottom = float(det.signal[:16].mean()), float(det.signal[-16:].mean())
     assert bottom / top == pytest.approx((1 + 0.1 * 15 / 16) / (1 - 0.1 * 15 / 16), rel=0.03)
+
+
+@pytest.mark.parametrize(
+    ("material", "kev", "nist"),
+    [
+        # NIST X-Ray Mass Attenuation Coefficients (Hubbell & Seltzer, NISTIR 5632, July 2004 data), μ/ρ in cm²/g
+        ("air", 20.0, 0.7779),
+        ("air", 60.0, 0.1875),
+        ("soft_tissue", 15.0, 1.699),  # ICRU-44 soft tissue, not skeletal muscle (1.693)
+        ("soft_tissue", 30.0, 0.3790),
+        ("soft_tissue", 50.0, 0.2264),
+        ("soft_tissue", 100.0, 0.1693),
+        ("bone", 30.0, 1.331),
+        ("bone", 60.0, 0.3148),
+        ("bone", 100.0, 0.1855),
+        ("aluminium", 40.0, 0.5685),
+        ("aluminium", 80.0, 0.2018),
+    ],
+)
+def test_mass_attenuation_matches_the_nist_table(material, kev, nist):
+    assert R.mu_rho(material, np.array([kev]))[0] == pytest.approx(nist, rel=1e-6)
+
+
+def test_mass_attenuation_interpolates_log_log_between_table_energies():
+    # between 60 and 80 keV bone follows a power law: log-log interpolation at the geometric mean
+    mid = R.mu_rho("bone", np.array([np.sqrt(60.0 * 80.0)]))[0]
+    assert mid == pytest.approx(np.sqrt(0.3148 * 0.2229), rel=1e-6)
+    assert R.mu_rho("bone", np.array([40.0]))[0] / R.mu_rho("soft_tissue", np.array([40.0]))[0] > 2.4
 
 
 def test_harder_beam_lowers_bone_contrast():

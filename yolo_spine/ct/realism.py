@@ -10,16 +10,21 @@ DeepDRR, Unberath et al., MICCAI 2018). This module turns the per-material line 
    2000). The renderer projects the three density volumes in ONE pass (a 3-channel warp per slab), giving each
    pixel's mass thickness per material (g/cm²); a new kVp only recombines them.
 2. **Spectrum** (:func:`spectrum`): a tungsten bremsstrahlung spectrum by Kramers' law, ``N(E) ∝ (kVp − E)/E``,
-   hardened by the tube's aluminium filtration; mass attenuation coefficients from NIST XCOM (Hubbell & Seltzer,
-   NISTIR 5632) for dry air, ICRU-44 soft tissue, ICRU-44 cortical bone and aluminium, interpolated log-log.
+   hardened by the tube's aluminium filtration; mass attenuation coefficients μ/ρ from the NIST tables (Hubbell
+   & Seltzer, NIST Standard Reference Database 126, NISTIR 5632, data of July 2004: table 4 for dry air, ICRU-44
+   soft tissue and ICRU-44 cortical bone, table 3 for aluminium), interpolated log-log. Checked at every
+   tabulated energy (10-150 keV) against xraylib 4.3 and xraydb 4.5 (Elam et al.), mixed by NIST's table-2
+   mass fractions: agreement within 0.1 %.
    The detector integrates energy (weights ``N(E)·E``), so beam hardening follows.
 3. **Exposure and quantum noise**: an automatic exposure control sets the air kerma behind the body (median
    over the pixels the body covers) to ``detector_kerma_ugy``; quanta per µGy per mm² from IEC 62220-1 (RQA5:
-   about 30 000); a quantum detection efficiency ``dqe``; Poisson counts per pixel.
+   29 653; SpekPy 2.5 gives 29 600-29 900 for 70 kV behind 21 mm Al at HVL 6.7-6.8 mm Al); a quantum
+   detection efficiency ``dqe``; Poisson counts per pixel.
 4. **Heel effect**: the incident field falls linearly from cathode to anode side by ``heel`` (a fraction).
-5. **Scatter**: a low-frequency fraction of the primary (``scatter_to_primary`` times the primary smoothed by a
-   Gaussian of ``scatter_sigma_mm``; DeepDRR's maintainers and Boone & Seibert, Med. Phys. 15:713, 1988, show
-   scatter as a broad kernel), Poisson-counted with the primary.
+5. **Scatter** (:func:`scatter_field`): a low-frequency field, the primary weighted by its attenuation and
+   smoothed by a Gaussian of ``scatter_sigma_mm`` (scatter-kernel superposition; DeepDRR's maintainers and
+   Boone & Seibert, Med. Phys. 15:713, 1988, show scatter as a broad kernel), scaled so that the median
+   scatter-to-primary ratio over the body is ``scatter_to_primary``; Poisson-counted with the primary.
 6. **Detector blur**: MTF ``(1 − g)·exp(−2π²σ²f²) + g·exp(−2πγf)`` — a Gaussian core (phosphor light spread,
    ``detector_sigma_mm``, with the focal spot's geometric unsharpness ``focal_spot_mm·(m − 1)`` added in
    quadrature) and a Lorentzian glare tail (weight ``glare_fraction``, width ``glare_gamma_mm``), applied after
@@ -28,7 +33,8 @@ DeepDRR, Unberath et al., MICCAI 2018). This module turns the per-material line 
 7. **Clinical look**: log transform, dynamic range compression (the large-scale trend of body thickness
    partly subtracted), a window on the body's percentiles, optional unsharp-mask edge enhancement (as CR/DR
    processing does), a look-up curve (linear, gamma or sigmoid), collimation (no primary outside the
-   collimator window; only scatter reaches it, so it shows bright) and an optional burned-in lead side
+   collimator window: only scatter reaches it, and the processing, which works inside the exposed field only,
+   shows it white) and an optional burned-in lead side
    marker (``R`` on AP, ``L`` on lateral views).
 
 Parameters come from a preset (``configs/ct/realism/*.yaml``): a number is used as given, ``[low, high]`` is
@@ -57,12 +63,13 @@ log = logging.getLogger("yolo_spine")
 #: Materials, in the channel order of :func:`material_densities` and the renderer's material images.
 MATERIALS = ("air", "soft_tissue", "bone")
 
-#: NIST XCOM mass attenuation coefficients μ/ρ (cm²/g, with coherent scattering), Hubbell & Seltzer,
-#: NISTIR 5632 (tables 4 and 3): air (dry, near sea level), tissue soft (ICRU-44), bone cortical (ICRU-44), Al.
+#: NIST mass attenuation coefficients μ/ρ (cm²/g, with coherent scattering), Hubbell & Seltzer, NISTIR 5632
+#: (tables 4 and 3): air (dry, near sea level), tissue soft (ICRU-44), bone cortical (ICRU-44), Al. The
+#: soft-tissue row once held skeletal muscle's 15-50 keV values (up to 0.5 % off); tests pin the table.
 _E_KEV = np.array([10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 80.0, 100.0, 150.0])
 _MU_RHO = {
     "air": np.array([5.120, 1.614, 0.7779, 0.3538, 0.2485, 0.2080, 0.1875, 0.1662, 0.1541, 0.1356]),
-    "soft_tissue": np.array([5.379, 1.691, 0.8205, 0.3783, 0.2685, 0.2262, 0.2048, 0.1823, 0.1693, 0.1492]),
+    "soft_tissue": np.array([5.379, 1.699, 0.8230, 0.3790, 0.2688, 0.2264, 0.2048, 0.1823, 0.1693, 0.1492]),
     "bone": np.array([28.51, 9.032, 4.001, 1.331, 0.6655, 0.4242, 0.3148, 0.2229, 0.1855, 0.1480]),
     "aluminium": np.array([26.23, 7.955, 3.441, 1.128, 0.5685, 0.3681, 0.2778, 0.2018, 0.1704, 0.1378]),
 }
@@ -331,6 +338,34 @@ def _smooth(img: np.ndarray, sigma_px: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) if f > 1 else small
 
 
+def scatter_field(primary: np.ndarray, t: np.ndarray, body: np.ndarray, spr: float, sigma_px: float) -> np.ndarray:
+    """Scatter reaching the detector: the primary times its attenuation ``−ln t``, spread by a broad Gaussian.
+
+    A scatter-kernel-superposition model (Ohnesorge et al., Eur. Radiol. 9:563, 1999; Sun & Star-Lack, Phys.
+    Med. Biol. 55:6695, 2010): each ray scatters in proportion to the primary it carries and the attenuation it
+    met, so rays that miss the body (``t = 1``) scatter nothing, and thick parts scatter more. The amplitude is
+    set so that the median scatter-to-primary ratio over the body is ``spr`` (the preset's parameter).
+    Smoothing the bare primary instead would let the unattenuated beam beside the body "scatter" onto its edges
+    at tens of times the body's own signal, washing them out.
+
+    Args:
+        primary: ``(h, w)`` primary quanta per pixel.
+        t: ``(h, w)`` transmission of each ray.
+        body: ``(h, w)`` bool, pixels the body covers.
+        spr: Median scatter-to-primary ratio over the body.
+        sigma_px: Width of the scatter kernel in pixels.
+    """
+    if spr <= 0:
+        return np.zeros_like(primary, dtype=np.float32)
+    source = primary * (-np.log(np.clip(t, 1e-12, 1.0))).astype(np.float32)
+    spread = _smooth(source.astype(np.float32), sigma_px)
+    inside = body & (primary > 0)
+    if not inside.any():
+        return np.zeros_like(primary, dtype=np.float32)
+    ratio = float(np.median(spread[inside] / primary[inside]))
+    return (spread * (spr / ratio)).astype(np.float32) if ratio > 0 else np.zeros_like(primary, dtype=np.float32)
+
+
 def mtf_blur(img: np.ndarray, pixel_mm: float, sigma_mm: float, glare_fraction: float, glare_gamma_mm: float):
     """Apply the MTF ``(1 − g)·exp(−2π²σ²f²) + g·exp(−2πγf)`` (f in cycles/mm) by FFT on a reflected pad."""
     if sigma_mm <= 0 and glare_fraction <= 0:
@@ -397,6 +432,7 @@ class DetectorImage:
         visible: ``(h, w)`` bool, pixels where anatomy still shows.
         body: ``(h, w)`` bool, pixels the body covers (transmission below 0.98).
         record: Drawn parameters and derived quantities.
+        field: ``(h, w)`` bool, the collimator window (the exposed field); all True without collimation.
     """
 
     signal: np.ndarray
@@ -405,6 +441,7 @@ class DetectorImage:
     visible: np.ndarray
     body: np.ndarray
     record: dict[str, Any]
+    field: np.ndarray | None = None
 
 
 def detector_image(
@@ -441,7 +478,7 @@ def detector_image(
     collimated = np.zeros((h, w), np.float32)
     collimated[window[1] : window[3], window[0] : window[2]] = 1.0
     primary = open_quanta * t * field * collimated
-    scatter = p["scatter_to_primary"] * _smooth(primary, p["scatter_sigma_mm"] / pixel_mm)
+    scatter = scatter_field(primary, t, body, p["scatter_to_primary"], p["scatter_sigma_mm"] / pixel_mm)
     expected = primary + scatter
     visible = collimated.astype(bool)
     record: dict[str, Any] = {**p}
@@ -464,7 +501,8 @@ def detector_image(
         blur_sigma_mm=round(sigma, 4),
         pixel_mm=round(float(pixel_mm), 5),
     )
-    return DetectorImage(signal, expected.astype(np.float32), float(open_quanta), visible, body, record)
+    field_mask = collimated.astype(bool)
+    return DetectorImage(signal, expected.astype(np.float32), float(open_quanta), visible, body, record, field_mask)
 
 
 def clinical_look(det: DetectorImage, params: Mapping[str, Any], pixel_mm: float) -> np.ndarray:
@@ -472,19 +510,28 @@ def clinical_look(det: DetectorImage, params: Mapping[str, Any], pixel_mm: float
 
     Dynamic range compression subtracts ``drc_amount`` of the log image's large-scale trend (a Gaussian of
     ``drc_sigma_mm``), as CR/DR processing flattens body thickness so bone and lung show in one window.
+    Like that processing's exposure-field recognition, everything works on the collimator window only: outside
+    it (no primary, only scatter and electronic noise) the image is shown white, as an unexposed plate is;
+    letting the trend reach there would pull that noise back into the display range.
     """
     p = params
+    field = det.field if det.field is not None else np.ones(det.signal.shape, bool)
     log_img = -np.log(np.maximum(det.signal, 0.5) / det.open_quanta)  # attenuation: bone bright
     roi = det.visible & det.body
     roi = roi if roi.sum() > 0.01 * roi.size else det.visible
+    centre = float(np.median(log_img[roi]))
+    outside = ~field
+    if outside.any():
+        log_img = np.where(field, log_img, centre)  # neutral, so the trend and the unsharp mask ignore it
     if p["drc_amount"] > 0:
         trend = _smooth(log_img.astype(np.float32), p["drc_sigma_mm"] / pixel_mm)
-        log_img = log_img - p["drc_amount"] * (trend - float(np.median(log_img[roi])))
+        log_img = log_img - p["drc_amount"] * (trend - centre)
     lo, hi = np.percentile(log_img[roi], [p["window_low_pct"], p["window_high_pct"]])
     x = np.clip((log_img - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
     if p["unsharp_amount"] > 0:
         x = np.clip(x + p["unsharp_amount"] * (x - _smooth(x, p["unsharp_sigma_mm"] / pixel_mm)), 0.0, 1.0)
     x = look_up(x, p["lut"], p["lut_gamma"], p["lut_sigmoid_gain"])
+    x[outside] = 1.0
     return (x * 255.0 + 0.5).astype(np.uint8)
 
 
