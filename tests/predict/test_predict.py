@@ -626,3 +626,62 @@ def test_fps_overlay_on_a_single_image(weights: Path, val_images: list[Path], tm
         return int(((corner[..., 1] > 200) & (corner[..., 0] < 80) & (corner[..., 2] < 80)).sum())
 
     assert green(original) == 0 and green(ann) > 10
+
+
+@pytest.mark.slow  # about 20 s: a subprocess predict and a full-size SEG
+def test_dicom_seg_for_each_dicom_input(
+    weights: Path, example_radiograph_path: Path, val_images: list[Path], tmp_path: Path, run_cli, highdicom
+) -> None:
+    """``--dicom-seg``: one SEG per single-frame DICOM input, equal to its instances' polygons rasterised as lift
+    rasterises them; a PNG input is counted, not given one; the SEG carries the source's patient module, nothing
+    else of ours does."""
+    import pydicom
+
+    from tests.io.test_dicom_seg import seg_masks, segment_labels
+    from yolo_spine.geometry import polygons_to_mask
+    from yolo_spine.registry import load_registry
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(example_radiograph_path, folder / "a.dcm")
+    shutil.copy(val_images[0], folder / "b.png")
+    out = tmp_path / "out"
+    proc = run_cli(
+        "predict", "--weights", weights, "--source", folder, "--out", out, "--conf", "0", "--max-det", "4",
+        "--dicom-seg", offline=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"]["dicom_seg"] == 1 and run["counts"]["dicom_seg_skipped"] == {"not_dicom": 1}
+    assert "1 DICOM SEG(s) written, 1 input(s) without one" in proc.stdout
+    assert sorted(p.name for p in (out / "dicom_seg").iterdir()) == ["a.dcm"]
+
+    record = next(r for r in read_jsonl(out) if r["source"] == "a.dcm")
+    source = pydicom.dcmread(example_radiograph_path, stop_before_pixels=True)
+    h, w = int(source.Rows), int(source.Columns)
+    reg = load_registry("spine")
+    expected = []  # registry order, then detection order; instances without pixels have no segment
+    for inst in sorted(record["instances"], key=lambda i: i["class_id"]):
+        poly = np.asarray(inst["polygon_xy"], dtype=float).reshape(-1, 2)
+        mask = polygons_to_mask([poly], h, w).astype(bool) if len(poly) >= 3 else np.zeros((h, w), bool)
+        if mask.any():
+            expected.append((reg.names[inst["class_id"]], mask))
+    assert expected, "the one-epoch model at conf 0 gives instances with pixels"
+    ds, masks = seg_masks(out / "dicom_seg" / "a.dcm", [str(source.SOPInstanceUID)])
+    labels = segment_labels(ds)
+    assert len(labels) == len(expected)
+    for number, (name, mask) in zip(sorted(labels), expected, strict=True):
+        assert labels[number].split(" #")[0] == name
+        assert np.array_equal(masks[number][0], mask), labels[number]
+    assert str(ds.PatientName) == str(source.PatientName) and ds.PatientID == source.PatientID
+    alg = ds.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert run["inputs"]["weights"]["sha256"] in str(alg.AlgorithmParameters)
+    # nothing but the SEG holds the patient's identifiers or the source's UIDs
+    needles = {str(source.PatientName), str(source.PatientID), str(source.SOPInstanceUID), str(source.StudyInstanceUID)}
+    needles = {n for n in needles if len(n) > 3}
+    texts = [proc.stdout, proc.stderr] + [
+        p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file() and p.parent.name != "dicom_seg"
+    ]
+    for text in texts:
+        for needle in needles:
+            assert needle not in text

@@ -51,6 +51,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-gap", type=int, default=None, help="interpolate across gaps of up to this many slices")
     p.add_argument("--split", default=None, help="only this split of the dataset (e.g. test)")
     p.add_argument("--study", default=None, help="the study to lift when the sidecars hold several")
+    p.add_argument(
+        "--dicom-seg",
+        type=Path,
+        default=None,
+        metavar="OUT.dcm",
+        help="also write the label map as a DICOM Segmentation (needs --source-dicom; not for clinical use)",
+    )
+    p.add_argument(
+        "--source-dicom",
+        type=Path,
+        default=None,
+        metavar="SERIES_DIR",
+        help="the DICOM series ct2yolo read for this study; read when the SEG is written and checked to be that "
+        "study (no DICOM UID is stored by yolo_spine)",
+    )
+    p.add_argument("--study-salt", default=None, help="ct2yolo's --study-salt, if it had one (default: its manifest's)")
     add_config(p, "lift")
     p.add_argument(
         "--anatomy",
@@ -88,6 +104,9 @@ def _lift(args: argparse.Namespace) -> int:
         anatomy=args.anatomy,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        dicom_seg=args.dicom_seg,
+        source_dicom=args.source_dicom,
+        study_salt=args.study_salt,
     )
     c = result.counts
     say(
@@ -96,7 +115,7 @@ def _lift(args: argparse.Namespace) -> int:
     )
     if c.get("labels_without_sidecar"):
         say(f"warning: {c['labels_without_sidecar']} label files had no sidecar and were not lifted")
-    for path in (result.labels, result.centroids, result.manifest):
+    for path in (result.labels, result.centroids, result.dicom_seg, result.manifest):
         if path is not None:
             say(f"wrote {path}")
     return 0

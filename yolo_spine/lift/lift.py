@@ -42,6 +42,7 @@ class LiftResult:
         classes_found: Class names present in the label map (or triangulated), registry order.
         counts: Input and clean-up accounting.
         seconds: Wall time.
+        dicom_seg: The DICOM Segmentation written with ``dicom_seg``, else ``None``.
     """
 
     labels: Path | None
@@ -50,6 +51,7 @@ class LiftResult:
     classes_found: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    dicom_seg: Path | None = None
 
 
 def output_paths(out: str | Path) -> dict[str, Path]:
@@ -169,6 +171,7 @@ class _Lifted:
 
     labels: Path | None = None
     centroids: Path | None = None
+    dicom_seg: Path | None = None
     classes: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -184,6 +187,9 @@ def lift(
     anatomy: str | Path | AnatomyRegistry | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    dicom_seg: str | Path | None = None,
+    source_dicom: str | Path | None = None,
+    study_salt: str | None = None,
     **option_values: Any,
 ) -> LiftResult:
     """Lift 2D instances (ground truth or predictions) of one CT study back into 3D and write the results.
@@ -204,6 +210,11 @@ def lift(
             must be the recorded one).
         overwrite: Replace existing outputs.
         progress: Progress bars.
+        dicom_seg: Also write the label map as a DICOM Segmentation here (``.dcm``), referencing ``source_dicom``.
+        source_dicom: The DICOM series folder ``ct2yolo`` read for this study; checked to be it (see
+            :mod:`yolo_spine.lift.dicom`) before any work.
+        study_salt: ``ct2yolo``'s ``study_id_salt`` for that check (default: the one its manifest records, else
+            empty).
         **option_values: Options by key, applied over ``options`` (``planes=["axial"]``, ``fusion="weighted"``,
             ``largest_cc=True``, ``order_fix=True``, ``hull=True``, ``max_gap=2`` …).
 
@@ -222,12 +233,17 @@ def lift(
     inputs = read_lift_inputs(labels_dir, sidecars, split=split, study=study, planes=opts.planes or None)
     _refuse_existing(paths, inputs, opts.hull, overwrite)
     registry = registry_for_sidecars(inputs.anatomy, anatomy)
+    dicom = _check_dicom_seg(dicom_seg, source_dicom, study_salt, inputs, labels_dir, sidecars, overwrite)
     lifted = _Lifted()
     if inputs.slices:
         labels, geometry, lifted.info = lift_slice_inputs(inputs, registry, opts, progress=progress)
         lifted.classes = _present(labels, registry.names)
         _write_volume(labels, geometry, paths["labels"], overwrite)
         lifted.labels = paths["labels"]
+        if dicom is not None and dicom_seg is not None:
+            from yolo_spine.lift import dicom as lift_dicom
+
+            lifted.dicom_seg = lift_dicom.write(labels, dicom, registry, Path(dicom_seg), overwrite)
     if inputs.drrs:
         _lift_drrs(inputs, registry, opts, paths, overwrite, lifted)
     seconds = time.perf_counter() - t0
@@ -240,12 +256,14 @@ def lift(
             "split": split,
             "study": inputs.study,
             "out": str(out),
+            "dicom_seg": str(dicom_seg) if dicom_seg else None,
+            "source_dicom": str(source_dicom) if source_dicom else None,
         },
         extra={
             "anatomy": registry.name,
             "study": inputs.study,
             "label_values": "class id + 1 (0 = background), registry order",
-            "outputs": {"labels": lifted.labels, "centroids": lifted.centroids},
+            "outputs": {"labels": lifted.labels, "centroids": lifted.centroids, "dicom_seg": lifted.dicom_seg},
             "counts": inputs.counts,
             "labels_without_sidecar_examples": inputs.unmatched_labels,
             "lift": lifted.info,
@@ -255,7 +273,42 @@ def lift(
         },
     )
     write_json_atomic(paths["manifest"], manifest)
-    return LiftResult(lifted.labels, paths["manifest"], lifted.centroids, list(lifted.classes), inputs.counts, seconds)
+    return LiftResult(
+        lifted.labels,
+        paths["manifest"],
+        lifted.centroids,
+        list(lifted.classes),
+        inputs.counts,
+        seconds,
+        lifted.dicom_seg,
+    )
+
+
+def _check_dicom_seg(
+    dicom_seg: str | Path | None,
+    source_dicom: str | Path | None,
+    study_salt: str | None,
+    inputs: LiftInputs,
+    labels_dir: str | Path,
+    sidecars: str | Path | None,
+    overwrite: bool,
+) -> Any:
+    """With ``dicom_seg``: refuse an existing output and check the source series, before any lifting work."""
+    if dicom_seg is None:
+        if source_dicom is not None:
+            raise UserError("--source-dicom is used only with --dicom-seg")
+        return None
+    from yolo_spine.io.atomic import ensure_can_write
+    from yolo_spine.io.dicom_seg import require_highdicom
+    from yolo_spine.lift import dicom as lift_dicom
+
+    require_highdicom()
+    if not inputs.slices:
+        raise UserError("--dicom-seg needs slices to lift: DRR views alone give no label volume on the CT's grid")
+    ensure_can_write(dicom_seg, overwrite)
+    geometry = VolumeGeometry.from_json(inputs.slices[0].sidecar["volume"])
+    root = Path(sidecars) if sidecars is not None else Path(labels_dir)
+    return lift_dicom.prepare(Path(labels_dir), source_dicom, inputs.study, geometry, root, study_salt)
 
 
 def _refuse_existing(paths: dict[str, Path], inputs: LiftInputs, hull: bool, overwrite: bool) -> None:

@@ -27,6 +27,7 @@ def _predict_options(args: argparse.Namespace) -> PredictOptions:
         anatomy=args.anatomy,
         order_fix=True if args.order_fix else None,
         save_txt=True if args.save_txt else None,
+        dicom_seg=True if args.dicom_seg else None,
         save_annotated=False if args.no_annotated else None,
         show=True if args.show else None,
         watch=True if args.watch else None,
@@ -46,6 +47,9 @@ def _predict(args: argparse.Namespace) -> int:
         parts.append(f"{c['order_changed']} label(s) changed by the order fix")
     if dropped:
         parts.append(f"{dropped} input(s) unreadable (see run.json)")
+    if m["options"].get("dicom_seg"):
+        skipped = sum(c.get("dicom_seg_skipped", {}).values())
+        parts.append(f"{c.get('dicom_seg', 0)} DICOM SEG(s) written, {skipped} input(s) without one (see run.json)")
     if c.get("skipped_live"):
         parts.append(f"{c['skipped_live']} live frame(s) skipped while the model was busy")
     say(f"{', '.join(parts)}; {m['fps'] or 0:.1f} FPS; outputs: {args.out}")
@@ -132,6 +136,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--order-fix", action="store_true", help="relabel so levels increase along the anatomy without duplicates"
     )
     p.add_argument("--save-txt", action="store_true", help="write labels/<stem>.txt (YOLO-seg + confidence)")
+    p.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="write dicom_seg/<stem>.dcm, a DICOM Segmentation of each single-frame DICOM input (not for clinical use)",
+    )
     p.add_argument("--no-annotated", action="store_true", help="do not write annotated images/video")
     p.add_argument("--show", action="store_true", help="show the annotated frames in a window (when a display exists)")
     p.add_argument("--watch", action="store_true", help="keep processing new images as they appear in the folder")

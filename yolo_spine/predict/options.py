@@ -50,6 +50,7 @@ class PredictOptions(StageOptions):
     # outputs
     save_annotated: bool
     save_txt: bool
+    dicom_seg: bool
     mask_alpha: float = spec(range=(0, 1))
     line_width: int | None = spec(range=_POSITIVE)
     video_codec: str = spec(check=_fourcc)

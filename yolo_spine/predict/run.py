@@ -20,6 +20,10 @@ run cleanly and keeps what was predicted):
   FPS drawn with OpenCV's built-in fonts;
 * with ``save_txt``: ``labels/<stem>.txt`` (videos: ``<stem>_<frame:06d>.txt``), YOLO-seg rows with the
   confidence appended, the format ``lift`` reads;
+* with ``dicom_seg``: ``dicom_seg/<stem>.dcm`` for each single-frame DICOM input with instances, a DICOM
+  Segmentation (one segment per instance, polygons rasterised as ``lift`` rasterises them) that references the
+  input and carries its patient/study module, as DICOM requires (:func:`yolo_spine.io.dicom_seg.write_radiograph_seg`);
+  inputs without one are counted in ``counts.dicom_seg_skipped`` by reason;
 * ``run.json`` — the run manifest: options, the confidence and where it came from, counts (frames, instances,
   labels changed by the order fix, live frames skipped, inputs dropped and why), measured FPS (``fps`` over the
   run, ``fps_steady`` after the warm-up frames). No patient identifiers anywhere.
@@ -200,6 +204,34 @@ def registry_for_names(names: list[str], anatomy: str | None) -> Any:
     return None
 
 
+def write_frame_seg(fr: Any, instances: list[dict], registry: Any, algorithm: Any, out: Path) -> str:
+    """Write one still DICOM frame's instances as a DICOM Segmentation; return ``"written"`` or why not.
+
+    Reasons: ``not_dicom`` (a PNG, a video frame …), ``multi_frame`` (a multi-frame DICOM: one SEG per
+    single-frame image only), ``other_size`` (the decoded frame is not the DICOM's pixel grid), ``no_instances``
+    (nothing detected, or only empty polygons: a SEG needs a segment).
+    """
+    import pydicom
+
+    from yolo_spine.io.dicom_seg import masks_from_polygons, write_radiograph_seg
+    from yolo_spine.io.xray import is_dicom
+
+    if fr.path is None or fr.is_video or not is_dicom(fr.path):
+        return "not_dicom"
+    if fr.n_frames != 1:
+        return "multi_frame"
+    ds = pydicom.dcmread(fr.path, stop_before_pixels=True)
+    h, w = fr.image_bgr.shape[:2]
+    if (int(ds.Rows), int(ds.Columns)) != (h, w):
+        return "other_size"
+    masks = masks_from_polygons([np.asarray(i["polygon_xy"], dtype=np.float64) for i in instances], h, w)
+    if not masks.any():
+        return "no_instances"
+    out.parent.mkdir(exist_ok=True)
+    write_radiograph_seg(masks, [int(i["class_id"]) for i in instances], ds, registry, out, algorithm)
+    return "written"
+
+
 def _frames_with_interrupt(frames: Iterator[Any], state: dict) -> Iterator[Any]:
     """Yield from ``frames``; Ctrl-C ends the iteration (recorded in ``state``) instead of the run."""
     try:
@@ -264,6 +296,14 @@ def predict(
     names = class_names(model)
     chains = None
     reg = registry_for_names(names, opts.anatomy)
+    seg_algorithm = None
+    if opts.dicom_seg:
+        if reg is None:
+            raise UserError("--dicom-seg needs the model's anatomy to code its classes: give --anatomy")
+        from yolo_spine.io.dicom_seg import algorithm_for, require_highdicom
+
+        require_highdicom()
+        seg_algorithm = algorithm_for(weights)
     if opts.order_fix:
         chains = OrderChains.from_registry(reg, names) if reg is not None else None
         if chains is None:
@@ -301,7 +341,16 @@ def predict(
         if opts.device is None:
             raise
         raise UserError(f"--device {opts.device} cannot be used here: {str(exc).splitlines()[0]}") from None
-    counts = {"frames": 0, "instances": 0, "order_changed": 0, "annotated": 0, "label_files": 0, "skipped_live": 0}
+    counts: dict[str, Any] = {
+        "frames": 0,
+        "instances": 0,
+        "order_changed": 0,
+        "annotated": 0,
+        "label_files": 0,
+        "skipped_live": 0,
+    }
+    if opts.dicom_seg:
+        counts.update({"dicom_seg": 0, "dicom_seg_skipped": {}})
     ms_sum = {"pre": 0.0, "infer": 0.0, "post": 0.0, "draw": 0.0}
     state: dict[str, Any] = {"interrupted": False}
     writers: dict[str, Any] = {}
@@ -373,6 +422,12 @@ def predict(
 
                 write_yolo_labels(labels_dir / f"{name}.txt", _label_instances(instances, w, h))
                 counts["label_files"] += 1
+            if seg_algorithm is not None and fr.frame == 0:
+                status = write_frame_seg(fr, instances, reg, seg_algorithm, tmp / "dicom_seg" / f"{name}.dcm")
+                if status == "written":
+                    counts["dicom_seg"] += 1
+                else:
+                    counts["dicom_seg_skipped"][status] = counts["dicom_seg_skipped"].get(status, 0) + 1
             ms_draw = (time.perf_counter() - t_draw) * 1000.0
             speed = result.speed or {}
             ms = {
@@ -429,6 +484,7 @@ def predict(
                     "predictions": "predictions.jsonl",
                     "annotated": "annotated/" if opts.save_annotated else None,
                     "labels": "labels/" if opts.save_txt else None,
+                    "dicom_seg": "dicom_seg/" if opts.dicom_seg else None,
                 },
             },
         )

@@ -53,6 +53,8 @@ class Frame:
         stem: Output name stem (file stem, ``webcam0``, ``stream1`` …), unique within one run.
         is_video: Whether the frame belongs to a video-like source (annotated output is a video).
         fps: The source's frame rate when it reports one (for the annotated video), else ``None``.
+        path: The image file a still frame was read from (``None`` for captures); never written to outputs.
+        n_frames: Frames in that file (a multi-frame DICOM has several).
     """
 
     image_bgr: np.ndarray
@@ -61,6 +63,8 @@ class Frame:
     stem: str
     is_video: bool = False
     fps: float | None = None
+    path: Path | None = None
+    n_frames: int = 1
 
 
 def _cv2() -> Any:
@@ -183,9 +187,9 @@ class Source:
                 self.dropped[path.name] = reason
                 continue
             stem = self._unique_stem(path.stem)
-            yield Frame(x.bgr(), path.name, 0, stem)
+            yield Frame(x.bgr(), path.name, 0, stem, path=path, n_frames=x.n_frames)
             for k in range(1, x.n_frames):  # multi-frame DICOM: every frame, read one at a time
-                yield Frame(read_xray(path, frame=k).bgr(), path.name, k, stem)
+                yield Frame(read_xray(path, frame=k).bgr(), path.name, k, stem, path=path, n_frames=x.n_frames)
 
     def _watch_folder(self, seen: set[Path]) -> Iterator[Frame]:
         if self._folder is None:
