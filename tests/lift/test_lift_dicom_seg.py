@@ -126,3 +126,19 @@ def test_lift_checks_a_named_study_by_its_grid(
                  "--source-dicom", dicom_study["series"])  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "s.dcm").is_file()
+
+
+def test_lift_takes_the_salt_ct2yolo_recorded(
+    dicom_study: dict[str, Path], tmp_path: Path, cli_main, highdicom
+) -> None:
+    from yolo_spine.ct.convert import ct2yolo
+
+    ds = tmp_path / "salted"
+    ct2yolo(ds, volume=dicom_study["series"], labels=dicom_study["labels"], anatomy="spine", views=[],
+            planes=["axial"], study_id_salt="release-2", progress=False)  # fmt: skip
+    base = ["lift", ds, "--dicom-seg", tmp_path / "a.dcm", "--source-dicom", dicom_study["series"]]
+    r = cli_main(*base, "--out", tmp_path / "a.nii.gz", "--study-salt", "")  # the empty salt gives another id
+    assert r.returncode == 2 and "is not the series study s-" in r.stderr, r.stderr
+    r = cli_main(*base, "--out", tmp_path / "a.nii.gz")  # the salt ct2yolo's manifest records
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.dcm").is_file()
