@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     hu = sitk.GetArrayFromImage(ph.image).astype(np.float32)
     no_labels = np.full(hu.shape, -1, np.int16)
     det = drr.DrrGeometry(size=args.size, sdd_mm=1000.0, sod_mm=800.0, orthographic=False, margin=0.05)
-    renderer = drr.Renderer(hu, no_labels, geom, n_samples=128, threads=1, materials=R.material_densities(hu))
+    renderer = drr.Renderer(hu, no_labels, geom, n_samples=128, threads=1, material_split=(-800.0, 350.0))
     iso = (geom.ijk_to_world() @ np.r_[(np.asarray(geom.size_xyz) - 1) / 2.0, 1.0])[:3]
     cam = drr.make_camera(geom, det, "ap", iso)
     mass = renderer.render_materials(cam, args.size)

@@ -561,10 +561,8 @@ def _convert_drrs(
 
     d, geom = options.drr, vol.geometry
     preset = realism_mod.load_preset(options.realism.preset)
-    materials = None
-    if preset.enabled:  # thresholds are fixed per preset: the material volumes are built once per study
-        v = preset.values
-        materials = realism_mod.material_densities(vol.image_kji, v["air_max_hu"], v["bone_min_hu"])
+    # thresholds are fixed per preset: the materials are split once per study (per view axis, from the CT)
+    mat_split = (preset.values["air_max_hu"], preset.values["bone_min_hu"]) if preset.enabled else None
     det = drr_mod.DrrGeometry(
         size=d.size, sdd_mm=d.sdd_mm, sod_mm=d.sdd_mm * d.sod_fraction, orthographic=d.orthographic, margin=d.margin
     )
@@ -577,7 +575,7 @@ def _convert_drrs(
         threads=d.threads,
         backend=d.backend,
         device=d.device,
-        materials=materials,
+        material_split=mat_split,
     )
     center_ijk = (np.asarray(geom.size_xyz, float) - 1.0) / 2.0
     iso = (geom.ijk_to_world() @ np.r_[center_ijk, 1.0])[:3]

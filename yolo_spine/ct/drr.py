@@ -175,6 +175,9 @@ class Renderer:
         materials: Optional ``(M, k, j, i)`` float32 per-material densities (``realism.material_densities``),
             projected by :meth:`render_materials`. The attenuation volume of :meth:`render_image` is then
             made on its first use only (a realistic DRR needs only the materials).
+        material_split: Instead of ``materials``, the HU thresholds ``(air_max_hu, bone_min_hu)`` of
+            ``realism.material_densities``: ``planes`` then sums the materials' slabs straight from the CT
+            (``realism.material_slab_sums``, no material volumes); ``nanodrr`` builds the volumes on first use.
     """
 
     def __init__(
@@ -188,6 +191,7 @@ class Renderer:
         device: str = "cpu",
         backend: str = "planes",
         materials: np.ndarray | None = None,
+        material_split: tuple[float, float] | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown DRR backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -196,6 +200,8 @@ class Renderer:
         self.n_samples = int(n_samples)
         self.threads = int(threads)
         self.materials = materials
+        self.material_split = material_split
+        self._image_kji = image_kji
         self._material_stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # axis → (slabs, M channels), centres
         self._material_subjects: list | None = None
         # Labels: crop to the structures' bounding box and renumber compactly (1..n) for the label pass.
@@ -217,7 +223,8 @@ class Renderer:
             self.box_ijk_to_world = geom.ijk_to_world() @ offset
         if backend == "planes":
             self._image_kji, self._bone_hu = image_kji, bone_hu
-            self._mu_kji: np.ndarray | None = None if materials is not None else hu_to_mu(image_kji, bone_hu)
+            lazy = materials is not None or material_split is not None  # a realistic DRR needs no μ volume
+            self._mu_kji: np.ndarray | None = None if lazy else hu_to_mu(image_kji, bone_hu)
             self._stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # axis → slabs, centres
             self._label_stacks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # axis → slices, non-empty ones
             self.label_bits = None if crop is None else shearwarp.pack_label_bits(crop, len(self.classes))
@@ -320,13 +327,21 @@ class Renderer:
         ``planes`` warps the M material slabs as one M-channel image per slab (one pass for every material);
         ``nanodrr`` renders one subject per material.
         """
-        if self.materials is None:
-            raise ValueError("this renderer was made without material volumes")
+        from yolo_spine.ct import realism
+
+        if self.materials is None and self.material_split is None:
+            raise ValueError("this renderer was made without material volumes or a material split")
         if self.backend == "planes":
             axis = self._axis(camera)
-            if axis not in self._material_stacks:  # one volume at a time (contiguous), then channels last
+            if axis not in self._material_stacks and self.materials is not None:
+                # one volume at a time (contiguous), then channels last
                 sums = [shearwarp.slab_sums(vol, axis, self.n_samples) for vol in self.materials]
                 self._material_stacks[axis] = (np.stack([s for s, _ in sums], axis=-1), sums[0][1])
+            elif axis not in self._material_stacks:
+                air_max, bone_min = self.material_split  # type: ignore[misc]
+                self._material_stacks[axis] = realism.material_slab_sums(
+                    self._image_kji, axis, self.n_samples, air_max, bone_min
+                )
             with _cv2_threads(self.threads):
                 return shearwarp.project_stack(
                     *self._material_stacks[axis], axis, camera, self.geom.ijk_to_world(), (0, 0, size, size)
@@ -334,6 +349,8 @@ class Renderer:
         import torch
         from nanodrr.data import Subject
 
+        if self.materials is None:
+            self.materials = realism.material_densities(self._image_kji, *self.material_split)  # type: ignore[misc]
         if self._material_subjects is None:
             ijk_to_world = torch.from_numpy(self.geom.ijk_to_world()).float()
             self._material_subjects = []
