@@ -45,7 +45,7 @@ def check_records(records: list[dict]) -> None:
     """Every line of predictions.jsonl has the documented schema, in pixels of the frame."""
     for r in records:
         assert set(r) == RECORD_KEYS
-        assert set(r["ms"]) == {"pre", "infer", "post", "draw"}
+        assert set(r["ms"]) == {"pre", "infer", "post", "polygons", "draw"}
         assert "/" not in r["source"] and "\\" not in r["source"]
         for inst in r["instances"]:
             assert set(inst) == INSTANCE_KEYS
@@ -87,6 +87,9 @@ def test_image_folder_outputs(weights: Path, val_images: list[Path], tmp_path: P
         i["order_changed_from"] is not None for r in records for i in r["instances"]
     )
     assert m["fps"] > 0
+    import torch
+
+    assert run["runtime_threads"] == {"torch": torch.get_num_threads()}  # a .pt runs on torch alone
     with pytest.raises(Exception, match="already exists"):
         run_predict(weights, val_images[0], out)
 
@@ -132,7 +135,7 @@ def test_long_stream_reports_steady_fps(weights: Path, video: Path, tmp_path: Pa
     assert m["counts"]["frames"] == len(records) == 3 * WARMUP_FRAMES
     assert m["fps"] == pytest.approx(len(records) / m["wall_seconds"], rel=0.01)
     # The frames after the warm-up ran one after another: their rate can beat neither the work each one
-    # recorded (pre + infer + post + draw, in ms) nor be slower than those frames over the whole run.
+    # recorded (pre + infer + post + polygons + draw, in ms) nor be slower than those frames over the whole run.
     steady = records[WARMUP_FRAMES:]
     busy_s = sum(sum(r["ms"].values()) for r in steady) / 1000.0
     assert len(steady) / m["wall_seconds"] <= m["fps_steady"] <= len(steady) / busy_s * 1.01 + 0.01  # rounding
@@ -411,6 +414,8 @@ def test_onnx_export_predicts_what_the_pt_model_predicts(
     for name, model in (("pt", pt), ("onnx", onnx)):
         m = run_predict(model, val_images[0].parent, tmp_path / name, conf=0.001, imgsz=64, save_annotated=False)
         assert m["model"]["format"] == name and m["model"]["anatomy"] == "spine"
+        # ONNX Runtime's threads are recorded beside torch's (0: its own default), a .pt's are torch's only
+        assert ("onnxruntime" in m["runtime_threads"]) == (name == "onnx") and m["runtime_threads"]["torch"] >= 1
         runs[name] = read_jsonl(tmp_path / name)
         check_records(runs[name])
     pairs = 0

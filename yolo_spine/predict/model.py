@@ -75,6 +75,30 @@ def load_model(weights: str | Path, threads: int | None = None) -> Any:
     return load_segmentation_model(w, threads=threads or available_cpus())
 
 
+def runtime_threads(model: Any) -> dict[str, Any]:
+    """Return the CPU threads a loaded model runs on: torch's, and ONNX Runtime's or OpenVINO's where they run it.
+
+    Call after the first prediction (Ultralytics builds its backend then). ``onnxruntime``: the session's
+    ``intra_op_num_threads`` (0 is its default, one thread per physical core); ``openvino``: the compiled model's
+    ``INFERENCE_NUM_THREADS``. Torch runs the network of a ``.pt`` and, for every format, the letterbox, NMS and
+    mask assembly.
+    """
+    import torch
+
+    out: dict[str, Any] = {"torch": torch.get_num_threads()}
+    backend = getattr(getattr(getattr(model, "predictor", None), "model", None), "backend", None)
+    session = getattr(backend, "session", None)
+    if session is not None and hasattr(session, "get_session_options"):
+        out["onnxruntime"] = int(session.get_session_options().intra_op_num_threads)
+    compiled = getattr(backend, "ov_compiled_model", None)
+    if compiled is not None:
+        try:
+            out["openvino"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        except (RuntimeError, TypeError, ValueError):  # a plugin without the property
+            out["openvino"] = None
+    return out
+
+
 def class_names(model: Any) -> list[str]:
     """Return the model's class names in id order."""
     names = model.names

@@ -14,7 +14,9 @@ run cleanly and keeps what was predicted):
 * ``predictions.jsonl`` — one line per image or frame: ``source`` (file name only), ``frame``, ``width``,
   ``height``, ``instances`` (``class``, ``class_id``, ``conf``, ``box_xyxy``, ``polygon_xy`` in pixels,
   ``order_changed_from``: the predicted class when ``--order-fix`` relabelled it, else ``null``) and ``ms``
-  (``pre``, ``infer``, ``post``, ``draw``);
+  (``pre``, ``infer``, ``post``: Ultralytics' letterbox, network, NMS + mask assembly; ``polygons``: mask
+  outlines traced into instance records and the order fix; ``draw``: drawing, handing the frame to the writer,
+  label files and DICOM SEGs);
 * ``annotated/<stem>.png`` for images (``<stem>_<frame:06d>.png`` for further frames of a multi-frame DICOM),
   ``annotated/<stem>.mp4`` for videos, webcams and streams: masks, class names, confidences and the measured
   FPS drawn with OpenCV's built-in fonts;
@@ -283,7 +285,7 @@ def predict(
     from yolo_spine.io.atomic import atomic_output, ensure_can_write, write_json_atomic
     from yolo_spine.options import resolve_options
     from yolo_spine.order import OrderChains
-    from yolo_spine.predict.model import class_names, load_model, model_format, resolve_conf
+    from yolo_spine.predict.model import class_names, load_model, model_format, resolve_conf, runtime_threads
     from yolo_spine.predict.sources import open_source
     from yolo_spine.provenance import run_manifest
 
@@ -341,6 +343,7 @@ def predict(
         if opts.device is None:
             raise
         raise UserError(f"--device {opts.device} cannot be used here: {str(exc).splitlines()[0]}") from None
+    threads_used = runtime_threads(model)
     counts: dict[str, Any] = {
         "frames": 0,
         "instances": 0,
@@ -351,7 +354,7 @@ def predict(
     }
     if opts.dicom_seg:
         counts.update({"dicom_seg": 0, "dicom_seg_skipped": {}})
-    ms_sum = {"pre": 0.0, "infer": 0.0, "post": 0.0, "draw": 0.0}
+    ms_sum = {"pre": 0.0, "infer": 0.0, "post": 0.0, "polygons": 0.0, "draw": 0.0}
     state: dict[str, Any] = {"interrupted": False}
     writers: dict[str, Any] = {}
     fps_ema: float | None = None
@@ -380,13 +383,14 @@ def predict(
         for fr in _frames_with_interrupt(iter(reader), state):
             result = model.predict(fr.image_bgr, **pred_args)[0]
             h, w = fr.image_bgr.shape[:2]
-            t_draw = time.perf_counter()
-            instances = result_instances(result, names)
+            t_poly = time.perf_counter()
+            instances = result_instances(result, names)  # polygons: Ultralytics traces them when asked (masks.xy)
             changed = (
                 apply_order_fix(instances, chains, names, opts.order_move_penalty, opts.order_skip_cost)
                 if chains is not None
                 else 0
             )
+            t_draw = time.perf_counter()
             per_frame = fr.is_video or fr.frame > 0
             name = f"{fr.stem}_{fr.frame:06d}" if per_frame else fr.stem
             # The FPS is measured before drawing, so the first frame (and a single image) shows one too: the time
@@ -434,6 +438,7 @@ def predict(
                 "pre": round(float(speed.get("preprocess") or 0.0), 2),
                 "infer": round(float(speed.get("inference") or 0.0), 2),
                 "post": round(float(speed.get("postprocess") or 0.0), 2),
+                "polygons": round((t_draw - t_poly) * 1000.0, 2),
                 "draw": round(ms_draw, 2),
             }
             record = {
@@ -471,6 +476,7 @@ def predict(
                 "dropped": {"count": len(src.dropped), "inputs": src.dropped},
                 "interrupted": state["interrupted"],
                 "torch_threads": torch.get_num_threads(),  # what inference ran on, not only what was asked
+                "runtime_threads": threads_used,  # torch's, and ONNX Runtime's or OpenVINO's for an export
                 "wall_seconds": round(wall, 3),
                 "fps": round(counts["frames"] / wall, 2) if wall > 0 else None,
                 # after the warm-up frames: the rate a long stream settles at (None for short runs)
