@@ -71,12 +71,16 @@ def add_workers(p: argparse.ArgumentParser, default: int | None = 1, help: str |
     p.add_argument("--workers", type=int, default=default, help=help or "worker processes (0 or 1: in this process)")
 
 
-def add_batch(p: argparse.ArgumentParser) -> None:
+def add_batch(p: argparse.ArgumentParser, workers_help: str | None = None) -> None:
     """Add the batch flags: ``--executor``, ``--ray-address``, ``--task-cpus``, ``--task-memory``, retries, redo.
 
-    ``--workers`` (:func:`add_workers`) means the same with every executor: studies run at once.
+    ``--workers`` (:func:`add_workers`, added here when ``workers_help`` is given) means the same with every
+    executor: studies run at once.
     """
     from yolo_spine.parallel import executor_names
+
+    if workers_help is not None:
+        add_workers(p, default=None, help=workers_help)
 
     g = p.add_argument_group("batch execution (how studies run; never changes the output)")
     g.add_argument(

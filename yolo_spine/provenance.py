@@ -113,6 +113,19 @@ def run_manifest(
     return manifest
 
 
+#: Run-record fields that differ between runs by design: when, how long, on which machine, the command line.
+VOLATILE_KEYS = frozenset({"created_utc", "seconds", "argv", "machine"})
+
+
+def without_volatile(obj: Any) -> Any:
+    """A run record (any JSON value) without :data:`VOLATILE_KEYS` at any depth: what two equal runs share."""
+    if isinstance(obj, Mapping):
+        return {k: without_volatile(v) for k, v in obj.items() if k not in VOLATILE_KEYS}
+    if isinstance(obj, list):
+        return [without_volatile(v) for v in obj]
+    return obj
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert paths, tuples, sets and numpy scalars/arrays to plain JSON types."""
     if isinstance(obj, Mapping):

@@ -1,4 +1,4 @@
-"""``ct2yolo``'s batch path: studies converted through the study ledger on any executor, then one dataset.
+"""``ct2yolo``'s batch path: studies converted through the shared batch path (:mod:`yolo_spine.batch`), one dataset.
 
 How a resumable run coexists with a dataset that appears all at once (see docs/architecture.md):
 
@@ -18,82 +18,26 @@ How a resumable run coexists with a dataset that appears all at once (see docs/a
 from __future__ import annotations
 
 import json
-import logging
-import shutil
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from yolo_spine.errors import UserError
-from yolo_spine.io.atomic import ensure_can_write, partial_path
-from yolo_spine.ledger import LedgerSummary, StudyLedger, StudyTask, link_tree
-from yolo_spine.parallel import make_executor
-from yolo_spine.provenance import sha256_file, sha256_files
+from yolo_spine.batch import BatchOptions, input_hashes, link_studies, run_studies
+from yolo_spine.ledger import LedgerSummary, StudyLedger, StudyTask
 
-log = logging.getLogger("yolo_spine")
+#: A study's input files by role, as :class:`yolo_spine.ct.convert.StudySpec` names them.
+ROLES = ("volume", "labels", "transform")
 
 
-@dataclass(frozen=True)
-class BatchOptions:
-    """How the studies run (none of these change a byte of the dataset).
-
-    Attributes:
-        executor: ``local`` or ``ray`` (``--executor``).
-        address: Ray cluster address (``--ray-address``); ``None``: a Ray instance started for the run.
-        workers: Studies at once (processes or Ray tasks); 0: as many as the cores (and ``task_memory``) allow.
-        task_cpus: Threads (and Ray CPUs) per study; ``None``: the cores shared by the workers (local), 1 (Ray).
-        task_memory: Bytes one study needs (local: caps the workers at the available memory; Ray: a request).
-        retries: Further attempts for a failing study.
-        redo: Convert every study again, whatever the ledger says.
-        skip_failed: Write the dataset without the studies that failed every attempt.
-    """
-
-    executor: str = "local"
-    address: str | None = None
-    workers: int = 1
-    task_cpus: int | None = None
-    task_memory: int | None = None
-    retries: int = 1
-    redo: bool = False
-    skip_failed: bool = False
-
-    @classmethod
-    def from_settings(cls, settings: Any, *, redo: bool = False) -> BatchOptions:
-        """From the options' ``batch`` section (:class:`yolo_spine.ct.options.BatchSettings`) and ``redo``."""
-        from yolo_spine.parallel import parse_bytes
-
-        return cls(
-            executor=settings.executor,
-            address=settings.ray_address,
-            workers=settings.workers,
-            task_cpus=settings.task_cpus,
-            task_memory=None if settings.task_memory is None else parse_bytes(settings.task_memory),
-            retries=settings.retries,
-            redo=redo,
-            skip_failed=settings.skip_failed,
-        )
+def spec_inputs(spec: Any) -> dict[str, Path | None]:
+    """A study's input paths by role."""
+    return {role: getattr(spec, role) for role in ROLES}
 
 
-#: Option keys that say how studies run, not what they produce: kept out of ledger records and the manifest.
-RUN_ONLY_KEYS = ("batch",)
-
-
-def input_hashes(spec: Any) -> dict[str, str | None]:
-    """SHA-256 of a study's inputs by role (a DICOM folder: of its files, in path order)."""
-    out: dict[str, str | None] = {}
-    for role in ("volume", "labels", "transform"):
-        path: Path | None = getattr(spec, role)
-        recorded = (spec.inputs.get(role) or {}).get("sha256") if spec.inputs else None
-        if path is None:
-            out[role] = None
-        elif recorded:
-            out[role] = recorded
-        elif path.is_dir():
-            out[role] = sha256_files(sorted(p for p in path.rglob("*") if p.is_file()), root=path)
-        else:
-            out[role] = sha256_file(path)
-    return out
+def spec_hashes(spec: Any) -> dict[str, str | None]:
+    """SHA-256 of a study's inputs by role (those its input records already hold are not hashed again)."""
+    recorded = {role: (spec.inputs.get(role) or {}).get("sha256") for role in ROLES} if spec.inputs else None
+    return input_hashes(spec_inputs(spec), recorded)
 
 
 def convert_batch(
@@ -124,75 +68,22 @@ def convert_batch(
         UserError: An existing output without ``overwrite``; a study failed every attempt (without
             ``skip_failed``).
     """
-    ensure_can_write(final, overwrite)  # before hours of work, not after
-    ledger = StudyLedger(partial_path(final))
-    tasks = [(StudyTask(s.name, input_hashes(s), options_sha256), s) for s in specs]
-    with make_executor(
-        batch.executor,
-        address=batch.address,
-        workers=batch.workers,
-        task_cpus=batch.task_cpus,
-        task_memory=batch.task_memory,
-        n_items=len(specs),
-    ) as ex:
-        summary = ledger.run(tasks, write, ex, retries=batch.retries, redo=batch.redo, progress=progress)
-    if summary.failed and not batch.skip_failed:
-        only = summary.errors.get(specs[0].name) if len(specs) == 1 else None
-        if isinstance(only, UserError):  # one study: its own sentence, and no work folder to resume
-            finish(ledger)
-            raise only
-        raise UserError(
-            f"{len(summary.failed)} of {len(specs)} studies failed ({summary.line()}); the finished ones are kept "
-            f"in {ledger.work}: run the same command again to retry the failed ones, or add --skip-failed to "
-            "write the dataset without them"
-        )
-    log.debug("studies: %s", summary.line())  # the command says it; library callers read the summary
+    tasks = [(StudyTask(s.name, spec_hashes(s), options_sha256), s) for s in specs]
+    ledger, summary = run_studies(tasks, final, write, batch, overwrite=overwrite, progress=progress)
     return ledger, summary, [s for s in specs if s.name in summary.records]
 
 
 def assemble(ledger: StudyLedger, specs: list[Any], root: Path, splits: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Hard-link the finished studies into the dataset folder ``root``; return their reports in list order.
+    """Hard-link the finished studies (and their ledger records) into the dataset folder ``root``.
 
-    Each study's ledger record goes along as ``root/ledger/<study>.json`` (its inputs' and outputs' SHA-256s,
-    seconds, peak memory and worker): a later check of the files, and the per-study cost, need no other log.
+    Returns:
+        The studies' reports (``studies/<study>.json``), in list order.
     """
     for sub in ("images", "labels", "sidecars"):
         for s in splits:
             (root / sub / s).mkdir(parents=True, exist_ok=True)
-    reports = []
-    for spec in specs:
-        link_tree(ledger.folder(spec.name), root)
-        (root / "ledger").mkdir(exist_ok=True)
-        shutil.copy2(ledger.records / f"{spec.name}.json", root / "ledger" / f"{spec.name}.json")
-        reports.append(json.loads((root / "studies" / f"{spec.name}.json").read_text(encoding="utf-8")))
-    return reports
+    link_studies(ledger, [s.name for s in specs], root)
+    return [json.loads((root / "studies" / f"{s.name}.json").read_text(encoding="utf-8")) for s in specs]
 
 
-def finish(ledger: StudyLedger) -> None:
-    """Delete the work folder once the dataset is in place."""
-    shutil.rmtree(ledger.work, ignore_errors=True)
-
-
-def failure_reasons(summary: LedgerSummary, specs: list[Any]) -> dict[str, str]:
-    """Why each failed study failed, for the manifest: input paths in the messages become ``<volume>`` etc.
-
-    The error messages name input files, which for a pseudonymous study are what the pseudonym hides.
-    """
-    by_name = {s.name: s for s in specs}
-    out = {}
-    for study, reason in summary.failed.items():
-        spec = by_name.get(study)
-        for role in ("volume", "labels", "transform"):
-            path = getattr(spec, role, None) if spec is not None else None
-            if path is not None:
-                reason = reason.replace(str(path), f"<{role}>").replace(Path(path).name, f"<{role}>")
-        out[study] = reason
-    return out
-
-
-def summary_record(summary: LedgerSummary) -> Mapping[str, Any]:
-    """The run's accounting for the command's output (not written into the dataset: it differs between runs)."""
-    return {"done": summary.done, "skipped": summary.skipped, "failed": summary.failed, "line": summary.line()}
-
-
-__all__ = ["BatchOptions", "assemble", "convert_batch", "failure_reasons", "finish", "input_hashes", "summary_record"]
+__all__ = ["ROLES", "assemble", "convert_batch", "spec_hashes", "spec_inputs"]

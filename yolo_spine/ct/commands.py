@@ -40,6 +40,7 @@ def _window(text: str | None) -> dict[str, float] | None:
 
 def _ct2yolo_options(args: argparse.Namespace) -> CtOptions:
     """The options of this run: default.yaml ← the anatomy's preset (or --config) ← --set ← flags."""
+    from yolo_spine.batch import batch_flags
     from yolo_spine.ct.options import CtOptions
 
     planes, views = _csv_list(args.planes), _csv_list(args.views)
@@ -57,13 +58,7 @@ def _ct2yolo_options(args: argparse.Namespace) -> CtOptions:
         "drr.device": args.drr_device,
         "split.mode": args.split_mode,
         "realism.preset": args.realism,
-        "batch.executor": args.executor,
-        "batch.ray_address": args.ray_address,
-        "batch.workers": args.workers,
-        "batch.task_cpus": args.task_cpus,
-        "batch.task_memory": args.task_memory,
-        "batch.retries": args.retries,
-        "batch.skip_failed": True if args.skip_failed else None,
+        **batch_flags(args),
     }
     config, sets = getattr(args, "config", None), getattr(args, "set", [])
     return CtOptions.for_anatomy(args.anatomy, config, sets, flags, flags_from="flag")

@@ -34,15 +34,8 @@ from typing import Any
 import numpy as np
 
 from yolo_spine import __version__
-from yolo_spine.ct.batch import (
-    RUN_ONLY_KEYS,
-    BatchOptions,
-    assemble,
-    convert_batch,
-    failure_reasons,
-    finish,
-    summary_record,
-)
+from yolo_spine.batch import BatchOptions, failure_reasons, finish, produced_by, read_study_rows, summary_record
+from yolo_spine.ct.batch import assemble, convert_batch, spec_inputs
 from yolo_spine.ct.options import CtOptions, SplitOptions
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, OutputExistsError, UserError
@@ -101,29 +94,18 @@ def read_study_list(csv_path: Path) -> list[StudySpec]:
     Raises:
         UserError: Missing columns or no rows.
     """
-    if not csv_path.is_file():
-        raise UserError(f"study list {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise UserError(f"study list {csv_path} has no rows")
-    missing = {"volume", "labels"} - set(rows[0])
-    if missing:
-        raise UserError(f"study list {csv_path} lacks the column(s) {', '.join(sorted(missing))}")
-    base = csv_path.parent
-    specs = []
-    for row in rows:
-        vol = base / row["volume"].strip()
-        tx = (row.get("transform") or "").strip()
-        specs.append(
-            StudySpec(
-                volume=vol,
-                labels=base / row["labels"].strip(),
-                name=_safe(given) if (given := (row.get("study") or "").strip()) else "",
-                transform=base / tx if tx else None,
-            )
+    rows = read_study_rows(
+        csv_path, ("volume", "labels"), ("transform", "study"), paths=("volume", "labels", "transform")
+    )
+    return [
+        StudySpec(
+            volume=row["volume"],
+            labels=row["labels"],
+            name=_safe(row["study"]) if row["study"] else "",
+            transform=row["transform"],
         )
-    return specs
+        for row in rows
+    ]
 
 
 def name_studies(specs: list[StudySpec], salt: str, record_paths: bool | None = None) -> list[StudySpec]:
@@ -817,9 +799,14 @@ def ct2yolo(
     with atomic_output(final, overwrite) as tmp:
         reports = assemble(ledger, done, tmp, SPLITS)
         write_data_yaml(tmp, final, registry.names_dict, registry.name)
-        run = {**_produced_by(opts.record()), "anatomy": registry.name, "label_scheme": scheme, "study_map": map_path}
+        run = {**produced_by(opts.record()), "anatomy": registry.name, "label_scheme": scheme, "study_map": map_path}
         manifest = _manifest(
-            reports, specs, registry, scheme, run, failure_reasons(summary, specs) if summary.failed else None
+            reports,
+            specs,
+            registry,
+            scheme,
+            run,
+            failure_reasons(summary, {s.name: spec_inputs(s) for s in specs}) if summary.failed else None,
         )
         write_json_atomic(tmp / "manifest.json", manifest)
         if map_path is not None:  # inside the block: no key file for a dataset that was never written
@@ -834,7 +821,7 @@ def _options_digest(
     """Hash of everything that shapes a study's outputs: the ledger redoes a study when it changes."""
     return options_hash(
         {
-            "options": _produced_by(options.values()),
+            "options": produced_by(options.values()),
             "anatomy": registry.name,
             "classes": list(registry.names),
             "class_of_id": class_of_id,
@@ -842,14 +829,6 @@ def _options_digest(
             "yolo_spine": __version__,
         }
     )
-
-
-def _produced_by(values: dict[str, Any]) -> dict[str, Any]:
-    """Options without the run-only keys (``batch``: how studies run), also in ``options_from``."""
-    out = {k: v for k, v in values.items() if k not in RUN_ONLY_KEYS}
-    if "options_from" in out:
-        out["options_from"] = {k: v for k, v in out["options_from"].items() if k.split(".")[0] not in RUN_ONLY_KEYS}
-    return out
 
 
 def _study_specs(

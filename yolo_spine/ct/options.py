@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from yolo_spine.batch import BatchSettings
 from yolo_spine.errors import UserError
 from yolo_spine.layout import Plane
 from yolo_spine.options import StageOptions, load_options, spec
@@ -115,35 +116,6 @@ class SplitOptions:
     fractions: SplitFractions
     seed: int
     slab_mm: float = spec(check=_above_zero)
-
-
-def _memory_size(value: str | None) -> str | None:
-    from yolo_spine.parallel import parse_bytes
-
-    if value is None:
-        return None
-    try:
-        parse_bytes(value)
-    except UserError:
-        return "a memory size such as 4G or 512M"
-    return None
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """How the studies run (:class:`yolo_spine.ct.batch.BatchOptions`); never changes a byte of the dataset."""
-
-    executor: Literal["local", "ray"]
-    ray_address: str | None
-    workers: int = spec(range=_AT_LEAST_0)
-    task_cpus: int | None = spec(range=_AT_LEAST_1)
-    task_memory: str | None = spec(check=_memory_size)
-    retries: int = spec(range=_AT_LEAST_0)
-    skip_failed: bool
-
-    def __post_init__(self) -> None:
-        if self.ray_address is not None and self.executor != "ray":
-            raise UserError("batch.ray_address (--ray-address) needs executor ray (--executor ray)")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_config, add_out, add_record_paths, say, stage_options
+from yolo_spine._cli_common import add_batch, add_command, add_config, add_out, add_record_paths, say, stage_options
+from yolo_spine.errors import UserError
 
 if TYPE_CHECKING:
     from yolo_spine.evaluate.options import Eval3dOptions
@@ -31,14 +32,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "refused. The anatomy defaults to the one lift recorded. Writes OUT (CSV) and the JSON and Markdown files "
         "beside it.",
     )
-    p.add_argument("--pred", type=Path, required=True, help="predicted label map (NIfTI/MHA/NRRD) or centroid .json")
-    p.add_argument("--gt", type=Path, required=True, help="ground-truth label map (NIfTI/MHA/NRRD) or centroid .json")
+    p.add_argument("--pred", type=Path, help="predicted label map (NIfTI/MHA/NRRD) or centroid .json")
+    p.add_argument("--gt", type=Path, help="ground-truth label map (NIfTI/MHA/NRRD) or centroid .json")
+    p.add_argument(
+        "--csv",
+        type=Path,
+        metavar="STUDIES.csv",
+        help="score many studies: columns pred,gt[,study]; --out is then a folder (studies/<study>/metrics.*, "
+        "metrics.csv and metrics.json over all studies), resumable, on any --executor",
+    )
     p.add_argument(
         "--anatomy",
         default=None,
         help="anatomy registry: spine, teeth, brain or a YAML file; default: the one lift recorded for --pred",
     )
-    add_out(p, help="metrics CSV path (metrics.json and metrics.md are written beside it)")
+    add_out(p, help="metrics CSV path (metrics.json and metrics.md are written beside it); with --csv, a folder")
     add_record_paths(p)
     add_config(p, "eval3d")
     p.add_argument(
@@ -59,9 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--landmarks", action="store_true", help="also score class centroids: identification rate and errors (mm)"
     )
     p.add_argument("--max-dist-mm", type=float, help="identification distance limit (default: 20, as VerSe)")
+    add_batch(p, workers_help="--csv: studies scored at once (processes, or Ray tasks)")
 
 
 def _eval3d_options(args: argparse.Namespace) -> Eval3dOptions:
+    from yolo_spine.batch import batch_flags
     from yolo_spine.evaluate.options import Eval3dOptions
 
     return stage_options(
@@ -72,15 +82,27 @@ def _eval3d_options(args: argparse.Namespace) -> Eval3dOptions:
         landmarks=True if args.landmarks else None,
         gt_scheme=args.gt_scheme,
         pred_scheme=args.pred_scheme,
+        **batch_flags(args),
     )
 
 
 def _eval3d(args: argparse.Namespace) -> int:
+    pred: Path | None = args.pred
+    gt: Path | None = args.gt
+    if args.csv is not None:
+        if pred is not None or gt is not None:
+            raise UserError("give either --pred/--gt or --csv, not both")
+        return _eval3d_csv(args, _eval3d_options(args))
+    from yolo_spine.batch import refuse_batch_flags
+
+    refuse_batch_flags(args)
+    if pred is None or gt is None:
+        raise UserError("give --pred and --gt (or --csv with a list of studies)")
     options = _eval3d_options(args)  # checked before SimpleITK and MONAI are imported
     from yolo_spine.evaluate.eval3d import run_eval3d
 
     result, paths = run_eval3d(
-        args.pred, args.gt, args.anatomy, args.out, options, overwrite=args.overwrite, progress=not args.quiet
+        pred, gt, args.anatomy, args.out, options, overwrite=args.overwrite, progress=not args.quiet
     )
     opts = result.options
     read = [
@@ -105,6 +127,19 @@ def _eval3d(args: argparse.Namespace) -> int:
             f"mean centroid error {_f(lm.mean_error_mm, 1)} mm"
         )
     say(f"wrote {paths['csv']}, {paths['json'].name}, {paths['md'].name} ({result.seconds:.1f} s)")
+    return 0
+
+
+def _eval3d_csv(args: argparse.Namespace, options: Eval3dOptions) -> int:
+    from yolo_spine.batch import run_flags
+    from yolo_spine.evaluate.batch import eval3d_batch
+
+    doc = eval3d_batch(args.csv, args.out, options, anatomy=args.anatomy, **run_flags(args))
+    say(f"studies: {doc['ledger']['line']}")
+    dice = [s["mean"]["dice"] for s in doc["studies"] if s.get("mean") and s["mean"].get("dice") is not None]
+    if dice:
+        say(f"mean Dice over {len(dice)} studies: {sum(dice) / len(dice):.3f} (per study in metrics.csv)")
+    say(f"scored {len(doc['studies'])} studies into {Path(args.out).resolve()}: metrics.csv, metrics.json")
     return 0
 
 

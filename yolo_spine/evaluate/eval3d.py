@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from yolo_spine.batch import produced_by
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.evaluate.metrics import (
     HD_PERCENTILE,
@@ -663,7 +664,7 @@ def run_eval3d(
             "overwrite": overwrite,
             **result.options,
             "config": opts.config_name(),
-            "options_from": opts.record()["options_from"],
+            "options_from": produced_by(opts.record())["options_from"],
         },
         inputs={"pred": pred, "gt": gt},
         extra={"versions_extra": _extra_versions()},

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from yolo_spine.batch import BatchSettings
 from yolo_spine.options import StageOptions, spec
 
 
@@ -25,3 +26,4 @@ class Eval3dOptions(StageOptions):
     landmarks: bool
     gt_scheme: str | None
     pred_scheme: str | None
+    batch: BatchSettings  # --csv only: how studies run (never changes an output)

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_config, add_out, add_record_paths, say, stage_options
+from yolo_spine._cli_common import add_batch, add_command, add_config, add_out, add_record_paths, say, stage_options
+from yolo_spine.errors import UserError
 from yolo_spine.layout import PLANES
 
 if TYPE_CHECKING:
@@ -35,11 +36,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "centroids and boxes (<out>.centroids.json beside --out). A run manifest <out>.json records inputs and "
         "counts; eval3d reads the anatomy from it.",
     )
-    p.add_argument("labels_dir", type=Path, metavar="LABELS_DIR", help="ct2yolo dataset root or predict output folder")
+    p.add_argument(
+        "labels_dir",
+        type=Path,
+        nargs="?",
+        metavar="LABELS_DIR",
+        help="ct2yolo dataset root or predict output folder (with --csv: of the rows that name no labels_dir)",
+    )
+    p.add_argument(
+        "--csv",
+        type=Path,
+        metavar="STUDIES.csv",
+        help="lift many studies: columns study[,labels_dir][,sidecars][,split]; --out is then a folder "
+        "(studies/<study>.nii.gz, manifest.json), resumable, on any --executor",
+    )
     p.add_argument(
         "--sidecars", type=Path, default=None, help="ct2yolo output root holding sidecars/ (if not LABELS_DIR)"
     )
-    add_out(p, help="label map to write (.nii.gz, .nii, .mha or .nrrd)")
+    add_out(p, help="label map to write (.nii.gz, .nii, .mha or .nrrd); with --csv, the output folder")
     add_record_paths(p)
     p.add_argument(
         "--planes", type=_planes, default=None, help="slice planes to use, e.g. axial,coronal (default: all)"
@@ -73,9 +87,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="anatomy registry YAML, needed only when ct2yolo was given its own file (default: the sidecars' name)",
     )
+    add_batch(p, workers_help="--csv: studies lifted at once (processes, or Ray tasks)")
 
 
 def _lift_options(args: argparse.Namespace) -> LiftOptions:
+    from yolo_spine.batch import batch_flags
     from yolo_spine.lift.options import LiftOptions
 
     return stage_options(
@@ -87,11 +103,20 @@ def _lift_options(args: argparse.Namespace) -> LiftOptions:
         order_fix=args.order_fix,
         hull=args.hull,
         max_gap=args.max_gap,
+        **batch_flags(args),
     )
 
 
 def _lift(args: argparse.Namespace) -> int:
+    if args.csv is None:
+        from yolo_spine.batch import refuse_batch_flags
+
+        refuse_batch_flags(args)
+        if args.labels_dir is None:
+            raise UserError("give LABELS_DIR (or --csv with a list of studies)")
     options = _lift_options(args)  # checked before SimpleITK and scipy are imported
+    if args.csv is not None:
+        return _lift_csv(args, options)
     from yolo_spine.lift.lift import lift
 
     result = lift(
@@ -118,4 +143,17 @@ def _lift(args: argparse.Namespace) -> int:
     for path in (result.labels, result.centroids, result.dicom_seg, result.manifest):
         if path is not None:
             say(f"wrote {path}")
+    return 0
+
+
+def _lift_csv(args: argparse.Namespace, options: LiftOptions) -> int:
+    from yolo_spine.batch import run_flags
+    from yolo_spine.lift.batch import lift_batch
+
+    if args.study is not None or args.split is not None or args.sidecars is not None:
+        raise UserError("with --csv, give study, split and sidecars as columns of the list, not as flags")
+    run = run_flags(args)
+    manifest = lift_batch(args.csv, args.out, options, labels_dir=args.labels_dir, anatomy=args.anatomy, **run)
+    say(f"studies: {manifest['ledger']['line']}")
+    say(f"lifted {len(manifest['studies'])} studies into {Path(args.out).resolve()}; see manifest.json")
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from yolo_spine.batch import produced_by
 from yolo_spine.ct.sidecar import VolumeGeometry
 from yolo_spine.errors import UserError
 from yolo_spine.layout import PLANES
@@ -250,7 +251,7 @@ def lift(
     manifest = run_manifest(
         "lift",
         {
-            **opts.record(),
+            **produced_by(opts.record()),
             "labels_dir": str(labels_dir),
             "sidecars": str(sidecars) if sidecars else None,
             "split": split,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from yolo_spine.batch import BatchSettings
 from yolo_spine.layout import Plane
 from yolo_spine.options import StageOptions, spec
 
@@ -29,3 +30,4 @@ class LiftOptions(StageOptions):
     order_skip_cost: float | None = spec(range=(0, None))
     centroid_weight_power: float = spec(range=(0, None))
     hull: bool
+    batch: BatchSettings  # --csv only: how studies run (never changes an output)
