@@ -152,6 +152,8 @@ def _lift_csv(args: argparse.Namespace, options: LiftOptions) -> int:
 
     if args.study is not None or args.split is not None or args.sidecars is not None:
         raise UserError("with --csv, give study, split and sidecars as columns of the list, not as flags")
+    if args.dicom_seg is not None or args.source_dicom is not None:
+        raise UserError("--dicom-seg and --source-dicom take one study; with --csv, lift each study on its own")
     run = run_flags(args)
     manifest = lift_batch(args.csv, args.out, options, labels_dir=args.labels_dir, anatomy=args.anatomy, **run)
     say(f"studies: {manifest['ledger']['line']}")
