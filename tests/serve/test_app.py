@@ -336,3 +336,41 @@ def test_two_models_need_a_name(served, options, png16) -> None:
     r = post(client, "/v1/radiographs", png16, name="x.png")
     assert r.status_code == 400 and "name one with ?model=" in one_sentence(r)
     assert post(client, "/v1/radiographs", png16, name="x.png", model="other").json()["model"]["name"] == "other"
+
+
+def test_seg_dcm_holds_each_instance_of_a_dicom_upload_as_a_segment(
+    client, dicom_bytes, example_radiograph_path, tmp_path, highdicom
+) -> None:
+    import pydicom
+
+    from tests.io.test_dicom_seg import seg_masks, segment_labels
+    from yolo_spine.serve.render import instance_masks
+
+    source = pydicom.dcmread(example_radiograph_path, stop_before_pixels=True)
+    body = post(client, "/v1/radiographs", dicom_bytes, conf=LOW_CONF).json()
+    r = post(client, "/v1/radiographs/seg.dcm", dicom_bytes, conf=LOW_CONF)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/dicom", r.text[:300]
+    out = tmp_path / "seg.dcm"
+    out.write_bytes(r.content)
+    ds, got = seg_masks(out, [str(source.SOPInstanceUID)])
+    masks = instance_masks(body["instances"], body["height"], body["width"])
+    kept = sorted((k for k in range(len(masks)) if masks[k].any()), key=lambda k: body["instances"][k]["class_id"])
+    assert len(kept) >= 3 and sorted(got) == list(range(1, len(kept) + 1))
+    labels = segment_labels(ds)
+    for number, k in zip(sorted(got), kept, strict=True):  # registry order, then the JSON's order within a class
+        assert labels[number].split(" #")[0] == body["instances"][k]["name"]
+        assert np.array_equal(got[number][0], masks[k]), number  # the JSON's polygons, voxel for voxel
+    ref = ds.ReferencedSeriesSequence[0]
+    assert [str(x.ReferencedSOPInstanceUID) for x in ref.ReferencedInstanceSequence] == [str(source.SOPInstanceUID)]
+    assert ds.PatientName == source.PatientName and ds.StudyInstanceUID == source.StudyInstanceUID
+    assert highdicom.seg.segread(out).number_of_segments == len(kept)
+    nothing = post(client, "/v1/radiographs/seg.dcm", dicom_bytes, conf=1.0)
+    assert nothing.status_code == 422 and "found nothing" in one_sentence(nothing)
+
+
+def test_the_app_serves_the_review_page_without_a_token(served, options) -> None:
+    client = TestClient(create_app([served], options, token="s3cret-token-0123456789"))
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers.get_list("cache-control") == ["no-cache"]  # the page's own policy, not doubled
+    assert client.get("/v1/models").status_code == 401  # the API keeps its token

@@ -148,8 +148,7 @@ def seg_bytes(served: ServedModel, image: Radiograph, instances: list[dict[str, 
     import pydicom
 
     from yolo_spine.errors import UserError
-
-    dicom_seg = importlib.import_module("yolo_spine.io.dicom_seg")  # lands separately (issue 16 item 1)
+    from yolo_spine.io.dicom_seg import algorithm_for, write_radiograph_seg
     from yolo_spine.registry import load_registry
     from yolo_spine.serve.render import instance_masks
 
@@ -158,13 +157,13 @@ def seg_bytes(served: ServedModel, image: Radiograph, instances: list[dict[str, 
     try:
         with tempfile.TemporaryDirectory(prefix="yolo_spine_seg_") as tmp:
             out = Path(tmp) / "seg.dcm"
-            dicom_seg.write_radiograph_seg(
+            write_radiograph_seg(
                 masks,
                 [i["class_id"] for i in instances],
                 source,
                 load_registry(served.anatomy or ""),
                 out,
-                dicom_seg.algorithm_for(served.weights),
+                algorithm_for(served.weights),
             )
             return out.read_bytes()
     except UserError as exc:
@@ -224,8 +223,9 @@ class GuardMiddleware:
             if message["type"] == "http.response.start":
                 state["status"] = int(message["status"])
                 headers = list(message.get("headers") or [])
-                headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
+                if not any(k.lower() == b"cache-control" for k, _ in headers):  # the page sets its own
+                    headers.append((b"cache-control", b"no-store"))
+                    message = {**message, "headers": headers}
             await send(message)
 
         return wrapped
@@ -346,8 +346,10 @@ def _radiograph_router(service: Service) -> APIRouter:
         image = await service.decode(file)
         if image.kind != "dicom":
             raise HTTPException(415, "a DICOM Segmentation needs a DICOM upload (it references the source image).")
-        if importlib.util.find_spec("yolo_spine.io.dicom_seg") is None:
-            raise HTTPException(501, "DICOM-SEG output is not available in this version of the service yet.")
+        if importlib.util.find_spec("highdicom") is None:
+            raise HTTPException(
+                501, "DICOM-SEG output needs highdicom on the server: pip install 'yolo_spine[clinic]'."
+            )
         if served.anatomy is None:
             raise HTTPException(422, "a DICOM Segmentation needs a model of a shipped anatomy (coded segments).")
         instances = await service.predict(served, image, conf)
@@ -373,6 +375,7 @@ def create_app(models: list[ServedModel], options: ServeOptions, token: str | No
         The FastAPI app (run it with uvicorn, or test it with ``fastapi.testclient.TestClient``).
     """
     from yolo_spine.serve.monai import monai_router
+    from yolo_spine.serve.page import add_page
 
     service = Service({m.name: m for m in models}, options, token)
     app = FastAPI(
@@ -386,8 +389,7 @@ def create_app(models: list[ServedModel], options: ServeOptions, token: str | No
     guard = [Depends(_bearer_dependency(token))]
     app.include_router(_radiograph_router(service), dependencies=guard)
     app.include_router(monai_router(service), dependencies=guard)
-    if importlib.util.find_spec("yolo_spine.serve.page") is not None:  # the review page (item 4 of issue 16)
-        importlib.import_module("yolo_spine.serve.page").add_page(app)
+    add_page(app)  # the review page at /
     _install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body=options.max_upload_bytes)
     return app
