@@ -107,10 +107,14 @@ def server(phantom_weights: Path, tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    """Headless Chromium through /usr/bin/chromedriver; Selenium Manager never runs (it would go online)."""
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Headless Chromium through /usr/bin/chromedriver; Selenium Manager never runs (it would go online).
+
+    Selenium skips its manager when the Service names the driver; ``SE_OFFLINE`` keeps the manager offline should
+    anything still call it.
+    """
     _require_browser()
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager's own switch, should anything still call it
+    monkeypatch.setenv("SE_OFFLINE", "true")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
