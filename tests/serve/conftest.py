@@ -60,8 +60,10 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def live_server(weights: Path, tmp_path: Path, *extra: str, timeout: float = 180.0) -> Iterator[LiveServer]:
-    """Start ``yolo_spine serve`` (offline, one thread) and stop it afterwards, whatever happens."""
+def live_server(
+    weights: Path, tmp_path: Path, *extra: str, timeout: float = 180.0, name: str = "tiny"
+) -> Iterator[LiveServer]:
+    """Start ``yolo_spine serve`` (offline, one thread) with ``weights`` as model ``name``; stop it whatever happens."""
     port = free_port()
     log_path = tmp_path / "serve.log"
     env = {
@@ -69,7 +71,7 @@ def live_server(weights: Path, tmp_path: Path, *extra: str, timeout: float = 180
         "PYTHONPATH": os.pathsep.join([str(OFFLINE_SITE), os.environ["PYTHONPATH"]]),
         "OMP_NUM_THREADS": "1",
     }
-    cmd = [sys.executable, "-m", "yolo_spine", "serve", "--weights", f"tiny={weights}", "--port", str(port)]
+    cmd = [sys.executable, "-m", "yolo_spine", "serve", "--weights", f"{name}={weights}", "--port", str(port)]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen([*cmd, "--threads", "1", *extra], stdout=log_file, stderr=subprocess.STDOUT, env=env)
     server = LiveServer(f"http://127.0.0.1:{port}", port, proc, log_path)

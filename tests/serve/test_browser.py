@@ -10,24 +10,20 @@ skips without them, except under ``YOLO_SPINE_REQUIRE_OPTIONAL=1`` (CI), where i
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import math
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import OFFLINE_SITE, ROOT
+from tests.conftest import ROOT
+from tests.serve.conftest import CLINIC_MODULES, LiveServer, live_server, require_modules
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 #: Where the screenshot is copied when YOLO_SPINE_DOCS_SCREENSHOT=1 (`docs/` shows the page to readers).
@@ -36,74 +32,23 @@ DOCS_SCREENSHOT = ROOT / "docs" / "review-page.png"
 REQUEST_CONF = 0.01
 
 
-def _browser_missing() -> str | None:
-    if importlib.util.find_spec("selenium") is None:
-        return 'selenium is not installed (pip install -e ".[clinic]")'
-    if not CHROMEDRIVER.is_file() or not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        return "Chromium is not installed (apt-get install chromium chromium-driver)"
-    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
-        return 'the service is not installed (pip install -e ".[clinic]")'
-    return None
-
-
 def _require_browser() -> None:
-    reason = _browser_missing()
-    if reason:
+    """Skip without the service's modules, selenium or Chromium; fail instead under YOLO_SPINE_REQUIRE_OPTIONAL=1."""
+    require_modules(*CLINIC_MODULES)
+    require_modules("selenium", hint="pip install -e '.[dev]'")
+    if not CHROMEDRIVER.is_file() or not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        reason = "Chromium is not installed (apt-get install chromium chromium-driver)"
         if os.environ.get("YOLO_SPINE_REQUIRE_OPTIONAL") == "1":  # set by .ci/run: in CI a skip would hide a failure
             pytest.fail(f"the browser test cannot run: {reason}")
         pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen
-
-
 @pytest.fixture
-def server(phantom_weights: Path, tmp_path: Path) -> Iterator[Server]:
-    """``yolo_spine serve`` on a free loopback port (offline), stopped in teardown."""
+def server(phantom_weights: Path, tmp_path: Path) -> Iterator[LiveServer]:
+    """``yolo_spine serve`` with the phantom-pretrained model on a free loopback port (offline), stopped after."""
     _require_browser()
-    import httpx
-
-    port = _free_port()
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(OFFLINE_SITE), os.environ["PYTHONPATH"]]),
-    }
-    log = (tmp_path / "serve.log").open("w")
-    cmd = [sys.executable, "-m", "yolo_spine", "serve", "--weights", str(phantom_weights), "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode}: {(tmp_path / 'serve.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer in 180 s: {(tmp_path / 'serve.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield Server(url, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with live_server(phantom_weights, tmp_path, name="phantoms") as running:
+        yield running
 
 
 @pytest.fixture
@@ -208,7 +153,7 @@ def _slider_value(driver: object) -> float:
 
 @pytest.mark.slow
 def test_review_page_draws_instances_over_the_radiograph_and_filters_them(
-    server: Server, browser: object, example_radiograph_path: Path, tmp_path: Path
+    server: LiveServer, browser: object, example_radiograph_path: Path, tmp_path: Path
 ) -> None:
     import httpx
     from selenium.webdriver.common.by import By
