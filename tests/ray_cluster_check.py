@@ -7,7 +7,10 @@ and every process left when this script ends is killed by the kernel. The script
 node (1 CPU and a small object store each), converts the CSV with ``--executor ray --ray-address
 127.0.0.1:PORT``, compares every file of the result with LOCAL_OUT (the local executor's output, made by the
 test) byte for byte, and writes RESULT (JSON).
-It exits 0 only when the Ray run succeeded and every file is equal.
+With ``RAY_CHECK_LIFT`` set (JSON ``{"csv": …, "local": …, "out": …}``), it then lifts the Ray run's dataset
+with ``lift --csv`` through the same cluster and compares that with the local executor's lift (``local``): label
+maps and centroids byte for byte, lift's run records apart from when, how long and where they ran.
+It exits 0 only when the Ray runs succeeded and every file is equal.
 """
 
 from __future__ import annotations
@@ -26,6 +29,26 @@ PORT = 6391
 def _files(root: Path) -> dict[str, bytes]:
     subs = ("images", "labels", "sidecars", "studies")
     return {p.relative_to(root).as_posix(): p.read_bytes() for s in subs for p in (root / s).rglob("*") if p.is_file()}
+
+
+def _check_lift(spec: dict, dataset: str, ray_flags: list[str], env: dict, result: dict) -> bool:
+    """``lift --csv`` of the Ray-made dataset through the cluster, compared with the local executor's lift."""
+    cmd = [sys.executable, "-m", "yolo_spine", "lift", "--csv", spec["csv"], dataset, "--out", spec["out"], *ray_flags]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    stdout, stderr = proc.communicate(timeout=900)
+    result |= {"lift_rc": proc.returncode, "lift_stdout": stdout[-2000:], "lift_stderr": stderr[-3000:]}
+    result["lift_command_pid"] = proc.pid
+    if proc.returncode != 0:
+        return False
+    from output_tree import comparable_tree  # beside this script; imports the checkout under test (PYTHONPATH)
+
+    local, remote = comparable_tree(Path(spec["local"])), comparable_tree(Path(spec["out"]))
+    result["lift_files"] = len(remote)
+    result["lift_different"] = sorted(k for k in set(local) | set(remote) if local.get(k) != remote.get(k))
+    records = [json.loads(p.read_text()) for p in sorted(Path(spec["out"]).glob("ledger/*.json"))]
+    result["lift_workers"] = sorted({r["worker"] for r in records})
+    result["lift_equal"] = not result["lift_different"] and len(remote) > 0
+    return bool(result["lift_equal"])
 
 
 def main(csv: str, local_out: str, ray_out: str, result_path: str, *extra: str) -> int:
@@ -60,25 +83,8 @@ def main(csv: str, local_out: str, ray_out: str, result_path: str, *extra: str) 
         if joined.returncode != 0:
             result["head_log"] = (joined.stdout + joined.stderr)[-3000:]
             return 1
-        cmd = [
-            sys.executable,
-            "-m",
-            "yolo_spine",
-            "ct2yolo",
-            "--csv",
-            csv,
-            "--out",
-            ray_out,
-            "--executor",
-            "ray",
-            "--ray-address",
-            f"127.0.0.1:{PORT}",
-            "--workers",
-            "2",
-            "--task-cpus",
-            "1",
-            *extra,
-        ]
+        ray_flags = ["--executor", "ray", "--ray-address", f"127.0.0.1:{PORT}", "--workers", "2", "--task-cpus", "1"]
+        cmd = [sys.executable, "-m", "yolo_spine", "ct2yolo", "--csv", csv, "--out", ray_out, *ray_flags, *extra]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         stdout, stderr = proc.communicate(timeout=900)
         result |= {"ct2yolo_rc": proc.returncode, "ct2yolo_stdout": stdout[-2000:], "stderr": stderr[-3000:]}
@@ -99,6 +105,8 @@ def main(csv: str, local_out: str, ray_out: str, result_path: str, *extra: str) 
         result["different"] = sorted(k for k in set(local) & set(remote) if local[k] != remote[k])
         ok = not (result["only_local"] or result["only_ray"] or result["different"]) and len(remote) > 0
         result["equal"] = ok
+        if ok and os.environ.get("RAY_CHECK_LIFT"):
+            ok = _check_lift(json.loads(os.environ["RAY_CHECK_LIFT"]), ray_out, ray_flags, env, result)
         return 0 if ok else 1
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)

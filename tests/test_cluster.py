@@ -51,11 +51,23 @@ def test_ray_cluster_on_loopback_converts_byte_for_byte_like_the_local_executor(
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     local = run_cli("ct2yolo", "--csv", tmp_path / "list.csv", "--out", tmp_path / "local", "--workers", "2", *FLAGS)
     assert local.returncode == 0, local.stderr
+    # lift --csv of every study, locally here and through the cluster in the helper (on the Ray-made dataset)
+    lift_csv = tmp_path / "lift.csv"
+    lift_csv.write_text("study\n" + "".join(f"{s}\n" for s in ("phantom0", "phantom1", "phantom2", "phantom3", "cxr")))
+    lifted = run_cli("lift", "--csv", lift_csv, tmp_path / "local", "--out", tmp_path / "lift_local", "--workers", "2")
+    assert lifted.returncode == 0, lifted.stderr
+    spec = {"csv": str(lift_csv), "local": str(tmp_path / "lift_local"), "out": str(tmp_path / "lift_ray")}
     helper = Path(__file__).with_name("ray_cluster_check.py")
     result_path = tmp_path / "result.json"
     cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", sys.executable, str(helper)]
     cmd += [str(tmp_path / "list.csv"), str(tmp_path / "local"), str(tmp_path / "ray"), str(result_path), *FLAGS]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "RAY_CHECK_LIFT": json.dumps(spec)},
+    )
     assert result_path.is_file(), proc.stderr[-3000:]
     result = json.loads(result_path.read_text())
     assert result["interfaces"] == ["lo"]  # the head, the command and the checks saw loopback only
@@ -75,3 +87,8 @@ def test_ray_cluster_on_loopback_converts_byte_for_byte_like_the_local_executor(
         assert [p.relative_to(tmp_path / "local") for p in a] == [p.relative_to(tmp_path / "ray") for p in b]
         assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b, strict=True))
     assert any(p.name.startswith("cxr_drr_lat") for p in (tmp_path / "ray" / "images").rglob("*.png"))
+    # lift --csv through the cluster: the same label maps, centroids and records as the local executor's
+    assert result["lift_rc"] == 0, result.get("lift_stderr")
+    assert "5 done, 0 skipped" in result["lift_stdout"]
+    assert result["lift_equal"] and result["lift_files"] == 5 * 3 + 1, result.get("lift_different")
+    assert all(not w.endswith(f":{result['lift_command_pid']}") for w in result["lift_workers"])
