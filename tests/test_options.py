@@ -26,6 +26,7 @@ from yolo_spine.evaluate.options import Eval3dOptions
 from yolo_spine.lift.commands import _lift_options
 from yolo_spine.lift.options import LiftOptions
 from yolo_spine.options import StageOptions, deep_update, load_options, read_yaml, resolve_options, shipped_presets
+from yolo_spine.pacs.options import PacsOptions
 from yolo_spine.predict.commands import _export_options, _predict_options
 from yolo_spine.predict.options import ExportOptions, PredictOptions
 from yolo_spine.resources import configs_dir
@@ -48,6 +49,7 @@ MIGRATED: dict[str, type[StageOptions]] = {
     "merge": MergeOptions,
     "demo": DemoOptions,
     "serve": ServeOptions,
+    "pacs": PacsOptions,
 }
 
 PREDICT = ["predict", "--weights", "w.pt", "--source", "in", "--out", "out"]

@@ -19,8 +19,8 @@ from yolo_spine.errors import UserError
 from yolo_spine.identifiers import recording_paths
 from yolo_spine.parallel import configure_thread_policy
 
-# Data-flow order: datasets → plan → train → review → predict → CT conversion → lifting → evaluation → serving
-# → demo.
+# Data-flow order: datasets → plan → train → review → predict → CT conversion → lifting → evaluation → the
+# clinic's tools (serving, PACS) → demo.
 STAGE_COMMAND_MODULES: tuple[str, ...] = (
     "yolo_spine.datasets.commands",
     "yolo_spine.train.plan_commands",
@@ -31,6 +31,7 @@ STAGE_COMMAND_MODULES: tuple[str, ...] = (
     "yolo_spine.lift.commands",
     "yolo_spine.evaluate.commands",
     "yolo_spine.serve.commands",
+    "yolo_spine.pacs.commands",
     "yolo_spine.demo.commands",
 )
 
