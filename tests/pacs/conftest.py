@@ -8,6 +8,8 @@ where they fail.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import shutil
@@ -67,28 +69,35 @@ class Orthanc:
 
     url: str
     log: Path
+    users: dict[str, str] | None = None
 
     @property
     def dicomweb(self) -> str:
         return f"{self.url}/dicom-web"
 
+    def _open(self, path: str, data: bytes | None = None, content_type: str | None = None) -> Any:
+        headers = {"Content-Type": content_type} if content_type else {}
+        if self.users:
+            user, password = next(iter(self.users.items()))
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        req = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers)
+        return urllib.request.urlopen(req, timeout=60)
+
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as r:
+        with self._open(path) as r:
             return json.loads(r.read())
 
+    def file(self, path: str) -> bytes:
+        with self._open(path) as r:
+            return bytes(r.read())
+
     def upload(self, path: Path) -> dict[str, Any]:
-        req = urllib.request.Request(
-            f"{self.url}/instances", data=path.read_bytes(), headers={"Content-Type": "application/dicom"}
-        )
-        with urllib.request.urlopen(req, timeout=60) as r:
+        with self._open("/instances", path.read_bytes(), "application/dicom") as r:
             return json.loads(r.read())
 
     def study_id(self, study_uid: str) -> str:
         """Orthanc's id of a study, found by its Study Instance UID."""
-        req = urllib.request.Request(
-            f"{self.url}/tools/lookup", data=study_uid.encode(), headers={"Content-Type": "text/plain"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with self._open("/tools/lookup", study_uid.encode(), "text/plain") as r:
             (hit,) = [h for h in json.loads(r.read()) if h["Type"] == "Study"]
         return str(hit["ID"])
 
@@ -100,13 +109,13 @@ class Orthanc:
         return [s for s in self.series_of(study_uid) if s["MainDicomTags"].get("Modality") == "SEG"]
 
 
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    """Start Orthanc with the DICOMweb plugin on a free loopback port; stop it afterwards."""
+@contextlib.contextmanager
+def running_orthanc(root: Path, users: dict[str, str] | None = None) -> Iterator[Orthanc]:
+    """Start Orthanc with the DICOMweb plugin on a free loopback port (HTTP basic auth when ``users``); stop it."""
     reason = orthanc_missing()
     if reason:
         skip_or_fail(reason)
-    root = tmp_path_factory.mktemp("orthanc")
+    root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     plugin = next(p for p in DICOMWEB_PLUGINS if Path(p).is_file())
     config = {
@@ -115,7 +124,8 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         "IndexDirectory": str(root / "index"),
         "HttpPort": port,
         "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
+        "AuthenticationEnabled": bool(users),
+        "RegisteredUsers": users or {},
         "DicomServerEnabled": False,
         "Plugins": [plugin],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
@@ -123,10 +133,9 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     (root / "orthanc.json").write_text(json.dumps(config))
     log = root / "orthanc.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(orthanc_binary()), str(root / "orthanc.json")], stdout=out, stderr=subprocess.STDOUT
-        )
-    server = Orthanc(f"http://127.0.0.1:{port}", log)
+        cmd = [str(orthanc_binary()), str(root / "orthanc.json")]
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    server = Orthanc(f"http://127.0.0.1:{port}", log, users)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -149,3 +158,10 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """An Orthanc without authentication for the tests of one module."""
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server

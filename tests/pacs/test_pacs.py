@@ -16,7 +16,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.pacs.conftest import Orthanc, orthanc_missing, skip_or_fail
+from tests.pacs.conftest import Orthanc, orthanc_missing, running_orthanc, skip_or_fail
 
 # Small enough to keep the slow tier quick: a few detections per image, axial slices only.
 FAST = ("--conf", "0", "--set", "max_det=3", "--set", "planes=[axial]")
@@ -90,6 +90,27 @@ def test_an_unknown_study_or_one_without_a_supported_series_is_one_sentence(
     assert not orthanc.seg_series(study)
 
 
+def test_credentials_reach_the_server_and_wrong_ones_are_one_sentence(
+    cli_main, tmp_path: Path, example_radiograph_path: Path
+) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"not used")
+    with running_orthanc(tmp_path / "orthanc", users={"radiology": "s3cret-pw"}) as server:
+        mr, study = _mr_instance(example_radiograph_path, tmp_path / "mr.dcm")
+        server.upload(mr)
+        base = ("pacs", "--url", server.dicomweb, "--study", study, "--weights", weights, "--runs", tmp_path / "r")
+        anonymous = cli_main(*base)
+        wrong = cli_main(*base, "--user", "radiology", env={"YOLO_SPINE_PACS_PASSWORD": "wrong"})
+        for res in (anonymous, wrong):
+            assert res.returncode == 5 and res.stderr.count("\n") == 1, res.stderr
+            assert "refused to list the study's series (HTTP 401): check --user/--token" in res.stderr
+        right = cli_main(*base, "--user", "radiology", env={"YOLO_SPINE_PACS_PASSWORD": "s3cret-pw"})
+        assert right.returncode == 2 and "has no series this command segments" in right.stderr, right.stderr
+        for res in (anonymous, wrong, right):
+            _no_uid_anywhere(study, res.stdout, res.stderr)
+            assert "s3cret-pw" not in res.stdout + res.stderr
+
+
 # ------------------------------------------------------------------------------------------------ slow tier
 
 
@@ -107,18 +128,20 @@ def _run(run_cli, orthanc: Orthanc, study: str, weights: Path, runs: Path, tmp: 
 
 
 def _seg_instance(orthanc: Orthanc, series: dict) -> pydicom.Dataset:
-    (instance,) = series["Instances"]
     import io
-    import urllib.request
 
-    with urllib.request.urlopen(f"{orthanc.url}/instances/{instance}/file", timeout=60) as r:
-        return pydicom.dcmread(io.BytesIO(r.read()))
+    (instance,) = series["Instances"]
+    return pydicom.dcmread(io.BytesIO(orthanc.file(f"/instances/{instance}/file")))
 
 
 def _check_round_trip(
     orthanc: Orthanc, run_cli, study: str, source_series: str, weights: Path, tmp_path: Path, kind: str
 ) -> None:
     runs = tmp_path / f"runs_{kind}"
+    # at confidence 1 the model finds nothing: said in one line, nothing stored
+    none = _run(run_cli, orthanc, study, weights, tmp_path / "runs_none", tmp_path / f"tmp_{kind}_0", "--conf", "1")
+    assert "the model found no instance at confidence 1; nothing stored" in none.stdout, none.stdout
+    assert "0 DICOM-SEG stored" in none.stdout and not orthanc.seg_series(study)
     first = _run(run_cli, orthanc, study, weights, runs, tmp_path / f"tmp_{kind}_1")
     assert "stored as a DICOM-SEG" in first.stdout, first.stdout
     (seg_series,) = orthanc.seg_series(study)  # in the same study
@@ -169,7 +192,6 @@ def test_a_ct_series_goes_to_orthanc_and_back_as_a_seg(
     orthanc: Orthanc, run_cli, weights: Path, cropped_ct: tuple[Path, Path], tmp_path: Path
 ) -> None:
     import SimpleITK as sitk
-
     from yolo_spine.io.dicom_seg import write_ct_series
 
     files = write_ct_series(sitk.ReadImage(str(cropped_ct[0])), tmp_path / "ct_series")  # the real CT, cropped
