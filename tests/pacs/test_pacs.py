@@ -192,6 +192,7 @@ def test_a_ct_series_goes_to_orthanc_and_back_as_a_seg(
     orthanc: Orthanc, run_cli, weights: Path, cropped_ct: tuple[Path, Path], tmp_path: Path
 ) -> None:
     import SimpleITK as sitk
+
     from yolo_spine.io.dicom_seg import write_ct_series
 
     files = write_ct_series(sitk.ReadImage(str(cropped_ct[0])), tmp_path / "ct_series")  # the real CT, cropped

@@ -1,7 +1,7 @@
 """The two pipelines ``pacs`` runs on a downloaded series, through the package's own stages (no subprocesses).
 
 * A radiograph (CR, DX): ``predict`` on the DICOM file, its polygons rasterised into one mask per instance
-  (:func:`yolo_spine.geometry.polygons_to_mask`, the rule ``lift`` uses).
+  (:func:`yolo_spine.io.dicom_seg.masks_from_polygons`, the rule ``lift`` uses).
 * A CT series: the volume cut into slices with the sidecars ``ct2yolo`` writes (the anatomy's preset window and
   planes, so the model sees what it was trained on), ``predict --save-txt`` on the slices, and ``lift``'s
   slice lifting and multi-planar fusion into a label map on the CT's grid (class id + 1, ``(z, y, x)``).
@@ -87,7 +87,7 @@ def segment_radiograph(
     weights: Path, image: Path, work: Path, options: PacsOptions, anatomy: AnatomyRegistry
 ) -> RadiographResult:
     """Predict one radiograph (a DICOM file) and rasterise each instance's polygon into its own mask."""
-    from yolo_spine.geometry import polygons_to_mask
+    from yolo_spine.io.dicom_seg import masks_from_polygons
     from yolo_spine.predict.run import predict
 
     out = work / "predict"
@@ -97,17 +97,13 @@ def segment_radiograph(
         raise DataError(f"a radiograph series instance gave {len(lines)} frames; one frame per radiograph expected")
     frame = json.loads(lines[0])
     h, w = int(frame["height"]), int(frame["width"])
-    masks, ids, confs = [], [], []
-    for inst in frame["instances"]:
-        mask = polygons_to_mask([np.asarray(inst["polygon_xy"], dtype=np.float64)], h, w)
-        if mask.any():
-            masks.append(mask)
-            ids.append(int(inst["class_id"]))
-            confs.append(float(inst["conf"]))
+    instances = frame["instances"]
+    masks = masks_from_polygons([np.asarray(i["polygon_xy"], dtype=np.float64) for i in instances], h, w)
+    keep = [k for k in range(len(instances)) if masks[k].any()]  # a polygon too thin to cover a pixel centre
     return RadiographResult(
-        masks=np.stack(masks) if masks else np.zeros((0, h, w), bool),
-        class_ids=np.asarray(ids, dtype=np.int64),
-        confidences=np.asarray(confs, dtype=np.float64),
+        masks=masks[keep],
+        class_ids=np.asarray([instances[k]["class_id"] for k in keep], dtype=np.int64),
+        confidences=np.asarray([instances[k]["conf"] for k in keep], dtype=np.float64),
         predict_record=record,
     )
 

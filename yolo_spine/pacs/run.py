@@ -283,7 +283,7 @@ def _radiograph(
     if not len(result.class_ids):
         return False
     source = pydicom.dcmread(files[0])
-    write_radiograph_seg(result.masks, result.class_ids, source, registry, seg, algorithm)
+    write_radiograph_seg(result.masks, result.class_ids.tolist(), source, registry, seg, algorithm)
     outcome.segments = [registry.names[int(c)] for c in result.class_ids]
     return True
 
