@@ -52,10 +52,16 @@ def test_server_survives_a_client_that_disconnects_mid_upload(server: LiveServer
         )
         assert r.status_code == 200, r.text
         assert r.json()["instances"] and r.json()["width"] == 1841
+    assert httpx.get(f"{server.url}/", timeout=30).status_code == 200  # a file answer: its log line says 200
     assert server.proc.poll() is None
+    deadline = time.monotonic() + 10
+    while "GET / 200" not in server.log() and time.monotonic() < deadline:  # written once the answer has left
+        time.sleep(0.1)
     log = server.log()
+    assert "GET / 200" in log
     assert "Traceback" not in log, log[-3000:]
     assert "POST /v1/radiographs 200" in log  # the sanitised access line
+    assert log.count("POST /v1/radiographs 499") == 2, log[-2000:]  # each vanished client, named as such
     for needle in ("Doe", "4711", "conf=", "?model"):
         assert needle not in log, (needle, log[-3000:])
 

@@ -186,7 +186,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         t0 = time.perf_counter()
-        state = {"status": 0, "received": 0}
+        state = {"status": 0, "received": 0, "gone": 0}
         try:
             length = int(dict(scope.get("headers") or []).get(b"content-length", b"0") or 0)
         except ValueError:
@@ -199,6 +199,8 @@ class GuardMiddleware:
 
         async def limited_receive() -> Message:
             message = await receive()
+            if message["type"] == "http.disconnect" and not state["status"]:  # gone before any answer
+                state["gone"] = 1
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
                 if state["received"] > self.max_body:  # a body without Content-Length (chunked)
@@ -236,7 +238,8 @@ class GuardMiddleware:
             "%s %s %s %.0f ms",
             scope.get("method", "?"),
             route_template(scope),
-            state["status"] or "-",
+            # 499 (nginx's "client closed request"): the answer, if any, never reached the client
+            499 if state["gone"] else state["status"] or "-",
             (time.perf_counter() - t0) * 1000.0,
         )
 
