@@ -83,7 +83,8 @@ def live_server(
             if proc.poll() is not None:
                 raise AssertionError(f"serve exited with {proc.returncode}:\n{server.log()[-3000:]}")
             try:
-                if httpx.get(f"{server.url}/v1/models", timeout=2).status_code == 200:
+                # 401: up, and started with --token
+                if httpx.get(f"{server.url}/v1/models", timeout=2).status_code in (200, 401):
                     break
             except httpx.HTTPError:
                 pass

@@ -13,6 +13,7 @@ import base64
 import json
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -248,3 +249,38 @@ def test_review_page_draws_instances_over_the_radiograph_and_filters_them(
     assert image is not None and image.shape[1] >= 1000
     if os.environ.get("YOLO_SPINE_DOCS_SCREENSHOT") == "1":  # regenerate docs/review-page.png on purpose only
         shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+
+@pytest.mark.slow
+def test_review_page_asks_for_the_token_and_shows_the_servers_sentence_for_a_bad_upload(
+    phantom_weights: Path, browser: object, example_radiograph_path: Path, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _require_browser()
+    driver = browser
+    token = "t0ken-for-the-browser-test-0123456789"
+    with live_server(phantom_weights, tmp_path, "--token", token, name="phantoms") as server:
+        driver.get(server.url + "/")  # type: ignore[attr-defined]
+        status = driver.find_element(By.ID, "status")  # type: ignore[attr-defined]
+        WebDriverWait(driver, 60).until(lambda d: "401" in status.text)
+        assert "error" in status.get_attribute("class") and "Bearer" in status.text
+        assert not driver.find_element(By.ID, "model").is_enabled()  # type: ignore[attr-defined]
+        box = driver.find_element(By.ID, "token")  # type: ignore[attr-defined]
+        assert box.is_displayed()  # the token field was opened for the user
+        box.send_keys(token, Keys.TAB)
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "model").is_enabled())
+        assert "error" not in status.get_attribute("class")
+
+        driver.find_element(By.ID, "file").send_keys(str(example_radiograph_path))  # type: ignore[attr-defined]
+        WebDriverWait(driver, 300).until(lambda d: d.find_element(By.ID, "review").is_displayed())
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not a radiograph\n")
+        driver.find_element(By.ID, "file").send_keys(str(notes))  # type: ignore[attr-defined]
+        WebDriverWait(driver, 60).until(lambda d: "error" in status.get_attribute("class"))
+        text = status.text
+        assert re.search(r"\(4\d\d\): \S", text), text  # the server's status and its one sentence
+        assert "Traceback" not in text and "notes.txt" not in text
+        assert not driver.find_element(By.ID, "review").is_displayed()  # type: ignore[attr-defined]

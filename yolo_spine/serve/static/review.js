@@ -16,7 +16,7 @@
     model: $("model"), modelInfo: $("model-info"), drop: $("drop"), file: $("file"), token: $("token"),
     status: $("status"), review: $("review"), conf: $("conf"), confValue: $("conf-value"), shown: $("shown"),
     classList: $("class-list"), allClasses: $("all-classes"), noClasses: $("no-classes"),
-    dlJson: $("dl-json"), dlYolo: $("dl-yolo"), dlSeg: $("dl-seg"), canvas: $("canvas"),
+    tokenBox: $("token-box"), dlJson: $("dl-json"), dlYolo: $("dl-yolo"), dlSeg: $("dl-seg"), canvas: $("canvas"),
     tbody: document.querySelector("#instances tbody"),
   };
 
@@ -57,6 +57,7 @@
       detail = response.statusText;
     }
     if (response.status === 401 || response.status === 403) {
+      el.tokenBox.open = true;
       return `The server refused the request (${response.status}): ${detail} Enter its access token above.`;
     }
     return `The server could not read this radiograph (${response.status}): ${detail}`;
@@ -132,12 +133,16 @@
         post("v1/radiographs/preview.png", file, { model: model.name }),
       ]);
     } catch (e) {
-      if (request === state.request) setStatus("The server cannot be reached.", true);
+      if (request === state.request) {
+        clearResult();
+        setStatus("The server cannot be reached.", true);
+      }
       return;
     }
     if (request !== state.request) return; // a newer file was dropped meanwhile
     for (const response of [json, preview]) {
       if (!response.ok) {
+        clearResult();
         setStatus(await errorSentence(response), true);
         return;
       }
@@ -147,7 +152,10 @@
       result = await json.json();
       image = await loadImage(await preview.blob());
     } catch (e) {
-      if (request === state.request) setStatus("The server's answer could not be read.", true);
+      if (request === state.request) {
+        clearResult();
+        setStatus("The server's answer could not be read.", true);
+      }
       return;
     }
     if (request !== state.request) return;
@@ -171,6 +179,14 @@
     render();
     setStatus(`${result.instances.length} instances at confidence ≥ ${REQUEST_CONF} in a ` +
       `${result.width}×${result.height} px radiograph; filter them below.`);
+  }
+
+  // A failed upload hides the previous radiograph's result, so it is not taken for this file's.
+  function clearResult() {
+    state.result = null;
+    state.image = null;
+    el.review.hidden = true;
+    el.dlSeg.disabled = true;
   }
 
   function loadImage(blob) {
