@@ -1,5 +1,8 @@
 """``yolo_spine pacs`` against a real Orthanc: a CT series and a real radiograph there and back as DICOM-SEG.
 
+The SEG read back from Orthanc must hold, segment for segment and voxel for voxel, what the same pipeline finds
+when run in this process (for the CT: the label map ``lift`` fuses, as a NIfTI would hold it).
+
 The round trip runs the one-epoch ``tiny_model`` at ``--conf 0`` (it is unsure of everything, so every image
 then carries instances and every SEG has segments; what they say is not the point here). Orthanc is checked
 through its own REST API, never through the code under test.
@@ -12,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
@@ -134,8 +138,71 @@ def _seg_instance(orthanc: Orthanc, series: dict) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(orthanc.file(f"/instances/{instance}/file")))
 
 
+def _pipeline_masks(kind: str, weights: Path, source: Path, work: Path) -> tuple[list[str], list[np.ndarray]]:
+    """What the pipeline finds in-process with the options of ``FAST``: each segment's label and mask, in the
+    SEG's order (a CT: one per class present, registry order; a radiograph: one per instance, registry order)."""
+    from yolo_spine.io.volume import read_image
+    from yolo_spine.pacs.options import PacsOptions
+    from yolo_spine.pacs.pipeline import segment_ct, segment_radiograph
+    from yolo_spine.registry import load_registry
+
+    reg, opts = load_registry("spine"), PacsOptions.load(conf=0.0, max_det=3, planes=["axial"])
+    if kind == "ct":
+        labels = segment_ct(weights, read_image(source), work, opts, reg).labels_zyx
+        present = [int(v) for v in np.unique(labels) if v]
+        return [reg.names[v - 1] for v in present], [labels == v for v in present]
+    res = segment_radiograph(weights, source, work, opts, reg)
+    order = sorted(range(len(res.class_ids)), key=lambda k: int(res.class_ids[k]))
+    names, seen = [], {}
+    for k in order:
+        name = reg.names[int(res.class_ids[k])]
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return names, [res.masks[k][np.newaxis] for k in order]
+
+
+def _seg_masks(ds: pydicom.Dataset, source_uids: list[str]) -> dict[int, np.ndarray]:
+    """A SEG read with pydicom alone: segment number → ``(len(source_uids), rows, cols)`` mask, in source order.
+
+    The segment of a frame is in its per-frame functional group, or in the shared one when the SEG has one segment.
+    """
+    frames = ds.pixel_array
+    frames = frames[np.newaxis] if frames.ndim == 2 else frames
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    index = {uid: k for k, uid in enumerate(source_uids)}
+    out: dict[int, np.ndarray] = {}
+    for f, fg in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        ident = fg.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence
+        uid = str(fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        vol = out.setdefault(
+            int(ident[0].ReferencedSegmentNumber), np.zeros((len(source_uids), *frames.shape[1:]), bool)
+        )
+        vol[index[uid]] |= frames[f].astype(bool)
+    return out
+
+
+def _check_seg_matches_the_pipeline(
+    seg: pydicom.Dataset, kind: str, weights: Path, source: Path, source_uids: list[str], tmp_path: Path
+) -> None:
+    """The stored SEG holds, segment for segment and voxel for voxel, what the pipeline finds run in-process."""
+    masks = _seg_masks(seg, source_uids)
+    labels = {int(item.SegmentNumber): str(item.SegmentLabel) for item in seg.SegmentSequence}
+    names, expected = _pipeline_masks(kind, weights, source, tmp_path / f"inprocess_{kind}")
+    assert [labels[n] for n in sorted(labels)] == names
+    for number, mask in zip(sorted(labels), expected, strict=True):
+        assert mask.any() and np.array_equal(masks[number], mask), labels[number]
+
+
 def _check_round_trip(
-    orthanc: Orthanc, run_cli, study: str, source_series: str, weights: Path, tmp_path: Path, kind: str
+    orthanc: Orthanc,
+    run_cli,
+    study: str,
+    source_series: str,
+    weights: Path,
+    tmp_path: Path,
+    kind: str,
+    source: Path,
+    source_uids: list[str],
 ) -> None:
     runs = tmp_path / f"runs_{kind}"
     # at confidence 1 the model finds nothing: said in one line, nothing stored
@@ -150,6 +217,7 @@ def _check_round_trip(
     assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [source_series]
     assert len(seg.SegmentSequence) >= 1 and int(seg.NumberOfFrames) >= 1
     assert seg.pixel_array.any(), "the SEG's segments are empty"
+    _check_seg_matches_the_pipeline(seg, kind, weights, source, source_uids, tmp_path)
 
     again = _run(run_cli, orthanc, study, weights, runs, tmp_path / f"tmp_{kind}_2")
     assert "already stored" in again.stdout and "0 DICOM-SEG stored" in again.stdout, again.stdout
@@ -183,7 +251,15 @@ def test_a_radiograph_goes_to_orthanc_and_back_as_a_seg(
     orthanc.upload(example_radiograph_path)
     ds = pydicom.dcmread(example_radiograph_path, stop_before_pixels=True)
     _check_round_trip(
-        orthanc, run_cli, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), weights, tmp_path, "radiograph"
+        orthanc,
+        run_cli,
+        str(ds.StudyInstanceUID),
+        str(ds.SeriesInstanceUID),
+        weights,
+        tmp_path,
+        "radiograph",
+        example_radiograph_path,
+        [str(ds.SOPInstanceUID)],
     )
 
 
@@ -199,7 +275,17 @@ def test_a_ct_series_goes_to_orthanc_and_back_as_a_seg(
     assert len(files) > 10
     for f in files:
         orthanc.upload(f)
-    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    from yolo_spine.io.dicom_seg import read_series
+
+    series = read_series(tmp_path / "ct_series", pixels=False)
     _check_round_trip(
-        orthanc, run_cli, str(first.StudyInstanceUID), str(first.SeriesInstanceUID), weights, tmp_path, "ct"
+        orthanc,
+        run_cli,
+        str(series[0].StudyInstanceUID),
+        str(series[0].SeriesInstanceUID),
+        weights,
+        tmp_path,
+        "ct",
+        tmp_path / "ct_series",
+        [str(s.SOPInstanceUID) for s in series],
     )
