@@ -210,7 +210,7 @@ def _check_round_trip(
     assert "the model found no instance at confidence 1; nothing stored" in none.stdout, none.stdout
     assert "0 DICOM-SEG stored" in none.stdout and not orthanc.seg_series(study)
     first = _run(run_cli, orthanc, study, weights, runs, tmp_path / f"tmp_{kind}_1")
-    assert "stored as a DICOM-SEG" in first.stdout, first.stdout
+    assert "stored in 1 DICOM-SEG(s)" in first.stdout, first.stdout
     (seg_series,) = orthanc.seg_series(study)  # in the same study
     seg = _seg_instance(orthanc, seg_series)
     assert seg.Modality == "SEG" and seg.StudyInstanceUID == study
@@ -289,3 +289,40 @@ def test_a_ct_series_goes_to_orthanc_and_back_as_a_seg(
         tmp_path / "ct_series",
         [str(s.SOPInstanceUID) for s in series],
     )
+
+
+@pytest.mark.slow
+def test_a_radiograph_series_is_segmented_image_by_image(
+    orthanc: Orthanc, run_cli, weights: Path, example_radiograph_path: Path, tmp_path: Path
+) -> None:
+    """Two DX images in one series: the second, added later, gets its SEG; the first is not segmented again."""
+    first, second = tmp_path / "a.dcm", tmp_path / "b.dcm"
+    ds = pydicom.dcmread(example_radiograph_path)
+    ds.Modality = "DX"
+    study, series = generate_uid(), generate_uid()
+    sops = []
+    for path in (first, second):
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(path)
+        sops.append(str(ds.SOPInstanceUID))
+    runs = tmp_path / "runs"
+    orthanc.upload(first)
+    one = _run(run_cli, orthanc, study, weights, runs, tmp_path / "t1")
+    assert "series 1 (DX, number 1):" in one.stdout and "stored in 1 DICOM-SEG(s)" in one.stdout, one.stdout
+    orthanc.upload(second)
+    two = _run(run_cli, orthanc, study, weights, runs, tmp_path / "t2")
+    assert "stored in 1 DICOM-SEG(s); 1 image(s) already had one" in two.stdout, two.stdout
+    segs = orthanc.seg_series(study)
+    assert len(segs) == 2
+    referenced = sorted(
+        str(ref.ReferencedSOPInstanceUID)
+        for seg in segs
+        for item in _seg_instance(orthanc, seg).ReferencedSeriesSequence
+        for ref in item.ReferencedInstanceSequence
+    )
+    assert referenced == sorted(sops)  # one SEG per image
+    three = _run(run_cli, orthanc, study, weights, runs, tmp_path / "t3")
+    assert "already stored" in three.stdout and len(orthanc.seg_series(study)) == 2, three.stdout
+    for proc in (one, two, three):
+        _no_uid_anywhere(study, proc.stdout, proc.stderr)

@@ -61,11 +61,13 @@ class ExistingSeg:
     Attributes:
         series_uid: The SEG's own Series Instance UID.
         referenced_series: Series Instance UIDs its Referenced Series Sequence names (its sources).
+        referenced_instances: SOP Instance UIDs that sequence names (the images segmented).
         algorithms: ``(name, version, parameters)`` of each algorithm identification in its segments.
     """
 
     series_uid: str
     referenced_series: frozenset[str]
+    referenced_instances: frozenset[str] = field(default_factory=frozenset)
     algorithms: frozenset[tuple[str, str, str]] = field(default_factory=frozenset)
 
 
@@ -231,12 +233,14 @@ class Server:
             with self._call("describe a segmentation series"):
                 metadata = self._client.retrieve_series_metadata(study_instance_uid=study_uid, series_instance_uid=uid)
             refs: set[str] = set()
+            instances: set[str] = set()
             algorithms: set[tuple[str, str, str]] = set()
             for meta in metadata:
                 ds = _dataset_from_json(meta)
                 refs |= referenced_series(ds)
+                instances |= referenced_instances(ds)
                 algorithms |= seg_algorithms(ds)
-            out.append(ExistingSeg(str(uid), frozenset(refs), frozenset(algorithms)))
+            out.append(ExistingSeg(str(uid), frozenset(refs), frozenset(instances), frozenset(algorithms)))
         return out
 
     def store(self, paths: list[Path]) -> None:
@@ -278,6 +282,16 @@ def referenced_series(ds: pydicom.Dataset) -> set[str]:
     """The Series Instance UIDs a SEG's Referenced Series Sequence names."""
     items = ds.get("ReferencedSeriesSequence", [])
     return {str(item.SeriesInstanceUID) for item in items if "SeriesInstanceUID" in item}
+
+
+def referenced_instances(ds: pydicom.Dataset) -> set[str]:
+    """The SOP Instance UIDs a SEG's Referenced Series Sequence names."""
+    return {
+        str(ref.ReferencedSOPInstanceUID)
+        for item in ds.get("ReferencedSeriesSequence", [])
+        for ref in item.get("ReferencedInstanceSequence", [])
+        if "ReferencedSOPInstanceUID" in ref
+    }
 
 
 def seg_algorithms(ds: pydicom.Dataset) -> set[tuple[str, str, str]]:

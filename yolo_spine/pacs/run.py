@@ -2,12 +2,14 @@
 
 For each series of the study that a pipeline supports (radiographs: CR, DX; volumes: CT):
 
-1. skip it when the study already holds a DICOM-SEG of the same model (name, version and model hash in the
-   SEG's algorithm identification) that references this series, unless ``force`` (so re-running is idempotent);
+1. skip it when the study already holds a DICOM-SEG of the same model (algorithm name and model SHA-256 in the
+   SEG's algorithm identification) that references it, unless ``force`` (so re-running is idempotent): a CT
+   series by its Series Instance UID, a radiograph series image by image (an image added later gets its SEG);
 2. download it (WADO-RS) into a private temporary folder (mode 0700, removed at the end, file names counters);
 3. run the pipeline (:mod:`yolo_spine.pacs.pipeline`): ``predict`` for a radiograph; slices → ``predict`` →
    ``lift`` for a CT;
-4. write a DICOM-SEG that references the series (:mod:`yolo_spine.io.dicom_seg`) and store it (STOW-RS).
+4. write a DICOM-SEG that references the series (:mod:`yolo_spine.io.dicom_seg`; a radiograph series: one per
+   image) and store it (STOW-RS).
 
 A series where the model finds nothing gets no SEG (DICOM has no empty segmentation); the run says so.
 
@@ -43,6 +45,8 @@ log = logging.getLogger("yolo_spine")
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX"})
 #: Modalities segmented as a volume.
 VOLUME_MODALITIES = frozenset({"CT"})
+#: Why a series is skipped.
+EXISTS = "a DICOM-SEG of this model for this series is already stored (--force stores another)"
 #: Where run records go by default (relative to the working folder).
 DEFAULT_RUNS = Path("pacs-runs")
 
@@ -59,6 +63,9 @@ class SeriesOutcome:
             ``failed``.
         images: Instances downloaded.
         segments: Class name of each segment stored.
+        segs_stored: DICOM-SEGs stored (a radiograph series: one per image with instances; a CT: one).
+        images_done_before: Radiographs of the series that a SEG of this model already references (skipped).
+        images_empty: Radiographs where the model found nothing.
         instances: Instances the model found (radiograph: masks; CT: 2D instances over the slices).
         reason: Why a series was skipped or failed (one sentence).
         seconds: Wall time of the series.
@@ -71,6 +78,9 @@ class SeriesOutcome:
     status: str = ""
     images: int = 0
     segments: list[str] = field(default_factory=list)
+    segs_stored: int = 0
+    images_done_before: int = 0
+    images_empty: int = 0
     instances: int = 0
     reason: str | None = None
     seconds: float = 0.0
@@ -85,7 +95,14 @@ class SeriesOutcome:
     def sentence(self) -> str:
         """One line for the user."""
         if self.status == "stored":
-            return f"{self.label}: {len(self.segments)} segment(s) ({', '.join(self.segments)}) stored as a DICOM-SEG"
+            also = [
+                *([f"{self.images_done_before} image(s) already had one"] if self.images_done_before else []),
+                *([f"{self.images_empty} image(s) without an instance"] if self.images_empty else []),
+            ]
+            return (
+                f"{self.label}: {len(self.segments)} segment(s) ({', '.join(self.segments)}) stored in "
+                f"{self.segs_stored} DICOM-SEG(s)" + (f"; {', '.join(also)}" if also else "")
+            )
         return f"{self.label}: {self.reason}"
 
 
@@ -108,7 +125,7 @@ class PacsRun:
     @property
     def stored(self) -> int:
         """SEGs stored by this run."""
-        return sum(s.status == "stored" for s in self.series)
+        return sum(s.segs_stored for s in self.series)
 
     @property
     def failed(self) -> int:
@@ -183,13 +200,16 @@ def run_pacs(
     with tempfile.TemporaryDirectory(prefix="yolo_spine_pacs_") as tmp:  # mkdtemp: owner-only (0700)
         for k, (info, outcome) in enumerate(todo):
             t = time.perf_counter()
-            if not force and _already_segmented(existing, info.uid, algorithm):
-                outcome.status = "exists"
-                outcome.reason = "a DICOM-SEG of this model for this series is already stored (--force stores another)"
+            # a CT series is known by its UID before download; a radiograph series image by image, after
+            if not force and info.modality in VOLUME_MODALITIES and _already_segmented(existing, info.uid, algorithm):
+                outcome.status, outcome.reason = "exists", EXISTS
             else:
                 work = Path(tmp) / f"series{k:03d}"
+                skip = [] if force else [seg for seg in existing if made_by(seg, algorithm)]
                 try:
-                    _segment_series(server, study_uid, info, outcome, work, Path(weights), opts, registry, algorithm)
+                    _segment_series(
+                        server, study_uid, info, outcome, work, Path(weights), opts, registry, algorithm, skip
+                    )
                 except DataError as exc:
                     outcome.status, outcome.reason = "failed", str(exc).replace(tmp, "<temporary folder>")
             outcome.seconds = round(time.perf_counter() - t, 3)
@@ -239,27 +259,34 @@ def _segment_series(
     options: PacsOptions,
     registry: AnatomyRegistry,
     algorithm: Any,
+    ours: list[ExistingSeg],
 ) -> None:
-    """Download one series, run its pipeline, and store the SEG (or say why not) into ``outcome``."""
+    """Download one series, run its pipeline, and store its SEGs (or say why not) into ``outcome``.
+
+    ``ours``: the SEGs of this model already in the study (empty with ``--force``); a radiograph they reference
+    is not segmented again.
+    """
     files = server.download_series(study_uid, info.uid, work / "dicom")
     outcome.images = len(files)
     if not files:
         outcome.status, outcome.reason = "failed", "the server sent no image of this series"
         return
-    seg = work / "seg.dcm"
     if info.modality in RADIOGRAPH_MODALITIES:
-        wrote = _radiograph(files, outcome, work, weights, options, registry, algorithm, seg)
+        segs = _radiographs(files, outcome, work, weights, options, registry, algorithm, ours)
+        if outcome.images_done_before == len(files):
+            outcome.status, outcome.reason = "exists", EXISTS
+            return
     else:
-        wrote = _ct(work / "dicom", outcome, work, weights, options, registry, algorithm, seg)
-    if not wrote:
+        segs = [work / "seg.dcm"] if _ct(work / "dicom", outcome, work, weights, options, registry, algorithm) else []
+    if not segs:
         outcome.status = "nothing found"
         outcome.reason = f"the model found no instance at confidence {options.conf:g}; nothing stored"
         return
-    server.store([seg])
-    outcome.status = "stored"
+    server.store(segs)
+    outcome.status, outcome.segs_stored = "stored", len(segs)
 
 
-def _radiograph(
+def _radiographs(
     files: list[Path],
     outcome: SeriesOutcome,
     work: Path,
@@ -267,25 +294,35 @@ def _radiograph(
     options: PacsOptions,
     registry: AnatomyRegistry,
     algorithm: Any,
-    seg: Path,
-) -> bool:
-    """Predict a one-image radiograph series and write its SEG; ``False`` when nothing was found."""
+    ours: list[ExistingSeg],
+) -> list[Path]:
+    """Predict each radiograph of a series and write one SEG per image with instances; return the SEGs written."""
     import pydicom
 
     from yolo_spine.io.dicom_seg import write_radiograph_seg
     from yolo_spine.pacs.pipeline import segment_radiograph
 
-    if len(files) != 1:
-        raise DataError(f"a radiograph series of {len(files)} images; one image per radiograph series is supported")
-    result = segment_radiograph(weights, files[0], work, options, registry)
-    outcome.instances = len(result.class_ids)
-    outcome.details = {"confidences": [round(float(c), 4) for c in result.confidences]}
-    if not len(result.class_ids):
-        return False
-    source = pydicom.dcmread(files[0])
-    write_radiograph_seg(result.masks, result.class_ids.tolist(), source, registry, seg, algorithm)
-    outcome.segments = [registry.names[int(c)] for c in result.class_ids]
-    return True
+    segs: list[Path] = []
+    confidences: list[float] = []
+    for k, path in enumerate(files):
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        if any(str(header.SOPInstanceUID) in seg.referenced_instances for seg in ours):
+            outcome.images_done_before += 1
+            continue
+        if int(header.get("NumberOfFrames", 1) or 1) != 1:
+            raise DataError("a multi-frame radiograph is not segmented (one frame per image is supported)")
+        result = segment_radiograph(weights, path, work / f"image{k:04d}", options, registry)
+        outcome.instances += len(result.class_ids)
+        confidences += [round(float(c), 4) for c in result.confidences]
+        if not len(result.class_ids):
+            outcome.images_empty += 1
+            continue
+        seg = work / f"seg{k:04d}.dcm"
+        write_radiograph_seg(result.masks, result.class_ids.tolist(), header, registry, seg, algorithm)
+        outcome.segments += [registry.names[int(c)] for c in result.class_ids]
+        segs.append(seg)
+    outcome.details = {"confidences": confidences}
+    return segs
 
 
 def _ct(
@@ -296,9 +333,8 @@ def _ct(
     options: PacsOptions,
     registry: AnatomyRegistry,
     algorithm: Any,
-    seg: Path,
 ) -> bool:
-    """Slices → predict → lift for a CT series and write its SEG; ``False`` when nothing was found."""
+    """Slices → predict → lift for a CT series and write ``work/seg.dcm``; ``False`` when nothing was found."""
     from yolo_spine.io.dicom_seg import read_series, write_volume_seg
     from yolo_spine.io.volume import read_image
     from yolo_spine.pacs.pipeline import segment_ct
@@ -311,7 +347,7 @@ def _ct(
     present = [int(v) for v in np.unique(result.labels_zyx) if v > 0]
     if not present:
         return False
-    write_volume_seg(result.labels_zyx, datasets, registry, seg, algorithm)
+    write_volume_seg(result.labels_zyx, datasets, registry, work / "seg.dcm", algorithm)
     outcome.segments = [registry.names[v - 1] for v in present]
     return True
 
