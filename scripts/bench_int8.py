@@ -116,6 +116,7 @@ def accuracy_aware_int8(
     import nncf
     import openvino as ov
     import yaml
+    from nncf.openvino.engine import OVCompiledModelEngine
 
     from yolo_spine.io.labels import read_data_yaml
     from yolo_spine.predict.export import mask_map
@@ -141,7 +142,8 @@ def accuracy_aware_int8(
             metric, _ = mask_map(fp32, yaml_path, "val", size, scratch)
         if len(paths) == len(val):  # the whole val split: NNCF's initial, quantised and each restored model
             val_metrics.append(metric)
-        outputs = [list(compiled(preprocess(p, size)).values()) for p in paths]
+        engine = OVCompiledModelEngine(compiled, stateful=False)  # NNCF's own engine: its outputs, its order
+        outputs = [list(engine.infer(preprocess(p, size)).values()) for p in paths]
         return metric, outputs
 
     core = ov.Core()
