@@ -1,22 +1,23 @@
 """Benchmark two jobs on one machine: training and prediction alone, side by side, and two trainings at once.
 
 Issue 13 §4: two CPU jobs that each put torch on every core slowed each other 10-15x, because idle OpenMP
-threads spin on their core for milliseconds after every parallel region. yolo_spine now sets
-``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep) before torch loads. This script measures, in one run and with
-the same commands, both policies:
+threads spin on their core after every parallel region. Policies measured in one run with the same commands
+(see ``--policies``):
 
-* ``spin`` (before): libgomp's own default, reproduced by ``GOMP_SPINCOUNT=300000`` — the spin count libgomp
-  uses when ``OMP_WAIT_POLICY`` is unset (an explicit ``GOMP_SPINCOUNT`` overrides the policy's spin count);
-* ``passive`` (now): yolo_spine's default environment.
+* ``spin`` (before issue 13): every core, libgomp's default spinning (``GOMP_SPINCOUNT=300000``, the spin count
+  libgomp uses when ``OMP_WAIT_POLICY`` is unset; an explicit ``GOMP_SPINCOUNT`` overrides the policy's);
+* ``active`` / ``passive`` / ``spinN``: every core, ``OMP_WAIT_POLICY=ACTIVE`` / ``PASSIVE`` (the previous
+  release's default) / ``GOMP_SPINCOUNT=N``;
+* ``governed`` (now): yolo_spine's default — spinning as libgomp does by default, and torch's threads sized to
+  the cores other processes leave free (:class:`yolo_spine.parallel.ThreadGovernor`).
 
 For each policy: training alone, prediction alone, training + prediction started together, and two trainings
 started together. Training speed is ``train_images_per_second`` from ``run.json`` (training time only,
 validation off); prediction speed is ``fps`` from ``run.json`` (whole run, after a warm-up frame). While a
 training runs, prediction is repeated back to back, and only the prediction runs that finished while the
 training was still running count, so the side-by-side figures are fully overlapped. Every command is the user's
-command line (``python -m yolo_spine …``), with each job choosing its own threads (every core), as from a
-user's shell. Targets: beside another job, each keeps >= 40 % of its solo speed; alone, ``passive`` is at
-least as fast as ``spin``.
+command line (``python -m yolo_spine …``). Targets: beside another job, each keeps >= 40 % of its solo speed
+with the default; alone, the default is at least as fast as ``spin``.
 
     python scripts/bench_two_jobs.py             # 64 images at 256 px, 3 epochs, 120 frames, 3 repeats
     python scripts/bench_two_jobs.py --tiny      # a smoke run of the script (seconds of work; not written)
@@ -37,11 +38,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts._bench import command_line, git_rev, machine, write_section
+from yolo_spine.parallel import available_cpus
 from yolo_spine.synth import make_xray_dataset
 from yolo_spine.ultra import configure_environment
 
-#: Environment of each policy (added to a user's environment without any thread or wait-policy variable).
-POLICIES = {"spin": {"GOMP_SPINCOUNT": "300000"}, "passive": {}}
+#: Each policy: (environment added to a user's environment without thread or wait-policy variables, fixed
+#: ``--threads``?). ``governed`` is yolo_spine's default: libgomp's own spinning, threads sized to free cores.
+POLICIES: dict[str, tuple[dict[str, str], bool]] = {
+    "spin": ({"GOMP_SPINCOUNT": "300000"}, True),
+    "active": ({"OMP_WAIT_POLICY": "ACTIVE"}, True),
+    "passive": ({"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}, True),
+    "governed": ({}, False),
+}
+
+
+def policy(name: str) -> tuple[dict[str, str], bool]:
+    """A policy by name: one of :data:`POLICIES`, or ``spinN`` (``GOMP_SPINCOUNT=N``, every core fixed)."""
+    if name in POLICIES:
+        return POLICIES[name]
+    if name.startswith("spin") and name[4:].isdigit():
+        return {"GOMP_SPINCOUNT": name[4:]}, True
+    raise SystemExit(f"unknown policy {name!r}: use {', '.join(POLICIES)} or spinN (e.g. spin10000)")
+
+
 CLEARED = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "MKL_NUM_THREADS")
 
 
@@ -97,6 +116,7 @@ class Jobs:
             (self.frames / f"f{k:05d}.png").write_bytes(images[k % len(images)].read_bytes())
         self.weights = self._model()
         self.count = 0
+        self.fixed = False  # the policy being measured passes --threads (every core) to each job
 
     def _model(self) -> Path:
         out = self.tmp / "model"
@@ -111,13 +131,27 @@ class Jobs:
     def train(self, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
         """Start a training; return the process and its run folder."""
         out = self._out("train")
-        return start(yolo_spine("train", "--data", self.data, "--out", out, "--config", self.config), env), out
+        return start(
+            yolo_spine("train", "--data", self.data, "--out", out, "--config", self.config, *self._threads()), env
+        ), out
+
+    def _threads(self) -> list[str]:
+        return ["--threads", str(available_cpus())] if self.fixed else []
 
     def predict(self, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
         """Start a prediction over the frames; return the process and its output folder."""
         out = self._out("predict")
         cmd = yolo_spine(
-            "predict", "--weights", self.weights, "--source", self.frames, "--out", out, "--imgsz", self.sizes.imgsz
+            "predict",
+            "--weights",
+            self.weights,
+            "--source",
+            self.frames,
+            "--out",
+            out,
+            "--imgsz",
+            self.sizes.imgsz,
+            *self._threads(),
         )
         return start(cmd, env), out
 
@@ -169,15 +203,16 @@ def spread(values: list[float]) -> str:
     return f"{med:.2f} ({min(values):.2f}–{max(values):.2f}, n={len(values)})"
 
 
-def measure(jobs: Jobs, repeat: int) -> dict[str, dict[str, list[float]]]:
+def measure(jobs: Jobs, repeat: int, policies: list[str]) -> dict[str, dict[str, list[float]]]:
     """Alternate the policies run by run, so drifting load hits both alike."""
     env0 = jobs.env
     keys = ("train_solo", "predict_solo", "train_beside_predict", "predict_beside_train", "two_trainings")
-    res: dict[str, dict[str, list[float]]] = {p: {key: [] for key in keys} for p in POLICIES}
+    res: dict[str, dict[str, list[float]]] = {p: {key: [] for key in keys} for p in policies}
     for k in range(repeat):
-        for policy, extra in POLICIES.items():
+        for name in policies:
+            extra, jobs.fixed = policy(name)
             env = {**env0, **extra}
-            r = res[policy]
+            r = res[name]
             r["train_solo"].append(solo_train(jobs, env))
             r["predict_solo"].append(solo_predict(jobs, env))
             tr, fps = train_beside_predict(jobs, env)
@@ -185,7 +220,7 @@ def measure(jobs: Jobs, repeat: int) -> dict[str, dict[str, list[float]]]:
             r["predict_beside_train"] += fps
             r["two_trainings"] += two_trainings(jobs, env)
             line = ", ".join(f"{key} {spread(v)}" for key, v in r.items())
-            print(f"run {k + 1}/{repeat} {policy}: {line}", flush=True)
+            print(f"run {k + 1}/{repeat} {name}: {line}", flush=True)
     return res
 
 
@@ -193,7 +228,7 @@ def ratio(a: list[float], b: list[float]) -> float | None:
     return statistics.median(a) / statistics.median(b) if a and b else None
 
 
-def report(res: dict[str, dict[str, list[float]]], sizes: Sizes, seconds: float) -> str:
+def report(res: dict[str, dict[str, list[float]]], sizes: Sizes, seconds: float, default: str) -> str:
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.2f}"
 
@@ -213,14 +248,14 @@ def report(res: dict[str, dict[str, list[float]]], sizes: Sizes, seconds: float)
             f"| {fmt(ratio(r['predict_beside_train'], r['predict_solo']))} "
             f"| {fmt(ratio(r['two_trainings'], r['train_solo']))} |"
         )
-    passive, spin = res["passive"], res["spin"]
+    dflt, spin = res[default], res["spin"]
     keep = [
-        ratio(passive["train_beside_predict"], passive["train_solo"]),
-        ratio(passive["predict_beside_train"], passive["predict_solo"]),
-        ratio(passive["two_trainings"], passive["train_solo"]),
+        ratio(dflt["train_beside_predict"], dflt["train_solo"]),
+        ratio(dflt["predict_beside_train"], dflt["predict_solo"]),
+        ratio(dflt["two_trainings"], dflt["train_solo"]),
     ]
     met_shared = "met" if all(x is not None and x >= 0.40 for x in keep) else "missed"
-    solo = [ratio(passive["train_solo"], spin["train_solo"]), ratio(passive["predict_solo"], spin["predict_solo"])]
+    solo = [ratio(dflt["train_solo"], spin["train_solo"]), ratio(dflt["predict_solo"], spin["predict_solo"])]
     return "\n".join(
         [
             "## Two jobs on one machine (`scripts/bench_two_jobs.py`)",
@@ -230,9 +265,13 @@ def report(res: dict[str, dict[str, list[float]]], sizes: Sizes, seconds: float)
             f"Dataset: generated spine, {sizes.images} training images at {sizes.imgsz} px; training "
             f"{sizes.epochs} epochs, batch {sizes.batch}, validation off, YOLO11n-seg from its YAML; prediction on "
             f"{sizes.frames} frames at {sizes.imgsz} px with the model of a short training (annotated images written, "
-            "as by default). Every job chooses its own threads (every core). `spin` = libgomp's default (before: "
-            "`GOMP_SPINCOUNT=300000`, the spin count of an unset `OMP_WAIT_POLICY`); `passive` = yolo_spine's "
-            f"default now (`OMP_WAIT_POLICY=PASSIVE`). Median (min–max, n). {seconds / 60:.0f} minutes in all.",
+            "as by default). `spin`, `active`, `passive`, `spinN`: every job runs `--threads` = every core with "
+            "libgomp's default spinning (`GOMP_SPINCOUNT=300000`, the spin count of an unset `OMP_WAIT_POLICY`: "
+            "how yolo_spine ran before issue 13), `OMP_WAIT_POLICY=ACTIVE`, `OMP_WAIT_POLICY=PASSIVE` (the default "
+            "of the previous release) or `GOMP_SPINCOUNT=N`; `governed` = yolo_spine's default now: no `--threads`, "
+            "libgomp's default spinning, and torch's threads sized every 2 s to the cores other processes leave "
+            f"free (`yolo_spine.parallel.ThreadGovernor`). Default judged: `{default}`. Median (min–max, n). "
+            f"{seconds / 60:.0f} minutes in all.",
             "",
             *rows,
             "",
@@ -243,7 +282,7 @@ def report(res: dict[str, dict[str, list[float]]], sizes: Sizes, seconds: float)
             *kept,
             "",
             f"Beside another job, target >= 40 % of solo speed with the default: **{met_shared}** "
-            f"({', '.join(fmt(x) for x in keep)}). Alone, `passive`/`spin` speed: training {fmt(solo[0])}, "
+            f"({', '.join(fmt(x) for x in keep)}). Alone, `{default}`/`spin` speed: training {fmt(solo[0])}, "
             f"prediction {fmt(solo[1])} (target >= 1.0 within the spread above: "
             f"**{'met' if all(x is not None and x >= 1.0 for x in solo) else 'see spread'}**).",
         ]
@@ -254,6 +293,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="smoke-run the script at a tiny size (never written)")
     ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument(
+        "--policies",
+        default="spin,passive,governed",
+        help="comma-separated: spin, active, passive or spinN (GOMP_SPINCOUNT=N)",
+    )
+    ap.add_argument("--default", default="governed", help="the policy yolo_spine sets by default (judged on targets)")
     ap.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
     args = ap.parse_args()
     if args.tiny:
@@ -264,8 +309,8 @@ def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_two_jobs_") as tmpd:
         jobs = Jobs(Path(tmpd), sizes, base_env())
-        res = measure(jobs, sizes.repeat)
-    body = report(res, sizes, time.perf_counter() - t0)
+        res = measure(jobs, sizes.repeat, args.policies.split(","))
+    body = report(res, sizes, time.perf_counter() - t0, args.default)
     if args.tiny or args.no_write:
         print(body)
     else:

@@ -150,27 +150,118 @@ def plan_workers(
 
 
 # ------------------------------------------------------------------------------------------------ thread policy
-#: How idle OpenMP threads wait, for GNU OpenMP (torch's, on Linux) and Intel OpenMP (``KMP_BLOCKTIME`` in ms).
-#: Spinning threads keep a core busy after every parallel region: two jobs that each run a thread per core
-#: then slow each other 10-15x (issue 13 §4). Sleeping threads give the core to the other job.
+#: How idle OpenMP threads wait when the user asks for sleeping threads (``--threads`` with two jobs of their own
+#: making): GNU OpenMP (torch's, on Linux) and Intel OpenMP (``KMP_BLOCKTIME`` in ms).
 PASSIVE_WAIT_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 
 
 def configure_thread_policy() -> dict[str, str]:
-    """Make idle OpenMP threads sleep instead of spin, unless the user's environment already says otherwise.
+    """Leave OpenMP's wait policy to the user; report what it is.
 
-    OpenMP reads these variables once, when torch (or another OpenMP library) is loaded, so the command line
-    calls this before any command imports torch; worker processes inherit them. A user who wants spinning
-    back (one job alone on a machine) sets ``OMP_WAIT_POLICY=ACTIVE``.
+    Measured on 2 cores (BENCHMARKS.md, two jobs): spinning idle threads (libgomp's default) make a lone job fast,
+    while ``OMP_WAIT_POLICY=PASSIVE`` costs a lone training 20-28 % and a lone prediction about half its frame
+    rate. Two jobs no longer collapse because each sizes its threads to the cores the other leaves free
+    (:class:`ThreadGovernor`), not because threads sleep. A user who prefers sleeping threads sets
+    ``OMP_WAIT_POLICY=PASSIVE`` (read once, when torch loads).
 
     Returns:
-        The policy variables as they now are in the environment.
+        The wait-policy variables as they are in the environment (empty where unset).
     """
-    for var, value in PASSIVE_WAIT_ENV.items():
-        os.environ.setdefault(var, value)
     if "torch" in sys.modules:
-        log.debug("thread policy set after torch was imported: OpenMP keeps the policy it started with")
-    return {var: os.environ[var] for var in PASSIVE_WAIT_ENV}
+        log.debug("thread policy read after torch was imported: OpenMP keeps the policy it started with")
+    return {var: os.environ[var] for var in PASSIVE_WAIT_ENV if var in os.environ}
+
+
+class ThreadGovernor:
+    """Sizes torch's CPU threads to the cores that other processes leave free, re-checked every few seconds.
+
+    Why: two jobs that each run a spinning OpenMP thread per core slow each other 10-15x (issue 13 §4). A job
+    that counts the CPU time the rest of the machine used since its last check (system-wide busy time minus its
+    own and its children's) and keeps ``round(cores - others)`` threads (at least 1, at most ``max_threads``)
+    gives cores back while another job runs and takes them again when it ends. Two governed jobs settle at one
+    thread each on 2 cores; a lone job keeps every core.
+
+    Call :meth:`tick` often (every batch, every frame): it does nothing until ``interval_s`` has passed.
+
+    Args:
+        max_threads: The most threads to use (every core this process may use).
+        interval_s: Seconds between two measurements.
+        set_threads: Applies a thread count (default: :func:`set_torch_threads_now`).
+        sampler: Returns ``(seconds, busy_cpu_seconds_of_machine, cpu_seconds_of_this_job)`` (default:
+            :func:`cpu_sample`); tests give their own.
+    """
+
+    def __init__(
+        self,
+        max_threads: int,
+        interval_s: float = 2.0,
+        set_threads: Callable[[int], None] | None = None,
+        sampler: Callable[[], tuple[float, float, float]] | None = None,
+    ) -> None:
+        self.max_threads = max(1, max_threads)
+        self.interval_s = interval_s
+        self.threads = self.max_threads
+        self.changes = 0
+        self._set = set_threads or set_torch_threads_now
+        self._sample = sampler or cpu_sample
+        self._last = self._sample()
+
+    def others_busy(self) -> float | None:
+        """Cores the rest of the machine kept busy since the last measurement (``None``: too early to say)."""
+        now = self._sample()
+        wall = now[0] - self._last[0]
+        if wall < self.interval_s:
+            return None
+        others = ((now[1] - self._last[1]) - (now[2] - self._last[2])) / wall
+        self._last = now
+        return max(0.0, others)
+
+    def tick(self) -> int | None:
+        """Measure if due and apply the new thread count; return it when it changed, else ``None``."""
+        others = self.others_busy()
+        if others is None:
+            return None
+        # A free core counts from half a core: dataloader children are ours and noise stays below that.
+        wanted = min(self.max_threads, max(1, math.floor(self.max_threads - others + 0.5)))
+        if wanted == self.threads:
+            return None
+        log.debug("threads %d -> %d (other processes busy on %.1f cores)", self.threads, wanted, others)
+        self.threads = wanted
+        self.changes += 1
+        self._set(wanted)
+        return wanted
+
+
+def cpu_sample() -> tuple[float, float, float]:
+    """``(monotonic seconds, busy CPU-seconds of the machine, CPU-seconds of this process and its children)``.
+
+    Time of niced processes (``nice`` > 0: work the user sent to the background) is not counted as busy unless
+    this process is niced itself: the kernel already gives a normal job priority over them.
+    """
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
+    if os.nice(0) > 0:  # a niced job counts everything; a normal one does not yield to work the user niced
+        busy += t.nice
+    me = psutil.Process()
+    own = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            own += sum(child.cpu_times()[:2])
+        except psutil.Error:  # ended between the listing and the read
+            continue
+    return time.monotonic(), busy, own
+
+
+def set_torch_threads_now(threads: int) -> None:
+    """Apply a thread count to torch (and OpenCV) in this process, without importing either."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(threads)
 
 
 # ------------------------------------------------------------------------------------------- threads in a worker

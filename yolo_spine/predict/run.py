@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from yolo_spine.errors import UserError
+from yolo_spine.parallel import ThreadGovernor, available_cpus
 from yolo_spine.predict.options import PredictOptions
 from yolo_spine.predict.overlap import BackgroundWriter, ReadAhead
 
@@ -234,6 +235,17 @@ def write_frame_seg(fr: Any, instances: list[dict], registry: Any, algorithm: An
     return "written"
 
 
+def _governor(opts: PredictOptions, fmt: str, torch: Any) -> ThreadGovernor | None:
+    """A thread governor for a PyTorch model on the CPU without ``--threads`` (else ``None``).
+
+    ONNX Runtime and OpenVINO size their thread pools when the model loads, so only torch's can follow the load.
+    """
+    on_cpu = opts.device == "cpu" or (opts.device is None and not torch.cuda.is_available())
+    if opts.threads is not None or fmt != "pt" or not on_cpu:
+        return None
+    return ThreadGovernor(available_cpus())
+
+
 def _frames_with_interrupt(frames: Iterator[Any], state: dict) -> Iterator[Any]:
     """Yield from ``frames``; Ctrl-C ends the iteration (recorded in ``state``) instead of the run."""
     try:
@@ -343,6 +355,7 @@ def predict(
         if opts.device is None:
             raise
         raise UserError(f"--device {opts.device} cannot be used here: {str(exc).splitlines()[0]}") from None
+    governor = _governor(opts, fmt, torch)
     threads_used = runtime_threads(model)
     counts: dict[str, Any] = {
         "frames": 0,
@@ -382,6 +395,8 @@ def predict(
         t_prev = time.perf_counter()
         for fr in _frames_with_interrupt(iter(reader), state):
             result = model.predict(fr.image_bgr, **pred_args)[0]
+            if governor is not None:
+                governor.tick()
             h, w = fr.image_bgr.shape[:2]
             t_poly = time.perf_counter()
             instances = result_instances(result, names)  # polygons: Ultralytics traces them when asked (masks.xy)
@@ -475,7 +490,11 @@ def predict(
                 "counts": counts,
                 "dropped": {"count": len(src.dropped), "inputs": src.dropped},
                 "interrupted": state["interrupted"],
-                "torch_threads": torch.get_num_threads(),  # what inference ran on, not only what was asked
+                # what inference ran on, not only what was asked (with the governor: what it started with)
+                "torch_threads": governor.max_threads if governor is not None else torch.get_num_threads(),
+                "thread_governor": None
+                if governor is None
+                else {"threads_at_end": governor.threads, "changes": governor.changes},
                 "runtime_threads": threads_used,  # torch's, and ONNX Runtime's or OpenVINO's for an export
                 "wall_seconds": round(wall, 3),
                 "fps": round(counts["frames"] / wall, 2) if wall > 0 else None,

@@ -46,6 +46,9 @@ class TrainOptions(StageOptions):
     batch: int = spec(check=_batch)
     optimizer: Optimizer
     lr0: float = spec(check=_above_zero)
+    lrf: float = spec(range=(0, 1))
+    warmup_epochs: float = spec(range=(0, None))
+    nbs: int = spec(range=(1, None))
     cos_lr: bool
     seed: int
     deterministic: bool

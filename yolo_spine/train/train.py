@@ -41,7 +41,7 @@ import yaml
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.io.atomic import ResumableOutput, give_folder_default_mode, write_json_atomic
 from yolo_spine.options import resolve_options
-from yolo_spine.parallel import available_cpus
+from yolo_spine.parallel import ThreadGovernor, available_cpus
 from yolo_spine.provenance import run_manifest, sha256_files
 from yolo_spine.train.options import TrainOptions
 from yolo_spine.train.shareable import sanitize_run_folder
@@ -56,6 +56,9 @@ ULTRALYTICS_KEYS = (
     "batch",
     "optimizer",
     "lr0",
+    "lrf",
+    "warmup_epochs",
+    "nbs",
     "cos_lr",
     "seed",
     "deterministic",
@@ -310,6 +313,7 @@ class _RunPlan:
     start_epoch: int
     values: dict[str, Any]
     channels: int
+    governor: ThreadGovernor | None = None
 
     def ultralytics_args(self, work: Path) -> dict[str, Any]:
         """Keyword arguments of ``model.train`` for this session, writing into the run folder ``work``."""
@@ -378,6 +382,12 @@ def _fit(plan: _RunPlan, work: Path, data_dict: dict[str, Any], callbacks: dict[
         raise UserError(f"{plan.model_arg} is a '{model.task}' model; yolo_spine trains segmentation models (*-seg)")
     for event, fn in (callbacks or {}).items():
         model.add_callback(event, fn)
+    if plan.device == "cpu" and plan.values.get("threads") is None:
+        # No --threads: give cores back while another job runs (two spinning jobs slow each other 10-15x).
+        governor = ThreadGovernor(available_cpus())
+        for event in ("on_train_batch_end", "on_val_batch_end"):
+            model.add_callback(event, lambda _: governor.tick())
+        plan.governor = governor
     t0 = time.perf_counter()
     model.train(trainer=AnatomySegmentationTrainer, **plan.ultralytics_args(work))
     assert model.trainer is not None  # model.train() sets it
@@ -425,7 +435,10 @@ def _run_record(
             "device": plan.device,
             "ddp": ddp,
             "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-            "torch_threads": None if ddp else torch.get_num_threads(),  # DDP workers set their own
+            "torch_threads": None if ddp else (plan.governor.max_threads if plan.governor else torch.get_num_threads()),
+            "thread_governor": None
+            if plan.governor is None
+            else {"threads_at_end": plan.governor.threads, "changes": plan.governor.changes},
             "cpu_count": os.cpu_count(),
             "mirror_aware_flip": mirror_map_for(data_dict) is not None and plan.values["fliplr"] > 0,
             "wall_seconds": round(wall, 2),
