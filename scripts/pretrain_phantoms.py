@@ -54,10 +54,12 @@ DEFAULTS: dict[str, Any] = {
     "imgsz": 256,
     "batch": 16,
     "lr0": 0.002,
+    "nbs": 16,
+    "init_weights": None,
     "optimizer": "AdamW",
     "patience": 100,
     "device": "cpu",
-    "weights_out": "weights/yolo11n-seg-spine-phantoms.pt",
+    "weights_out": "yolo_spine/weights/yolo11n-seg-spine-phantoms.pt",
 }
 
 
@@ -82,6 +84,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, help="batch size (default 16)")
     p.add_argument("--lr0", type=float, help="initial learning rate (default 0.002, AdamW as the demo)")
     p.add_argument("--optimizer", help="optimizer (default AdamW)")
+    p.add_argument(
+        "--nbs", type=int, help="nominal batch: one optimizer step per round(nbs / batch) batches (default 16 = batch)"
+    )
+    p.add_argument(
+        "--init-weights",
+        type=Path,
+        help="continue from an earlier phantom checkpoint (its card, <name>.json beside it, is chained into the new "
+        "card); default: from the architecture YAML",
+    )
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 100)")
     p.add_argument("--device", help="cpu, 0 (GPU) … (default cpu)")
     p.add_argument(
@@ -91,7 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="phantoms made in parallel processes (default 1)")
     p.add_argument("--nice", type=int, default=10, help="raise the nice level by this much (default 10; 0 = unchanged)")
     p.add_argument(
-        "--weights-out", type=Path, help="checkpoint to write (default weights/yolo11n-seg-spine-phantoms.pt)"
+        "--weights-out",
+        type=Path,
+        help="checkpoint to write (default yolo_spine/weights/yolo11n-seg-spine-phantoms.pt, the packaged one)",
     )
     p.add_argument("--keep-volumes", action="store_true", help="keep each phantom's NIfTI volumes in OUT/volumes")
     p.add_argument("--prepare-only", action="store_true", help="generate and convert phantoms, build the dataset, stop")

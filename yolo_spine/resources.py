@@ -1,4 +1,4 @@
-"""Where the package's data files are: the ``configs/`` folder (anatomy registries and each stage's YAML).
+"""Where the package's data files are: ``configs/`` (anatomy registries, each stage's YAML) and starting checkpoints.
 
 A leaf module (pathlib only), so that the registry and the options loader both use it without importing each
 other.
@@ -19,3 +19,20 @@ def configs_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parent.parent / "configs"
+
+
+#: The packaged starting checkpoint of each architecture (``yolo_spine/weights/``, with a model card beside it).
+PACKAGED_CHECKPOINTS = {"yolo11n-seg": "yolo11n-seg-spine-phantoms.pt"}
+
+
+def packaged_checkpoint(architecture: str) -> Path | None:
+    """The checkpoint shipped inside the package for an architecture (``yolo11n-seg``), or ``None``.
+
+    It was trained only on synthetic phantoms by ``scripts/pretrain_phantoms.py`` (see its model card,
+    ``yolo_spine/weights/<name>.md``); training starts from it unless told otherwise.
+    """
+    name = PACKAGED_CHECKPOINTS.get(architecture)
+    if name is None:
+        return None
+    path = Path(__file__).resolve().parent / "weights" / name
+    return path if path.is_file() else None

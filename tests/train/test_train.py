@@ -22,7 +22,8 @@ def test_tiny_run_is_offline_and_recorded(tiny_model: Path, spine_dataset: Path)
     for name in ("best.pt", "last.pt"):  # checkpoints of this run: the dataset's classes, trained at 64 px
         ckpt = torch.load(tiny_model / "weights" / name, map_location="cpu", weights_only=False)
         assert ckpt["model"].names == load_registry("spine").names_dict and ckpt["train_args"]["imgsz"] == 64
-    assert run["model"]["source"] == "scratch" and run["model"]["start"] == "yolo11n-seg.yaml"
+    # no --weights, nothing in weights/: the packaged phantom checkpoint (see test_start_checkpoint_order)
+    assert run["model"]["source"] == "packaged" and run["model"]["start"] == "yolo11n-seg-spine-phantoms.pt"
     assert run["device"] == "cpu" and run["torch_threads"] == os.cpu_count() and run["ddp"] is False
     assert run["epochs_completed"] == run["epochs_requested"] == run["epochs_this_session"] == 1
     assert len(run["epoch_seconds"]) == 1 and run["epoch_seconds"][0] > 0 and run["resumed_from_epoch"] is None
@@ -35,6 +36,25 @@ def test_tiny_run_is_offline_and_recorded(tiny_model: Path, spine_dataset: Path)
     assert run["versions"]["ultralytics"].startswith("8.4")
     assert run["options"]["imgsz"] == 64 and run["options"]["epochs"] == 1
     assert not any(p.name.endswith(".partial") for p in tiny_model.parent.iterdir())
+
+
+def test_start_checkpoint_order(tmp_path: Path):
+    """--weights FILE, then weights/<model>.pt, then the packaged checkpoint (3-channel models only)."""
+    from yolo_spine.errors import UserError
+    from yolo_spine.resources import packaged_checkpoint
+    from yolo_spine.train.train import resolve_model
+
+    packaged = packaged_checkpoint("yolo11n-seg")
+    assert packaged is not None and packaged.stat().st_size > 1_000_000  # the real checkpoint, not a pointer
+    assert resolve_model("yolo11n-seg", None, tmp_path) == (str(packaged), "packaged")
+    (tmp_path / "yolo11n-seg.pt").write_bytes(b"x")
+    assert resolve_model("yolo11n-seg", None, tmp_path) == (str(tmp_path / "yolo11n-seg.pt"), "checkpoint")
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"x")
+    assert resolve_model("yolo11n-seg", mine, tmp_path) == (str(mine), "checkpoint")
+    with pytest.raises(UserError, match="--weights none"):
+        resolve_model("yolo11n-seg", tmp_path / "missing.pt", tmp_path)
+    assert packaged_checkpoint("yolo11s-seg") is None  # no packaged checkpoint for other architectures
 
 
 def test_errors_are_one_sentence(run_cli, spine_dataset: Path, tmp_path: Path, tiny_model: Path):

@@ -1,7 +1,7 @@
 """Options of ``yolo_spine demo`` (the schema of ``configs/demo/default.yaml``; loaded by :mod:`yolo_spine.options`).
 
-Every field's meaning, with its default, is commented in ``configs/demo/default.yaml``. The ct2yolo options are a
-ct preset of their own (``ct_config``), checked by ct2yolo.
+Every field's meaning, with its default, is commented in ``configs/demo/default.yaml``. The ct2yolo and train options
+are presets of their own (``ct_config``, ``train_config``), checked by those stages.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Literal
 
 from yolo_spine.errors import UserError
 from yolo_spine.options import StageOptions, preset_path, shipped_presets, spec
-from yolo_spine.train.options import Optimizer
 
 
 def _ct_preset(value: str) -> str | None:
@@ -20,6 +19,14 @@ def _ct_preset(value: str) -> str | None:
         preset_path("ct", value)
     except UserError:
         return f"a ct preset ({', '.join(shipped_presets('ct'))}) or a YAML file"
+    return None
+
+
+def _train_preset(value: str) -> str | None:
+    try:
+        preset_path("train", value)
+    except UserError:
+        return f"a train preset ({', '.join(shipped_presets('train'))}) or a YAML file"
     return None
 
 
@@ -35,12 +42,11 @@ class DemoOptions(StageOptions):
 
     ct_config: str = spec(check=_ct_preset)
     # train
+    train_config: str = spec(check=_train_preset)
+    weights: str | None
     epochs: int = spec(range=(1, None))
     imgsz: int = spec(range=(32, None))
-    batch: int = spec(range=(1, None))
     device: str | None
-    optimizer: Optimizer
-    lr0: float = spec(check=_above_zero)
     # predict, lift, eval3d
     conf: float | Literal["auto"] = spec(range=(0, 1))
     max_gap: int = spec(range=(1, None))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from yolo_spine.demo.options import DemoOptions
 from yolo_spine.identifiers import records_paths, sanitize
-from yolo_spine.io.atomic import in_place_output, write_json_atomic, write_text_atomic
+from yolo_spine.io.atomic import in_place_output, write_bytes_atomic, write_json_atomic, write_text_atomic
 from yolo_spine.options import resolve_options
 from yolo_spine.provenance import run_manifest
 
@@ -83,6 +83,8 @@ def _run_stages(out: Path, opts: DemoOptions) -> dict[str, Any]:
     seg, drr = _evaluate(lifted, ex, out, opts)
     clock.done("eval3d")
     summary = _summary(out, metrics, seg[0], drr[0], seg[1], drr[1], lifted, clock.seconds)
+    picture = _picture(ds, out / "predict", out)
+    summary["picture"] = None if picture is None else str(picture)
     shown = sanitize(_relative(summary, out, records_paths()), relative_paths=False)
     write_json_atomic(out / "summary.json", {**shown, "manifest": run_manifest("demo", opts.record())})
     write_text_atomic(out / "summary.md", _markdown(shown))
@@ -90,21 +92,35 @@ def _run_stages(out: Path, opts: DemoOptions) -> dict[str, Any]:
 
 
 def _train_and_review(data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clock) -> tuple[Path, dict[str, Any]]:
-    """Train YOLO11n-seg from scratch, then review it once on the test split; return the best weights and metrics."""
+    """Fine-tune YOLO11n-seg (train preset ``train_config``), then review it once on the test split.
+
+    Returns:
+        The best weights and the review's metrics.
+    """
     from yolo_spine.review.val import review
+    from yolo_spine.train.options import TrainOptions
     from yolo_spine.train.train import train
 
-    log.info("demo: [3/7] train YOLO11n-seg from scratch: %d epochs at %d px", opts.epochs, opts.imgsz)
+    start = (
+        "from scratch"
+        if (opts.weights or "").lower() == "none"
+        else f"from {opts.weights or 'the packaged phantom checkpoint'}"
+    )
+    log.info(
+        "demo: [3/7] train YOLO11n-seg %s: %d epochs at %d px (train preset %s)",
+        start,
+        opts.epochs,
+        opts.imgsz,
+        opts.train_config,
+    )
     tr = train(
         data_yaml,
         out / "train",
-        model="yolo11n-seg",
+        TrainOptions.load(opts.train_config),
+        weights=opts.weights,
         epochs=opts.epochs,
         imgsz=opts.imgsz,
-        batch=opts.batch,
         device=opts.device,
-        optimizer=opts.optimizer,
-        lr0=opts.lr0,
         val=False,  # no validation every epoch: the review below validates the final model once
         plots=False,
         callbacks={"on_fit_epoch_end": training_eta_logger()},
@@ -230,11 +246,89 @@ def _rate(result: Any) -> float | None:
     return None if lm is None else float(lm.rate)
 
 
+def _picture(ds: Path, pred: Path, out: Path, size: int = 384) -> Path | None:
+    """Predictions (filled, as ``predict`` draws them) with the ground truth outlined in white, on four test images.
+
+    One middle sagittal and one middle coronal slice, the first AP and the first lateral DRR of the test split;
+    written to ``OUT/pictures/test_predictions.png``. ``None`` when ``predict`` wrote no annotated images.
+    """
+    import cv2
+    import numpy as np
+
+    from yolo_spine.io.labels import read_yolo_labels
+
+    annotated = pred / "annotated"
+    if not annotated.is_dir():
+        return None
+    tiles = []
+    for kind in ("_sagittal_", "_coronal_", "_drr_ap_", "_drr_lat_"):
+        stems = sorted(p.stem for p in annotated.glob("*.png") if kind in p.stem)
+        if not stems:
+            continue
+        stem = stems[len(stems) // 2] if "drr" not in kind else stems[0]
+        img = cv2.imread(str(annotated / f"{stem}.png"), cv2.IMREAD_COLOR)
+        label = ds / "labels" / "test" / f"{stem}.txt"
+        if img is None:
+            continue
+        h, w = img.shape[:2]
+        if label.is_file():
+            for inst in read_yolo_labels(label).instances:
+                pts = (inst.polygon_xy_norm * np.array([w, h])).round().astype(np.int32)
+                cv2.polylines(img, [pts], True, (255, 255, 255), 1, cv2.LINE_AA)
+        scale = size / max(h, w)
+        img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        tile = np.zeros((size, size, 3), np.uint8)
+        tile[: img.shape[0], : img.shape[1]] = img
+        cv2.putText(tile, stem.split("_", 1)[-1], (4, size - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        tiles.append(tile)
+    if not tiles:
+        return None
+    while len(tiles) % 2:
+        tiles.append(np.zeros_like(tiles[0]))
+    grid = np.vstack([np.hstack(tiles[i : i + 2]) for i in range(0, len(tiles), 2)])
+    path = out / "pictures" / "test_predictions.png"
+    ok, png = cv2.imencode(".png", grid)
+    if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR image
+        return None
+    return write_bytes_atomic(path, png.tobytes())
+
+
+#: Issue 13 §1: what the demo's model should reach on its held-out test split.
+TARGETS = {
+    "mask_mAP50_test": 0.70,
+    "box_mAP50_test": 0.80,
+    "mean_dice": 0.75,
+    "identification_rate_slices": 0.90,
+    "identification_rate_drr": 0.90,
+}
+
+
+def _per_vertebra(seg_result: Any, drr_result: Any) -> dict[str, dict[str, Any]]:
+    """Per ground-truth vertebra: Dice of the lifted slices, identified (VerSe) and centroid error, slices and DRRs."""
+    rows: dict[str, dict[str, Any]] = {}
+    if seg_result is not None:
+        for name, m in seg_result.per_class.items():
+            if m.gt_present:
+                rows[name] = {"dice": m.dice}
+    for key, result in (("slices", seg_result), ("drr", drr_result)):
+        lm = getattr(result, "landmarks", None)
+        if lm is None:
+            continue
+        for label, ok in lm.identified.items():
+            row = rows.setdefault(str(label), {})
+            row[f"identified_{key}"] = bool(ok)
+            err = lm.error_mm.get(label)
+            row[f"error_mm_{key}"] = None if err is None else float(err)
+    return rows
+
+
 def _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds) -> dict[str, Any]:
     dice = {}
     if seg_result is not None:
         dice = {name: m.dice for name, m in seg_result.per_class.items() if m.gt_present}
     return {
+        "targets": TARGETS,
+        "per_vertebra": _per_vertebra(seg_result, drr_result),
         "mask_mAP50_test": metrics["mask"]["mAP50"],
         "box_mAP50_test": metrics["box"]["mAP50"],
         "best_f1_conf": metrics["best_conf"]["mask"]["all"]["conf"],
@@ -259,7 +353,7 @@ def _relative(summary: dict[str, Any], out: Path, record_paths: bool) -> dict[st
     def rel(p: str | None) -> str | None:
         return None if p is None else Path(p).resolve().relative_to(out).as_posix()
 
-    keys = ("report", "nifti", "centroids")
+    keys = ("report", "nifti", "centroids", "picture")
     return {**summary, **{k: rel(summary[k]) for k in keys}, "metrics_csv": [rel(p) for p in summary["metrics_csv"]]}
 
 
@@ -267,22 +361,47 @@ def _fmt(x: Any) -> str:
     return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
 
 
+def _met(value: Any, target: float) -> str:
+    if value is None:
+        return "n/a"
+    return "met" if value >= target else "**missed**"
+
+
 def _markdown(s: dict[str, Any]) -> str:
+    t = s.get("targets", TARGETS)
+    figures = [
+        ("mask mAP50 (test split)", "mask_mAP50_test"),
+        ("box mAP50 (test split)", "box_mAP50_test"),
+        ("mean vertebra Dice (lifted test slices)", "mean_dice"),
+        ("identification rate, slices (VerSe, 20 mm)", "identification_rate_slices"),
+        ("identification rate, AP+lateral DRRs", "identification_rate_drr"),
+    ]
+
+    def yes(row: dict[str, Any], key: str) -> str:
+        return "n/a" if key not in row else ("yes" if row[key] else "no")
+
+    def mm(row: dict[str, Any], key: str) -> str:
+        return "n/a" if row.get(key) is None else f"{row[key]:.1f}"
+
     lines = [
         "# yolo_spine demo — LIDC-IDRI-0001 (real CT, TotalSegmentator-v2 vertebrae)",
         "",
         "Held-out split by slab and pose of one study: neighbours of training slices, not new patients.",
         "",
         *([f"**{s['model_not_usable']}**", ""] if s.get("model_not_usable") else []),
-        f"- mask mAP50 (test): {_fmt(s['mask_mAP50_test'])}; box mAP50 (test): {_fmt(s['box_mAP50_test'])}",
-        f"- mean vertebra Dice (lifted test slices): {_fmt(s['mean_dice'])}",
-        f"- identification rate: slices {_fmt(s['identification_rate_slices'])}, "
-        f"AP+lateral DRRs {_fmt(s['identification_rate_drr'])}",
+        "| figure | value | target | |",
+        "|---|---|---|---|",
+        *[f"| {label} | {_fmt(s[key])} | ≥ {t[key]:.2f} | {_met(s[key], t[key])} |" for label, key in figures],
         "",
-        "| vertebra | Dice |",
-        "|---|---|",
-        *[f"| {k} | {_fmt(v)} |" for k, v in s["dice_per_vertebra"].items()],
+        "| vertebra | Dice | identified (slices) | error mm (slices) | identified (DRRs) | error mm (DRRs) |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {k} | {_fmt(r.get('dice'))} | {yes(r, 'identified_slices')} | {mm(r, 'error_mm_slices')} "
+            f"| {yes(r, 'identified_drr')} | {mm(r, 'error_mm_drr')} |"
+            for k, r in s.get("per_vertebra", {}).items()
+        ],
         "",
+        *([f"![predictions over ground truth]({s['picture']})", ""] if s.get("picture") else []),
         f"Report: {s['report']}  ",
         f"NIfTI: {s['nifti']}  ",
         f"Seconds per stage: {s['seconds']}",

@@ -295,7 +295,9 @@ def train_model(
     workers: int,
     weights_out: Path,
 ) -> dict[str, Any]:
-    """Train (or resume) YOLO11n-seg from scratch on the phantom dataset; refresh the checkpoint every epoch.
+    """Train (or resume) YOLO11n-seg on the phantom dataset; refresh the checkpoint every epoch.
+
+    The model starts from its architecture YAML, or from ``opts["init_weights"]`` (an earlier phantom checkpoint).
 
     Returns:
         The run manifest (``train/run.json``) of the finished run.
@@ -307,8 +309,9 @@ def train_model(
     if resume and not last.is_file() and (run_dir / "run.json").is_file():
         log.info("training in %s had finished; nothing to resume", run_dir)
         return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    no_weights = plan.out / ".no-weights"  # an empty folder: the model starts from its YAML, never a checkpoint
+    no_weights = plan.out / ".no-weights"  # an empty folder: never a checkpoint found by name
     no_weights.mkdir(exist_ok=True)
+    init = opts.get("init_weights")
 
     def on_model_save(trainer: Any) -> None:
         src = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
@@ -333,6 +336,8 @@ def train_model(
         threads=plan.threads,
         optimizer=opts["optimizer"],
         lr0=float(opts["lr0"]),
+        nbs=int(opts.get("nbs") or 64),
+        weights=str(init) if init else "none",  # from the YAML unless continuing an earlier checkpoint
         patience=int(opts["patience"]),
         plots=False,
         val=True,
@@ -399,9 +404,17 @@ def export_checkpoint(
             "views": f"sagittal and coronal slices (one in {plan.step}), AP and lateral DRRs (canonical + "
             f"{plan.poses} random poses)",
             "rebuild": f"python scripts/pretrain_phantoms.py --out DIR --phantoms {plan.phantoms} --seed {plan.seed} "
-            f"--step {plan.step} --poses {plan.poses}",
+            f"--step {plan.step} --poses {plan.poses} --epochs {opts['epochs']} --nbs {opts.get('nbs') or 64}"
+            + (
+                " --init-weights EARLIER.pt (the checkpoint under Recipe, rebuilt first)"
+                if opts.get("init_weights")
+                else ""
+            ),
         },
-        "recipe": {k: opts[k] for k in ("epochs", "imgsz", "batch", "optimizer", "lr0", "patience", "device")},
+        "recipe": {
+            k: opts.get(k) for k in ("epochs", "imgsz", "batch", "nbs", "optimizer", "lr0", "patience", "device")
+        },
+        "started_from": _started_from(opts.get("init_weights")),
         "epochs_completed": epochs,
         "in_progress": bool(run.get("in_progress", False)),
         "train_images_per_second": run.get("train_images_per_second"),
@@ -415,6 +428,39 @@ def export_checkpoint(
     os.replace(tmp_md, md)
     log.info("checkpoint %s (epoch %s, sha256 %s…)", weights_out, card["epochs_completed"], card["sha256"][:12])
     return card
+
+
+def _started_from(init: str | Path | None) -> dict[str, Any] | None:
+    """The earlier checkpoint a run continued from, with its own card's recipe and lineage (``None``: the YAML)."""
+    if not init:
+        return None
+    path = Path(init)
+    earlier = path.with_suffix(".json")
+    card = json.loads(earlier.read_text(encoding="utf-8")) if earlier.is_file() else {}
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "epochs_completed": card.get("epochs_completed"),
+        "commit": card.get("commit"),
+        "recipe": card.get("recipe"),
+        "rebuild": (card.get("data") or {}).get("rebuild"),
+        "started_from": card.get("started_from"),
+    }
+
+
+def _lineage(card: Mapping[str, Any]) -> str:
+    prev = card.get("started_from")
+    if not prev:
+        return "from the architecture YAML (no pretrained weights)"
+    parts = []
+    while prev:
+        recipe = ", ".join(f"{k} {v}" for k, v in (prev.get("recipe") or {}).items())
+        parts.append(
+            f"`{prev['file']}` (SHA-256 `{prev['sha256'][:12]}…`, {prev.get('epochs_completed')} epochs at commit "
+            f"`{str(prev.get('commit'))[:7]}`: {recipe})"
+        )
+        prev = prev.get("started_from")
+    return "continued from " + ", itself continued from ".join(parts) + "; the first from the architecture YAML"
 
 
 def _fov_counts(ds_manifest: Mapping[str, Any]) -> dict[str, int]:
@@ -445,8 +491,7 @@ def _card_markdown(card: Mapping[str, Any]) -> str:
         f"Rebuild: `{d['rebuild']}` (at the commit above).",
         "",
         "## Recipe",
-        ", ".join(f"{k} {v}" for k, v in card["recipe"].items())
-        + "; from the architecture YAML (no pretrained weights), one torch thread.",
+        ", ".join(f"{k} {v}" for k, v in card["recipe"].items()) + f"; {_lineage(card)}; one torch thread.",
         "",
         "## Phantom validation (held-out phantoms, not real images)",
         ", ".join(f"{k.removeprefix('metrics/')} {v:.3f}" for k, v in val.items()) or "n/a",

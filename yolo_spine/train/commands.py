@@ -96,7 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
     add_config(p, "train")
     p.add_argument("--model", default=None, help="architecture, e.g. yolo11n-seg (weights/<model>.pt used if present)")
-    p.add_argument("--weights", default=None, help="checkpoint to start from (must exist; never downloaded)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="checkpoint to start from (never downloaded), or none: from scratch "
+        "(default: weights/<model>.pt, else the packaged phantom-pretrained checkpoint)",
+    )
     p.add_argument("--weights-dir", type=Path, default=Path("weights"), help="folder searched for <model>.pt")
     p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: the config's)")
     p.add_argument("--imgsz", type=int, default=None, help="square training size in pixels (default: the config's)")

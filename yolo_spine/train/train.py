@@ -106,29 +106,44 @@ class TrainResult:
     manifest: dict[str, Any]
 
 
-def resolve_model(model: str, weights: str | Path | None, weights_dir: Path) -> tuple[str, str]:
+def resolve_model(model: str, weights: str | Path | None, weights_dir: Path, channels: int = 3) -> tuple[str, str]:
     """Decide what the model starts from: a checkpoint or the architecture YAML (never a download).
+
+    Order: ``weights`` (a file; ``none`` means from scratch), ``<weights_dir>/<model>.pt``, the checkpoint shipped
+    in the package for this architecture (three-channel models only: its first layer expects three), else the
+    architecture YAML. A checkpoint whose classes differ from the dataset's keeps its backbone and neck;
+    Ultralytics re-initialises the layers whose shapes differ.
 
     Args:
         model: Architecture name (``yolo11n-seg``) or a model YAML path.
-        weights: Explicit checkpoint; must exist.
+        weights: Explicit checkpoint (must exist), or ``none`` for from scratch.
         weights_dir: Folder searched for ``<model>.pt``.
+        channels: Input channels of the model to train.
 
     Returns:
-        ``(what to give YOLO(), "checkpoint" | "scratch")``.
+        ``(what to give YOLO(), "checkpoint" | "packaged" | "scratch")``.
 
     Raises:
         UserError: For a missing ``weights`` file or an unknown architecture.
     """
-    if weights:
+    from yolo_spine.resources import packaged_checkpoint
+
+    scratch_asked = weights is not None and str(weights).strip().lower() == "none"
+    if weights and not scratch_asked:
         p = Path(weights)
         if not p.is_file():
-            raise UserError(f"checkpoint not found: {p} (yolo_spine never downloads weights; put the file there)")
+            raise UserError(
+                f"checkpoint not found: {p} (yolo_spine never downloads weights; put the file there, "
+                "or --weights none to train from scratch)"
+            )
         return str(p), "checkpoint"
     stem = Path(model).name.removesuffix(".yaml").removesuffix(".pt")
     local = weights_dir / f"{stem}.pt"
-    if local.is_file():
+    if not scratch_asked and local.is_file():
         return str(local), "checkpoint"
+    packaged = packaged_checkpoint(stem) if not scratch_asked and channels == 3 else None
+    if packaged is not None:
+        return str(packaged), "packaged"
     cfg = model if model.endswith(".yaml") else f"{stem}.yaml"
     from ultralytics.nn.tasks import yaml_model_load
 
@@ -358,7 +373,7 @@ def _plan_run(
         train_yaml = derived_yaml
         derived = {**data_dict, "path": str(data_root), "channels": opts.channels}
         train_yaml.write_text(yaml.safe_dump(derived, sort_keys=False), encoding="utf-8")
-    model_arg, source = resolve_model(opts.model, opts.weights, weights_dir)
+    model_arg, source = resolve_model(opts.model, opts.weights, weights_dir, opts.channels)
     return _RunPlan(train_yaml, device, model_arg, source, None, 0, values, opts.channels)
 
 
@@ -370,7 +385,8 @@ def _fit(plan: _RunPlan, work: Path, data_dict: dict[str, Any], callbacks: dict[
 
     starts = {
         "checkpoint": "starting from a local checkpoint",
-        "scratch": "from scratch: no checkpoint in --weights or weights/",
+        "packaged": "starting from the packaged phantom-pretrained checkpoint; --weights none trains from scratch",
+        "scratch": "from scratch",
         "resume": f"resuming after epoch {plan.start_epoch}",
     }
     log.info("model: %s (%s)", Path(plan.model_arg).name, starts[plan.source])
