@@ -226,6 +226,8 @@ def tiny_model(spine_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
             str(out),
             "--config",
             "cpu-smoke",
+            "--weights",
+            "none",  # from scratch: tests rely on a model that finds little (usability, fallbacks)
         ],
         capture_output=True,
         text=True,

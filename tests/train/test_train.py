@@ -22,8 +22,7 @@ def test_tiny_run_is_offline_and_recorded(tiny_model: Path, spine_dataset: Path)
     for name in ("best.pt", "last.pt"):  # checkpoints of this run: the dataset's classes, trained at 64 px
         ckpt = torch.load(tiny_model / "weights" / name, map_location="cpu", weights_only=False)
         assert ckpt["model"].names == load_registry("spine").names_dict and ckpt["train_args"]["imgsz"] == 64
-    # no --weights, nothing in weights/: the packaged phantom checkpoint (see test_start_checkpoint_order)
-    assert run["model"]["source"] == "packaged" and run["model"]["start"] == "yolo11n-seg-spine-phantoms.pt"
+    assert run["model"]["source"] == "scratch" and run["model"]["start"] == "yolo11n-seg.yaml"  # --weights none
     assert run["device"] == "cpu" and run["torch_threads"] == os.cpu_count() and run["ddp"] is False
     assert run["epochs_completed"] == run["epochs_requested"] == run["epochs_this_session"] == 1
     assert len(run["epoch_seconds"]) == 1 and run["epoch_seconds"][0] > 0 and run["resumed_from_epoch"] is None
