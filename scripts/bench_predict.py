@@ -57,7 +57,7 @@ from yolo_spine.predict.run import WARMUP_FRAMES
 #: What this section measures (scripts/check_benchmarks.py).
 MEASURES = ["scripts/bench_predict.py", "yolo_spine/predict/", "yolo_spine/ultra.py", "configs/predict/"]
 #: The committed checkpoint a quick check (--no-write) uses when no --weights is given.
-PHANTOM_WEIGHTS = ROOT / "weights" / "yolo11n-seg-spine-phantoms.pt"
+PHANTOM_WEIGHTS = ROOT / "yolo_spine" / "weights" / "yolo11n-seg-spine-phantoms.pt"
 #: Runtimes in table order: (key, label, export format, INT8).
 RUNTIMES = [
     ("pt", "PyTorch", None, False),

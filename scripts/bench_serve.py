@@ -38,7 +38,7 @@ from scripts._bench import command_line, git_rev, machine, write_section
 ROOT = Path(__file__).resolve().parent.parent
 #: What this section measures (scripts/check_benchmarks.py).
 MEASURES = ["scripts/bench_serve.py", "yolo_spine/serve/", "configs/serve/", "yolo_spine/io/xray.py"]
-DEFAULT_WEIGHTS = ROOT / "weights" / "yolo11n-seg-spine-phantoms.pt"
+DEFAULT_WEIGHTS = ROOT / "yolo_spine" / "weights" / "yolo11n-seg-spine-phantoms.pt"
 
 
 def free_port() -> int:

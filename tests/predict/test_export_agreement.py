@@ -2,7 +2,7 @@
 
 The one-epoch fixture model (``tests/conftest.py``) loses every detection in INT8, so its INT8 agreement cannot be
 checked (``test_predict.py`` checks its FP32 agreement and the INT8 guard). Here the committed phantom-pretrained
-checkpoint (``weights/yolo11n-seg-spine-phantoms.pt``: trained on synthetic phantoms only, never on the example
+checkpoint (``yolo_spine/weights/yolo11n-seg-spine-phantoms.pt``: trained on synthetic phantoms only, never on the example
 CT) predicts held-out slices and DRRs of the example CT, where it finds hundreds of instances at conf 0.1, and
 both exports must find the same ones.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PHANTOM_WEIGHTS = ROOT / "weights" / "yolo11n-seg-spine-phantoms.pt"
+PHANTOM_WEIGHTS = ROOT / "yolo_spine" / "weights" / "yolo11n-seg-spine-phantoms.pt"
 #: Reference instances: the .pt's at or above this confidence (clear of the 0.05 cut, where runtimes flip).
 REF_CONF = 0.1
 
