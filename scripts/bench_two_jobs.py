@@ -44,6 +44,9 @@ from yolo_spine.ultra import configure_environment
 
 #: Each policy: (environment added to a user's environment without thread or wait-policy variables, fixed
 #: ``--threads``?). ``governed`` is yolo_spine's default: libgomp's own spinning, threads sized to free cores.
+#: What this section measures (scripts/check_benchmarks.py).
+MEASURES = ["scripts/bench_two_jobs.py", "yolo_spine/parallel.py", "yolo_spine/train/", "yolo_spine/predict/"]
+
 POLICIES: dict[str, tuple[dict[str, str], bool]] = {
     "spin": ({"GOMP_SPINCOUNT": "300000"}, True),
     "active": ({"OMP_WAIT_POLICY": "ACTIVE"}, True),
@@ -260,7 +263,7 @@ def report(res: dict[str, dict[str, list[float]]], sizes: Sizes, seconds: float,
         [
             "## Two jobs on one machine (`scripts/bench_two_jobs.py`)",
             "",
-            f"Machine: {machine()}. Commit {git_rev()}. Command: `{command_line()}`.",
+            f"Machine: {machine()}. Commit {git_rev(MEASURES)}. Command: `{command_line()}`.",
             "",
             f"Dataset: generated spine, {sizes.images} training images at {sizes.imgsz} px; training "
             f"{sizes.epochs} epochs, batch {sizes.batch}, validation off, YOLO11n-seg from its YAML; prediction on "
@@ -314,7 +317,7 @@ def main() -> None:
     if args.tiny or args.no_write:
         print(body)
     else:
-        print(f"wrote {write_section('two_jobs', body)}")
+        print(f"wrote {write_section('two_jobs', body, MEASURES)}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,16 @@ def _train_preset(value: str) -> str | None:
     return None
 
 
+def _budget(value: str) -> str | None:
+    from yolo_spine.train.plan import parse_budget
+
+    try:
+        parse_budget(value)
+    except UserError:
+        return "a duration such as 10m, 90s or 1h"
+    return None
+
+
 def _above_zero(value: float) -> str | None:
     return None if value > 0 else "a number above 0"
 
@@ -45,6 +55,7 @@ class DemoOptions(StageOptions):
     train_config: str = spec(check=_train_preset)
     weights: str | None
     epochs: int = spec(range=(1, None))
+    train_budget: str | None = spec(check=_budget)
     imgsz: int = spec(range=(32, None))
     device: str | None
     # predict, lift, eval3d

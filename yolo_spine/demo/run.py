@@ -113,17 +113,18 @@ def _train_and_review(data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clo
         opts.imgsz,
         opts.train_config,
     )
+    topts = TrainOptions.load(opts.train_config)
     tr = train(
         data_yaml,
         out / "train",
-        TrainOptions.load(opts.train_config),
+        topts,
         weights=opts.weights,
         epochs=opts.epochs,
         imgsz=opts.imgsz,
         device=opts.device,
         val=False,  # no validation every epoch: the review below validates the final model once
         plots=False,
-        callbacks={"on_fit_epoch_end": training_eta_logger()},
+        callbacks=_train_callbacks(opts, topts),
     )
     clock.done("train")
     log.info("demo: [4/7] review on the held-out test split")
@@ -185,6 +186,31 @@ def _evaluate(lifted: LiftResult, ex: Any, out: Path, opts: DemoOptions) -> tupl
             lifted.centroids, ex.labels, "spine", out / "eval" / "drr_centroids_metrics.csv", gt_scheme=ex.label_scheme
         )
     return seg, drr
+
+
+def _train_callbacks(opts: DemoOptions, topts: Any) -> dict[str, Any]:
+    """The ETA log after each epoch and, with ``train_budget``, the callbacks that fit the schedule to it."""
+    eta = training_eta_logger()
+    if opts.train_budget is None:
+        return {"on_fit_epoch_end": eta}
+    from yolo_spine.train.budget import BudgetFit
+    from yolo_spine.train.plan import parse_budget
+
+    fit = BudgetFit(
+        budget_s=parse_budget(opts.train_budget),
+        start=time.monotonic(),
+        warmup_epochs=topts.warmup_epochs,
+        lrf=topts.lrf,
+        max_epochs=opts.epochs,
+    )
+    callbacks = fit.callbacks()
+    refit = callbacks["on_fit_epoch_end"]
+
+    def on_fit_epoch_end(trainer: Any) -> None:
+        refit(trainer)  # first: the ETA then reads the refitted epoch count
+        eta(trainer)
+
+    return {**callbacks, "on_fit_epoch_end": on_fit_epoch_end}
 
 
 def training_eta_logger(clock: Any = time.monotonic) -> Any:

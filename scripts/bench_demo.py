@@ -1,0 +1,219 @@
+"""Benchmark what each step of the demo's training recipe buys: test mask mAP50 against training time (issue 13).
+
+Every approach trains YOLO11n-seg on the demo's own dataset (``ct2yolo`` of the example CT with the ``demo`` ct
+preset: 116 training images at 256 px) and is scored on the demo's held-out **test** split, never changed:
+checkpoints saved every ``--every`` epochs are each validated on the test split (mask and box mAP50), so one
+training gives one curve. Training seconds come from Ultralytics' ``results.csv`` (cumulative, training only);
+the 1-minute load average at the end of each run is recorded, because the seconds of a run on a busy machine
+are not comparable with a quiet one (the epochs are).
+
+Approaches (``--approach NAME``, repeatable; default all):
+
+* ``today`` — the demo's recipe before issue 13: from scratch, batch 8 with Ultralytics' nominal batch 64
+  (one optimizer step per 8 batches), default online augmentation (mosaic), AdamW 0.002, 30 epochs;
+* ``nbs`` — the same with ``nbs = batch`` (a step per batch);
+* ``noaug`` — ``nbs`` plus light augmentation (mosaic off, scale ±10 %, translate 5 %);
+* ``phantom`` — ``nbs`` from the packaged phantom checkpoint (synthetic phantoms only, never this CT);
+* ``recipe`` — ``configs/train/demo.yaml``: phantom checkpoint, ``nbs``, light augmentation, cached images,
+  no loader processes, the demo's epochs.
+
+    python scripts/bench_demo.py                       # every approach (about 35 min on 2 quiet cores)
+    python scripts/bench_demo.py --approach recipe     # one approach; earlier results are kept
+    python scripts/bench_demo.py --report-only         # rewrite the section and the picture from the results
+
+Results go to ``--work`` (default ``~/.cache/yolo_spine/bench_demo``, one JSON per approach); the section
+``demo`` of BENCHMARKS.md and ``docs/demo-curves.png`` are written from every result there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scripts._bench import command_line, git_rev, machine, write_section  # noqa: E402
+
+#: What this section measures (scripts/check_benchmarks.py).
+MEASURES = ["scripts/bench_demo.py", "configs/train/demo.yaml", "yolo_spine/train/", "yolo_spine/weights/"]
+
+LIGHT_AUG = {"mosaic": 0.0, "close_mosaic": 0, "scale": 0.1, "translate": 0.05}
+APPROACHES: dict[str, dict[str, Any]] = {
+    "today": {"weights": "none", "epochs": 30, "nbs": 64},
+    "nbs": {"weights": "none", "epochs": 30, "nbs": 8},
+    "noaug": {"weights": "none", "epochs": 30, "nbs": 8, **LIGHT_AUG},
+    "phantom": {"weights": None, "epochs": 30, "nbs": 8},
+    "recipe": {"config": "demo"},
+}
+DESCRIPTION = {
+    "today": "from scratch, nbs 64 (before issue 13)",
+    "nbs": "from scratch, nbs = batch",
+    "noaug": "from scratch, nbs = batch, light augmentation",
+    "phantom": "phantom checkpoint, nbs = batch",
+    "recipe": "configs/train/demo.yaml (phantom checkpoint, nbs = batch, light augmentation, cached images)",
+}
+
+
+def dataset(work: Path) -> Path:
+    """The demo's dataset (ct2yolo of the example CT, ``demo`` preset), built once into ``work``."""
+    from yolo_spine.ct.convert import ct2yolo
+    from yolo_spine.ct.options import CtOptions
+    from yolo_spine.data import example_ct
+
+    ds = work / "dataset"
+    if not (ds / "data.yaml").is_file():
+        ex = example_ct()
+        ct2yolo(ds, CtOptions.load("demo"), volume=ex.volume, labels=ex.labels, study="lidc0001", anatomy="spine")
+    return ds / "data.yaml"
+
+
+def run_approach(name: str, data: Path, work: Path, every: int) -> dict[str, Any]:
+    """Train one approach with a checkpoint every ``every`` epochs; score each checkpoint on the test split."""
+    from yolo_spine.train.options import TrainOptions
+    from yolo_spine.train.train import train
+
+    spec = dict(APPROACHES[name])
+    config = spec.pop("config", None)
+    base = {"imgsz": 256, "batch": 8, "optimizer": "AdamW", "lr0": 0.002} if config is None else {}
+    opts = TrainOptions.load(config, **base, **spec, val=False, plots=False, save_period=every, device="cpu")
+    out = work / "runs" / name
+    t0 = time.perf_counter()
+    train(data, out, opts, overwrite=True)
+    wall = time.perf_counter() - t0
+    load = os.getloadavg()[0]
+    with open(out / "results.csv", encoding="utf-8") as f:
+        seconds = {int(r["epoch"]): float(r["time"]) for r in csv.DictReader(f)}
+    points = []
+    saved = sorted((out / "weights").glob("epoch*.pt"), key=lambda p: int(p.stem[5:]))
+    for ckpt in [*saved, out / "weights" / "last.pt"]:
+        epoch = int(ckpt.stem[5:]) + 1 if ckpt.stem.startswith("epoch") else opts.epochs  # Ultralytics counts from 0
+        m = test_metrics(ckpt, data)
+        points.append({"epoch": epoch, "train_seconds": seconds.get(epoch), **m})
+        print(f"{name}: epoch {epoch}: {m}", flush=True)
+    result = {
+        "approach": name,
+        "description": DESCRIPTION[name],
+        "options": {
+            k: v
+            for k, v in opts.values().items()
+            if k
+            in ("weights", "epochs", "nbs", "mosaic", "scale", "translate", "cache", "workers", "lr0", "batch", "imgsz")
+        },
+        "wall_seconds": round(wall, 1),
+        "load_average_1min_at_end": round(load, 2),
+        "commit": git_rev(MEASURES),
+        "points": points,
+    }
+    (work / f"{name}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result
+
+
+def test_metrics(weights: Path, data: Path) -> dict[str, float]:
+    """Mask and box mAP50 (and mask mAP50-95) of a checkpoint on the test split, at the training size."""
+    from yolo_spine.ultra import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    m = YOLO(str(weights)).val(
+        data=str(data), split="test", imgsz=256, batch=8, plots=False, verbose=False, device="cpu"
+    )
+    return {
+        "mask_map50": round(float(m.seg.map50), 4),
+        "box_map50": round(float(m.box.map50), 4),
+        "mask_map": round(float(m.seg.map), 4),
+    }
+
+
+def picture(results: list[dict[str, Any]], path: Path) -> None:
+    """Test mask mAP50 against training epochs, one curve per approach."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for r in results:
+        pts = r["points"]
+        ax.plot([p["epoch"] for p in pts], [p["mask_map50"] for p in pts], marker="o", label=r["description"])
+    ax.axhline(0.70, color="gray", linestyle="--", linewidth=1)
+    ax.text(1, 0.71, "target 0.70", color="gray", fontsize=8)
+    ax.set_xlabel("training epochs (116 images at 256 px)")
+    ax.set_ylabel("test mask mAP50")
+    ax.set_ylim(0, 1)
+    ax.set_title("yolo_spine demo: what each step buys (held-out test split)")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| approach | epochs | test mask mAP50 | test box mAP50 | test mask mAP50-95 | training s (load at end) | "
+        "mask mAP50 per point (epoch: value) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        last = r["points"][-1]
+        curve = ", ".join(f"{p['epoch']}: {p['mask_map50']:.3f}" for p in r["points"])
+        secs = last["train_seconds"]
+        rows.append(
+            f"| {r['description']} | {last['epoch']} | {last['mask_map50']:.3f} | {last['box_map50']:.3f} | "
+            f"{last['mask_map']:.3f} | {'n/a' if secs is None else f'{secs:.0f}'} ({r['load_average_1min_at_end']}) | "
+            f"{curve} |"
+        )
+    return "\n".join(
+        [
+            "## Demo training recipe: what each step buys (`scripts/bench_demo.py`)",
+            "",
+            f"Machine: {machine()}. Commit {git_rev(MEASURES)}. Command: `{command_line()}`.",
+            "",
+            "Each approach trains YOLO11n-seg on the demo's dataset (116 training images, 256 px, batch 8, AdamW "
+            "0.002, CPU) and is scored on the demo's held-out test split (49 images: slabs and poses of the same "
+            "study, as the demo defines it). Training seconds are Ultralytics' (training only); the load average "
+            "says how busy the machine was: seconds from a busy machine are not comparable, epochs are. The "
+            "phantom checkpoint never saw the example CT.",
+            "",
+            *rows,
+            "",
+            "![test mask mAP50 against epochs](docs/demo-curves.png)",
+        ]
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--approach", action="append", choices=list(APPROACHES), help="approach to run (repeatable)")
+    ap.add_argument("--every", type=int, default=5, help="save and score a checkpoint every N epochs (default 5)")
+    ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "yolo_spine" / "bench_demo")
+    ap.add_argument("--report-only", action="store_true", help="write the section from the results in --work")
+    ap.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        data = dataset(args.work)
+        for name in args.approach or list(APPROACHES):
+            run_approach(name, data, args.work, args.every)
+    results = [
+        json.loads((args.work / f"{n}.json").read_text()) for n in APPROACHES if (args.work / f"{n}.json").is_file()
+    ]
+    if not results:
+        raise SystemExit(f"no results in {args.work}")
+    body = report(results)
+    if args.no_write:
+        print(body)
+        return
+    picture(results, ROOT / "docs" / "demo-curves.png")
+    print(f"wrote {write_section('demo', body, MEASURES)} and docs/demo-curves.png")
+
+
+if __name__ == "__main__":
+    main()
