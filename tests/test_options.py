@@ -473,7 +473,7 @@ def test_merge_and_demo_options_from_flags_config_and_set(tmp_path: Path) -> Non
     assert (opts.split, opts.seed, opts.keep_splits) == ((8.0, 1.0, 1.0), 4, True)
     assert opts.origins()["split"] == "config" and opts.origins()["keep_splits"] == "flag"
     demo = _demo_options(parse("demo", "--out", "d", "--epochs", "2", "--set", "conf=0.3", "--set", "ct_config=spine"))
-    assert (demo.epochs, demo.conf, demo.ct_config, demo.imgsz) == (2, 0.3, "spine", 256)
+    assert (demo.epochs, demo.conf, demo.ct_config, demo.imgsz) == (2, 0.3, "spine", 320)
     assert DemoOptions.load(conf="auto").conf == "auto"
 
 
