@@ -118,7 +118,16 @@ def test_infer_refuses_what_it_does_not_serve_in_one_sentence(client, example_ra
         ),
         "clicks": (infer(client, data, {"foreground": [[1, 2, 3]]}), 400, "interactive"),
         "no upload": (infer(client, None), 400, "no datastore"),
-        "CT volume": (infer(client, example_ct.volume.read_bytes(), name="ct.nii.gz"), 415, "CT volumes"),
+        "truncated CT volume": (
+            infer(client, example_ct.volume.read_bytes()[:5000], name="ct.nii.gz"),
+            422,
+            "cannot be read",
+        ),
+        "CT volume as PNG": (
+            infer(client, example_ct.volume.read_bytes(), {"result_extension": ".png"}, name="ct.nii.gz"),
+            422,
+            "result_extension .nii.gz",
+        ),
         "unknown model": (client.post("/infer/liver", files={"file": ("a.dcm", data)}), 404, "no model named"),
         "dicom_seg": (infer(client, data, output="dicom_seg"), 400, "DICOM-SEG"),
         "bad params": (infer(client, data, "{not json"), 422, "'params' is not JSON"),
@@ -130,3 +139,30 @@ def test_infer_refuses_what_it_does_not_serve_in_one_sentence(client, example_ra
         assert response.status_code == status, (what, response.status_code, response.text)
         detail = response.json()["detail"]
         assert words in detail and "\n" not in detail and "Doe" not in detail, (what, detail)
+
+
+def test_infer_segments_a_ct_volume_as_pacs_does(client, served, cropped_ct, tmp_path: Path) -> None:
+    """A CT volume: slices → predict → lift; the label volume has the upload's geometry and equals the pipeline's."""
+    import SimpleITK as sitk
+
+    from yolo_spine.pacs.options import PacsOptions
+    from yolo_spine.pacs.pipeline import segment_ct
+    from yolo_spine.registry import load_registry
+
+    volume = cropped_ct[0]
+    response = infer(client, volume.read_bytes(), {"conf": 0.001}, name="ct.nii.gz")
+    assert response.status_code == 200, response.text
+    fields, files = parse_multipart(response.headers["content-type"], response.content)
+    answer = json.loads(fields["params"])
+    assert (
+        answer["not_for_clinical_use"] is True and set(answer["volume"]["slices"]) and answer["volume"]["instances"] > 0
+    )
+    path = tmp_path / "label.nii.gz"
+    path.write_bytes(files["label.nii.gz"])
+    got, src = sitk.ReadImage(str(path)), sitk.ReadImage(str(volume))
+    assert got.GetSize() == src.GetSize() and np.allclose(got.GetSpacing(), src.GetSpacing())
+    assert np.allclose(got.GetOrigin(), src.GetOrigin()) and np.allclose(got.GetDirection(), src.GetDirection())
+    labels = sitk.GetArrayFromImage(got)
+    assert labels.max() >= 1  # the model found vertebrae, and they were lifted into the volume
+    direct = segment_ct(served.weights, src, tmp_path / "direct", PacsOptions.load(conf=0.001), load_registry("spine"))
+    assert np.array_equal(labels, direct.labels_zyx)

@@ -169,10 +169,27 @@ def monai_router(service: Service) -> APIRouter:
         if file is None:
             raise HTTPException(400, "this service keeps no datastore: upload the image as the multipart field 'file'.")
         data = await file.read()
-        from yolo_spine.serve.uploads import UploadError, decode_radiograph, describe_unknown, sniff_kind
+        from yolo_spine.serve.uploads import UploadError, decode_radiograph, sniff_kind
+        from yolo_spine.serve.volumes import segment_volume, volume_suffix
 
-        if sniff_kind(data) is None and describe_unknown(data).endswith("not a radiograph"):
-            raise UploadError(415, "CT volumes are not served yet (only radiographs: PNG, JPEG, TIFF or DICOM).")
+        suffix = volume_suffix(data) if sniff_kind(data) is None else None
+        if suffix is not None:  # a CT volume: slices → predict → lift, answered as a label volume
+            if extension != ".nii.gz":
+                raise UploadError(422, "a CT volume's labels come back as a volume: use result_extension .nii.gz.")
+
+            def run_volume() -> tuple[bytes, dict[str, Any]]:
+                with service.lock.hold():  # one inference at a time, in arrival order, as for radiographs
+                    return segment_volume(served, data, suffix, conf)
+
+            volume_bytes, summary = await run_in_threadpool(run_volume)
+            answer = {
+                "label_names": {c: i + 1 for i, c in enumerate(served.classes)},
+                "model": served.describe(),
+                "not_for_clinical_use": True,
+                "volume": summary,
+                "latencies": {"total": round(time.perf_counter() - t0, 3)},
+            }
+            return _answer(answer, output, volume_bytes, extension)
         radiograph = await run_in_threadpool(decode_radiograph, data, tuple(service.options.allowed_types))
         t1 = time.perf_counter()
         instances = await service.predict(served, radiograph, conf)
@@ -199,15 +216,20 @@ def monai_router(service: Service) -> APIRouter:
                 "total": round(t3 - t0, 3),
             },
         }
-        if output == "json":
-            return JSONResponse(result)
-        media = "image/png" if extension == ".png" else "application/octet-stream"
-        if output == "image":
-            return Response(
-                label_bytes,
-                media_type=media,
-                headers={"Content-Disposition": f'attachment; filename="label{extension}"'},
-            )
-        return multipart_answer(result, f"label{extension}", label_bytes, media)
+        return _answer(result, output, label_bytes, extension)
 
     return router
+
+
+def _answer(result: dict[str, Any], output: str | None, label_bytes: bytes, extension: str) -> Response:
+    """MONAI Label's answer: the JSON, the label image, or both in one multipart body (``output``)."""
+    if output == "json":
+        return JSONResponse(result)
+    media = "image/png" if extension == ".png" else "application/octet-stream"
+    if output == "image":
+        return Response(
+            label_bytes,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="label{extension}"'},
+        )
+    return multipart_answer(result, f"label{extension}", label_bytes, media)
