@@ -116,6 +116,8 @@ def main() -> None:
                         str(batch),
                         "--device",
                         "cpu",
+                        "--weights",
+                        "none",  # from the YAML like plain (the default would start from the packaged checkpoint)
                         "--config",
                         str(_bench_preset(tmp)),
                     ],
