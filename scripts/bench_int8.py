@@ -17,7 +17,8 @@ test split (slabs and poses of the example CT that training never saw), for the 
    test split is used only for the final figures. Both INT8 models are reported.
 
     python scripts/bench_int8.py --data DEMO/dataset/data.yaml --weights DEMO/train/weights/best.pt
-    python scripts/bench_int8.py --data DS/data.yaml --weights yolo_spine/weights/yolo11n-seg-spine-phantoms.pt --no-write
+    python scripts/bench_int8.py --data DS/data.yaml \
+        --weights yolo_spine/weights/yolo11n-seg-spine-phantoms.pt --no-write
 """
 
 from __future__ import annotations

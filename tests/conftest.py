@@ -246,7 +246,8 @@ def weights(tiny_model: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def phantom_weights() -> Path:
-    """The committed phantom-pretrained YOLO11n-seg (``yolo_spine/weights/yolo11n-seg-spine-phantoms.pt``, spine classes).
+    """The packaged phantom-pretrained YOLO11n-seg (``yolo_spine/weights/yolo11n-seg-spine-phantoms.pt``, spine
+    classes).
 
     Unlike the one-epoch ``tiny_model``, which finds nothing on ``RG1_UNCR.dcm`` even at confidence 0.001, it finds
     low-confidence instances on real radiographs: tests that need drawn instances use it (its detections mean

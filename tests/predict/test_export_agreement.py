@@ -2,8 +2,8 @@
 
 The one-epoch fixture model (``tests/conftest.py``) loses every detection in INT8, so its INT8 agreement cannot be
 checked (``test_predict.py`` checks its FP32 agreement and the INT8 guard). Here the committed phantom-pretrained
-checkpoint (``yolo_spine/weights/yolo11n-seg-spine-phantoms.pt``: trained on synthetic phantoms only, never on the example
-CT) predicts held-out slices and DRRs of the example CT, where it finds hundreds of instances at conf 0.1, and
+checkpoint (``yolo_spine/weights/yolo11n-seg-spine-phantoms.pt``: trained on synthetic phantoms only, never on the
+example CT) predicts held-out slices and DRRs of the example CT, where it finds hundreds of instances at conf 0.1, and
 both exports must find the same ones.
 """
 
