@@ -56,7 +56,7 @@ def sanitize_train_args(args: Mapping[str, Any], data_name: str | None = None) -
 
 
 def _sanitize_model_attrs(model: Any, data_name: str | None) -> None:
-    """A pickled model's ``args`` (dict or namespace, Ultralytics' options) and ``yaml['yaml_file']``."""
+    """A pickled model's ``args`` (dict or namespace, Ultralytics' options), ``yaml['yaml_file']`` and ``pt_path``."""
     args = getattr(model, "args", None)
     if isinstance(args, Mapping):
         model.args = sanitize_train_args(args, data_name)
@@ -65,6 +65,10 @@ def _sanitize_model_attrs(model: Any, data_name: str | None) -> None:
     spec = getattr(model, "yaml", None)
     if isinstance(spec, dict) and spec.get("yaml_file"):
         spec["yaml_file"] = path_name(spec["yaml_file"])
+    if isinstance(getattr(model, "pt_path", None), (str, Path)) and model.pt_path:
+        # the checkpoint training started from (e.g. the packaged one, under the user's install folder);
+        # Ultralytics sets it afresh whenever the file is loaded
+        model.pt_path = path_name(model.pt_path)
 
 
 def sanitize_checkpoint(path: str | Path, data_name: str | None = None) -> None:
