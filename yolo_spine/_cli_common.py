@@ -198,3 +198,13 @@ def say(*lines: object) -> None:
     for line in lines:
         sys.stdout.write(f"{line}\n")
     sys.stdout.flush()
+
+
+def conf_arg(text: str) -> float | str:
+    """``--conf``: ``auto`` (any case) or a number; anything else is passed on for the options check to name."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        return text

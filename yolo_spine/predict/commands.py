@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_config, add_device, add_out, add_record_paths, say, stage_options
+from yolo_spine._cli_common import (
+    add_command,
+    add_config,
+    add_device,
+    add_out,
+    add_record_paths,
+    conf_arg,
+    say,
+    stage_options,
+)
 
 if TYPE_CHECKING:
     from yolo_spine.predict.options import ExportOptions, PredictOptions
@@ -86,16 +95,6 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _conf(text: str) -> float | str:
-    """``auto`` (any case) or a number; anything else is passed on for the options check to name."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def _imgsz(text: str) -> int | list[int]:
     parts = [int(p) for p in text.replace("x", ",").split(",") if p.strip()]
     if len(parts) not in (1, 2) or min(parts) <= 0:
@@ -122,7 +121,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_out(p, "output folder")
     p.add_argument(
-        "--conf", type=_conf, default=None, help="confidence threshold or 'auto' (best F1 of the review; default 0.25)"
+        "--conf",
+        type=conf_arg,
+        default=None,
+        help="confidence threshold or 'auto' (best F1 of the review; default 0.25)",
     )
     p.add_argument("--review", type=Path, default=None, help="review metrics.json or folder for --conf auto")
     add_config(p, "predict")

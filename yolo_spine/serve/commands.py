@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from yolo_spine._cli_common import add_command, add_config, add_device, stage_options
+from yolo_spine._cli_common import add_command, add_config, add_device, conf_arg, stage_options
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -40,15 +40,6 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _conf(text: str) -> float | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        return text  # the options check names it
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``serve``."""
     p = add_command(
@@ -78,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="bearer token every API request must carry (or set YOLO_SPINE_SERVE_TOKEN, which keeps it out of "
         "process listings); at least 16 characters",
     )
-    p.add_argument("--conf", type=_conf, default=None, help="default confidence threshold, or 'auto' (review best F1)")
+    p.add_argument(
+        "--conf", type=conf_arg, default=None, help="default confidence threshold, or 'auto' (review best F1)"
+    )
     p.add_argument("--max-upload-mb", type=float, default=None, help="largest upload in MiB (default 64)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: every core)")
     add_device(p)
