@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "batch": 16,
     "lr0": 0.002,
     "nbs": 16,
+    "warmup_epochs": 3.0,
+    "close_mosaic": 10,
     "init_weights": None,
     "optimizer": "AdamW",
     "patience": 100,
@@ -87,6 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--nbs", type=int, help="nominal batch: one optimizer step per round(nbs / batch) batches (default 16 = batch)"
     )
+    p.add_argument(
+        "--warmup-epochs", type=float, help="learning-rate warm-up epochs (default 3; 1 is enough when continuing)"
+    )
+    p.add_argument("--close-mosaic", type=int, help="mosaic off for the last N epochs (default 10)")
     p.add_argument(
         "--init-weights",
         type=Path,

@@ -337,6 +337,8 @@ def train_model(
         optimizer=opts["optimizer"],
         lr0=float(opts["lr0"]),
         nbs=int(opts.get("nbs") or 64),
+        warmup_epochs=float(opts.get("warmup_epochs", 3.0)),
+        close_mosaic=int(opts.get("close_mosaic", 10)),
         weights=str(init) if init else "none",  # from the YAML unless continuing an earlier checkpoint
         patience=int(opts["patience"]),
         plots=False,
@@ -412,8 +414,21 @@ def export_checkpoint(
             ),
         },
         "recipe": {
-            k: opts.get(k) for k in ("epochs", "imgsz", "batch", "nbs", "optimizer", "lr0", "patience", "device")
+            k: opts.get(k)
+            for k in (
+                "epochs",
+                "imgsz",
+                "batch",
+                "nbs",
+                "warmup_epochs",
+                "close_mosaic",
+                "optimizer",
+                "lr0",
+                "patience",
+                "device",
+            )
         },
+        "threads": plan.threads,
         "started_from": _started_from(opts.get("init_weights")),
         "epochs_completed": epochs,
         "in_progress": bool(run.get("in_progress", False)),
@@ -491,7 +506,8 @@ def _card_markdown(card: Mapping[str, Any]) -> str:
         f"Rebuild: `{d['rebuild']}` (at the commit above).",
         "",
         "## Recipe",
-        ", ".join(f"{k} {v}" for k, v in card["recipe"].items()) + f"; {_lineage(card)}; one torch thread.",
+        ", ".join(f"{k} {v}" for k, v in card["recipe"].items())
+        + f"; {_lineage(card)}; {card.get('threads', 1)} torch thread(s).",
         "",
         "## Phantom validation (held-out phantoms, not real images)",
         ", ".join(f"{k.removeprefix('metrics/')} {v:.3f}" for k, v in val.items()) or "n/a",
