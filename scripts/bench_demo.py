@@ -20,6 +20,12 @@ Approaches (``--approach NAME``, repeatable; default all):
     python scripts/bench_demo.py                       # every approach (about 35 min on 2 quiet cores)
     python scripts/bench_demo.py --approach recipe     # one approach; earlier results are kept
     python scripts/bench_demo.py --report-only         # rewrite the section and the picture from the results
+    python scripts/bench_demo.py --demo-runs 3         # `yolo_spine demo` itself, 3 times (about 12 min each)
+
+``--demo-runs N`` runs the product's own ``yolo_spine demo --out WORK/demo_runs/runK`` N times in a subprocess
+(its default thread policy, its default configuration) and tabulates each run's summary beside the targets, with
+how many of the N runs met each target; results in ``WORK/demo_runs.json`` (earlier runs of the same commit are
+kept, so runs can be added one at a time).
 
 Results go to ``--work`` (default ``~/.cache/yolo_spine/bench_demo``, one JSON per approach); the section
 ``demo`` of BENCHMARKS.md and ``docs/demo-curves.png`` are written from every result there.
@@ -95,7 +101,7 @@ def run_approach(name: str, data: Path, work: Path, every: int) -> dict[str, Any
     saved = sorted((out / "weights").glob("epoch*.pt"), key=lambda p: int(p.stem[5:]))
     for ckpt in [*saved, out / "weights" / "last.pt"]:
         epoch = int(ckpt.stem[5:]) + 1 if ckpt.stem.startswith("epoch") else opts.epochs  # Ultralytics counts from 0
-        m = test_metrics(ckpt, data)
+        m = test_metrics(ckpt, data, opts.imgsz)
         points.append({"epoch": epoch, "train_seconds": seconds.get(epoch), **m})
         print(f"{name}: epoch {epoch}: {m}", flush=True)
     result = {
@@ -116,7 +122,7 @@ def run_approach(name: str, data: Path, work: Path, every: int) -> dict[str, Any
     return result
 
 
-def test_metrics(weights: Path, data: Path) -> dict[str, float]:
+def test_metrics(weights: Path, data: Path, imgsz: int) -> dict[str, float]:
     """Mask and box mAP50 (and mask mAP50-95) of a checkpoint on the test split, at the training size."""
     from yolo_spine.ultra import import_ultralytics
 
@@ -124,7 +130,7 @@ def test_metrics(weights: Path, data: Path) -> dict[str, float]:
     from ultralytics import YOLO
 
     m = YOLO(str(weights)).val(
-        data=str(data), split="test", imgsz=256, batch=8, plots=False, verbose=False, device="cpu"
+        data=str(data), split="test", imgsz=imgsz, batch=8, plots=False, verbose=False, device="cpu"
     )
     return {
         "mask_map50": round(float(m.seg.map50), 4),
@@ -157,7 +163,7 @@ def picture(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def report(results: list[dict[str, Any]]) -> str:
+def report(results: list[dict[str, Any]], runs: list[dict[str, Any]]) -> str:
     rows = [
         "| approach | epochs | test mask mAP50 | test box mAP50 | test mask mAP50-95 | training s (load at end) | "
         "mask mAP50 per point (epoch: value) |",
@@ -187,11 +193,82 @@ def report(results: list[dict[str, Any]]) -> str:
             "itself trains `configs/train/demo.yaml` for a 10-minute budget (65-67 epochs here); its own figures "
             "are in README.md.",
             "",
+            *demo_table(runs),
+            "### What each step of the recipe buys",
+            "",
             *rows,
             "",
             "![test mask mAP50 against epochs](docs/demo-curves.png)",
         ]
     )
+
+
+#: The demo's figures and the keys of its summary.json, in the order of its summary.md.
+DEMO_FIGURES = [
+    ("mask mAP50 (test)", "mask_mAP50_test"),
+    ("box mAP50 (test)", "box_mAP50_test"),
+    ("mean vertebra Dice", "mean_dice"),
+    ("identification, slices", "identification_rate_slices"),
+    ("identification, AP+lateral DRRs", "identification_rate_drr"),
+]
+
+
+def demo_runs(work: Path, n: int) -> list[dict[str, Any]]:
+    """Run ``yolo_spine demo`` ``n`` more times (a subprocess each, the product's defaults); return every run kept.
+
+    Runs of another commit than the current one are dropped: their figures belong to another recipe or checkpoint.
+    """
+    import subprocess
+
+    record = work / "demo_runs.json"
+    commit = git_rev(MEASURES)
+    runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if r.get("commit") == commit]
+    for _ in range(n):
+        out = work / "demo_runs" / f"run{len(runs) + 1}"
+        t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "yolo_spine", "demo", "--out", str(out), "--overwrite"]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        runs.append(
+            {
+                "commit": commit,
+                "wall_seconds": round(wall, 1),
+                "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+                "seconds": summary.get("seconds"),
+                "targets": summary["targets"],
+                **{key: summary.get(key) for _, key in DEMO_FIGURES},
+            }
+        )
+        record.write_text(json.dumps(runs, indent=1), encoding="utf-8")
+        print(f"demo run {len(runs)}: {wall:.0f} s, " + ", ".join(f"{k} {runs[-1][k]}" for _, k in DEMO_FIGURES))
+    return runs
+
+
+def demo_table(runs: list[dict[str, Any]]) -> list[str]:
+    """The demo's own runs: each figure per run, mean and range, target, how many runs met it."""
+    if not runs:
+        return []
+    head = " | ".join(f"run {i + 1}" for i in range(len(runs)))
+    rows = [
+        f"### `yolo_spine demo` itself ({len(runs)} run(s), commit {runs[0]['commit']}, quiet machine)",
+        "",
+        f"| figure | {head} | mean (min–max) | target | runs that met it |",
+        "|---|" + "---|" * len(runs) + "---|---|---|",
+    ]
+    for label, key in DEMO_FIGURES:
+        vals = [float(r[key]) if r.get(key) is not None else float("nan") for r in runs]
+        target = float(runs[0]["targets"][key])
+        met = sum(v >= target for v in vals)
+        cells = " | ".join(f"{v:.3f}" for v in vals)
+        rows.append(
+            f"| {label} | {cells} | {sum(vals) / len(vals):.3f} ({min(vals):.3f}–{max(vals):.3f}) | ≥ {target:.2f} | "
+            f"{met} of {len(runs)} |"
+        )
+    walls = " | ".join(f"{r['wall_seconds'] / 60:.1f}" for r in runs)
+    loads = " | ".join(f"{r['load_average_1min_at_end']}" for r in runs)
+    rows += [f"| minutes end to end (limit 15) | {walls} | | | |", f"| load average at end | {loads} | | | |", ""]
+    return rows
 
 
 def main() -> None:
@@ -201,9 +278,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "yolo_spine" / "bench_demo")
     ap.add_argument("--report-only", action="store_true", help="write the section from the results in --work")
     ap.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
+    ap.add_argument("--demo-runs", type=int, default=0, help="run `yolo_spine demo` itself N more times")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    if not args.report_only:
+    if args.demo_runs:
+        demo_runs(args.work, args.demo_runs)
+    elif not args.report_only:
         data = dataset(args.work)
         for name in args.approach or list(APPROACHES):
             run_approach(name, data, args.work, args.every)
@@ -212,7 +292,9 @@ def main() -> None:
     ]
     if not results:
         raise SystemExit(f"no results in {args.work}")
-    body = report(results)
+    record = args.work / "demo_runs.json"
+    runs = json.loads(record.read_text()) if record.is_file() else []
+    body = report(results, runs)
     if args.no_write:
         print(body)
         return
