@@ -491,16 +491,7 @@ def _convert_plane(
         if not res.classes_present and options.slice.skip_empty:
             stats["empty_skipped"] += 1
             continue
-        sidecar = {
-            "kind": "slice",
-            **base,
-            "plane": plane,
-            "index": res.index,
-            "step": step,
-            "axis": layout.normal_axis,
-            "image_size_wh": [layout.width, layout.height],
-            "pixel_to_world": layout.pixel_to_world(geom, res.index).tolist(),
-        }
+        sidecar = {"kind": "slice", **base, **layout.sidecar_fields(geom, res.index, step)}
         stem = f"{study}_{plane}_{res.index:04d}"
         writer.write(split_of[res.index], stem, res.pixels, res.instances, res.dropped_small, sidecar, "slice")
         stats["written"] += 1

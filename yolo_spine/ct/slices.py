@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,27 @@ class PlaneLayout:
     def pixel_to_world(self, geom: VolumeGeometry, index: int) -> np.ndarray:
         """4×4 affine from pixel ``(u, v, w, 1)`` of slice ``index`` to LPS mm."""
         return geom.ijk_to_world() @ self.pixel_to_ijk(geom, index)
+
+    def sidecar_fields(self, geom: VolumeGeometry, index: int, step: int) -> dict[str, Any]:
+        """The slice sidecar's fields that place slice ``index`` in the volume (what ``lift`` reads back).
+
+        Args:
+            geom: The source volume's geometry.
+            index: The slice's voxel index along ``normal_axis``.
+            step: Every ``step``-th slice was cut.
+
+        Returns:
+            ``plane``, ``index``, ``step``, ``axis``, ``image_size_wh`` (pixels) and ``pixel_to_world`` (4×4, LPS mm),
+            in the order sidecars hold them.
+        """
+        return {
+            "plane": self.plane,
+            "index": index,
+            "step": step,
+            "axis": self.normal_axis,
+            "image_size_wh": [self.width, self.height],
+            "pixel_to_world": self.pixel_to_world(geom, index).tolist(),
+        }
 
 
 def plane_layout(geom: VolumeGeometry, plane: str) -> PlaneLayout:

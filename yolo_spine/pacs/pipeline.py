@@ -156,17 +156,7 @@ def write_slices(
         for res in sl.iter_slices(hu_kji, no_labels, geom, layout, no_class, window, step=step):
             stem = f"{WORK_STUDY}_{plane}_{res.index:04d}"
             write_png(root / "images" / f"{stem}.png", res.pixels)
-            sidecar = {
-                **base,
-                "plane": plane,
-                "index": res.index,
-                "step": step,
-                "axis": layout.normal_axis,
-                "image_size_wh": [layout.width, layout.height],
-                "pixel_to_world": layout.pixel_to_world(geom, res.index).tolist(),
-                "image": f"{stem}.png",
-                "split": "test",
-            }
+            sidecar = {**base, **layout.sidecar_fields(geom, res.index, step), "image": f"{stem}.png", "split": "test"}
             (root / "sidecars" / f"{stem}.json").write_text(json.dumps(sidecar), encoding="utf-8")
             n += 1
         written[plane] = n

@@ -195,7 +195,8 @@ def run_pacs(
     for o in outcomes:
         if o.modality not in RADIOGRAPH_MODALITIES | VOLUME_MODALITIES:
             o.status, o.reason = "unsupported", f"{o.modality} is not segmented (CT, CR and DX are)"
-    registry, algorithm = _model_identity(weights, anatomy)
+    model = _model(weights, anatomy, opts)
+    registry, algorithm = model.registry, model.algorithm
     existing = server.existing_segs(study_uid)
     with tempfile.TemporaryDirectory(prefix="yolo_spine_pacs_") as tmp:  # mkdtemp: owner-only (0700)
         for k, (info, outcome) in enumerate(todo):
@@ -207,9 +208,7 @@ def run_pacs(
                 work = Path(tmp) / f"series{k:03d}"
                 skip = [] if force else [seg for seg in existing if made_by(seg, algorithm)]
                 try:
-                    _segment_series(
-                        server, study_uid, info, outcome, work, Path(weights), opts, registry, algorithm, skip
-                    )
+                    _segment_series(server, study_uid, info, outcome, work, model, skip)
                 except DataError as exc:
                     outcome.status, outcome.reason = "failed", str(exc).replace(tmp, "<temporary folder>")
             outcome.seconds = round(time.perf_counter() - t, 3)
@@ -220,8 +219,25 @@ def run_pacs(
     return PacsRun(study, outcomes, record, path)
 
 
-def _model_identity(weights: str | Path, anatomy: str | Path | None) -> tuple[AnatomyRegistry, Any]:
-    """The model's anatomy registry (by its class names, or the one given) and its algorithm identification."""
+@dataclass(frozen=True)
+class _Model:
+    """What every series of a study is segmented with.
+
+    Attributes:
+        weights: The YOLO segmentation model.
+        options: The ``pacs`` options.
+        registry: The anatomy registry of the model's classes.
+        algorithm: The model's algorithm identification, written into each SEG.
+    """
+
+    weights: Path
+    options: PacsOptions
+    registry: AnatomyRegistry
+    algorithm: Any
+
+
+def _model(weights: str | Path, anatomy: str | Path | None, options: PacsOptions) -> _Model:
+    """The model with its anatomy registry (by its class names, or the one given) and algorithm identification."""
     from yolo_spine.io.dicom_seg import algorithm_for
     from yolo_spine.predict.model import class_names, load_model
     from yolo_spine.predict.run import registry_for_names
@@ -232,7 +248,7 @@ def _model_identity(weights: str | Path, anatomy: str | Path | None) -> tuple[An
         raise UserError(
             f"the model's {len(names)} classes ({', '.join(names[:4])}…) are no shipped anatomy's; give --anatomy"
         )
-    return registry, algorithm_for(weights)
+    return _Model(Path(weights), options, registry, algorithm_for(weights))
 
 
 def made_by(seg: ExistingSeg, algorithm: Any) -> bool:
@@ -255,10 +271,7 @@ def _segment_series(
     info: SeriesInfo,
     outcome: SeriesOutcome,
     work: Path,
-    weights: Path,
-    options: PacsOptions,
-    registry: AnatomyRegistry,
-    algorithm: Any,
+    model: _Model,
     ours: list[ExistingSeg],
 ) -> None:
     """Download one series, run its pipeline, and store its SEGs (or say why not) into ``outcome``.
@@ -272,29 +285,22 @@ def _segment_series(
         outcome.status, outcome.reason = "failed", "the server sent no image of this series"
         return
     if info.modality in RADIOGRAPH_MODALITIES:
-        segs = _radiographs(files, outcome, work, weights, options, registry, algorithm, ours)
+        segs = _radiographs(files, outcome, work, model, ours)
         if outcome.images_done_before == len(files):
             outcome.status, outcome.reason = "exists", EXISTS
             return
     else:
-        segs = [work / "seg.dcm"] if _ct(work / "dicom", outcome, work, weights, options, registry, algorithm) else []
+        segs = [work / "seg.dcm"] if _ct(work / "dicom", outcome, work, model) else []
     if not segs:
         outcome.status = "nothing found"
-        outcome.reason = f"the model found no instance at confidence {options.conf:g}; nothing stored"
+        outcome.reason = f"the model found no instance at confidence {model.options.conf:g}; nothing stored"
         return
     server.store(segs)
     outcome.status, outcome.segs_stored = "stored", len(segs)
 
 
 def _radiographs(
-    files: list[Path],
-    outcome: SeriesOutcome,
-    work: Path,
-    weights: Path,
-    options: PacsOptions,
-    registry: AnatomyRegistry,
-    algorithm: Any,
-    ours: list[ExistingSeg],
+    files: list[Path], outcome: SeriesOutcome, work: Path, model: _Model, ours: list[ExistingSeg]
 ) -> list[Path]:
     """Predict each radiograph of a series and write one SEG per image with instances; return the SEGs written."""
     import pydicom
@@ -311,29 +317,21 @@ def _radiographs(
             continue
         if int(header.get("NumberOfFrames", 1) or 1) != 1:
             raise DataError("a multi-frame radiograph is not segmented (one frame per image is supported)")
-        result = segment_radiograph(weights, path, work / f"image{k:04d}", options, registry)
+        result = segment_radiograph(model.weights, path, work / f"image{k:04d}", model.options, model.registry)
         outcome.instances += len(result.class_ids)
         confidences += [round(float(c), 4) for c in result.confidences]
         if not len(result.class_ids):
             outcome.images_empty += 1
             continue
         seg = work / f"seg{k:04d}.dcm"
-        write_radiograph_seg(result.masks, result.class_ids.tolist(), header, registry, seg, algorithm)
-        outcome.segments += [registry.names[int(c)] for c in result.class_ids]
+        write_radiograph_seg(result.masks, result.class_ids.tolist(), header, model.registry, seg, model.algorithm)
+        outcome.segments += [model.registry.names[int(c)] for c in result.class_ids]
         segs.append(seg)
     outcome.details = {"confidences": confidences}
     return segs
 
 
-def _ct(
-    folder: Path,
-    outcome: SeriesOutcome,
-    work: Path,
-    weights: Path,
-    options: PacsOptions,
-    registry: AnatomyRegistry,
-    algorithm: Any,
-) -> bool:
+def _ct(folder: Path, outcome: SeriesOutcome, work: Path, model: _Model) -> bool:
     """Slices → predict → lift for a CT series and write ``work/seg.dcm``; ``False`` when nothing was found."""
     from yolo_spine.io.dicom_seg import read_series, write_volume_seg
     from yolo_spine.io.volume import read_image
@@ -341,14 +339,14 @@ def _ct(
 
     datasets = read_series(folder, pixels=False)  # sorted as read_image sorts: index k of both is slice k
     image = read_image(folder)
-    result = segment_ct(weights, image, work, options, registry)
+    result = segment_ct(model.weights, image, work, model.options, model.registry)
     outcome.instances = result.instances
     outcome.details = {"slices": result.slices}
     present = [int(v) for v in np.unique(result.labels_zyx) if v > 0]
     if not present:
         return False
-    write_volume_seg(result.labels_zyx, datasets, registry, work / "seg.dcm", algorithm)
-    outcome.segments = [registry.names[v - 1] for v in present]
+    write_volume_seg(result.labels_zyx, datasets, model.registry, work / "seg.dcm", model.algorithm)
+    outcome.segments = [model.registry.names[v - 1] for v in present]
     return True
 
 
