@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from yolo_spine import __version__
 from yolo_spine.errors import UserError
@@ -403,7 +403,16 @@ def failure_reasons(
     return out
 
 
-def summary_record(summary: LedgerSummary) -> Mapping[str, Any]:
+class LedgerCounts(TypedDict):
+    """A batch run's accounting as the command returns it under ``ledger`` (:func:`summary_record`)."""
+
+    done: list[str]
+    skipped: list[str]
+    failed: dict[str, str]  # study → reason
+    line: str  # LedgerSummary.line(), as the command prints it
+
+
+def summary_record(summary: LedgerSummary) -> LedgerCounts:
     """The run's accounting for the command's output (not written into the output: it differs between runs)."""
     return {"done": summary.done, "skipped": summary.skipped, "failed": summary.failed, "line": summary.line()}
 
@@ -413,6 +422,7 @@ __all__ = [
     "RUN_ONLY_KEYS",
     "BatchOptions",
     "BatchSettings",
+    "LedgerCounts",
     "batch_flags",
     "check_unique",
     "failure_reasons",

@@ -26,7 +26,7 @@ import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 #: What a folder is recorded as (its own name can be the identifier).
 FOLDER = "<folder>"
@@ -213,9 +213,17 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
+class InputRecord(TypedDict):
+    """One input file in a run record (:func:`input_record`)."""
+
+    name: str | None  # base name; a folder: FOLDER; hidden: HIDDEN (run_manifest) or None (ct2yolo study reports)
+    sha256: str | None  # None for a folder
+    path: NotRequired[str]  # only with --record-paths
+
+
 def input_record(
     path: str | os.PathLike[str], *, record_paths: bool | None = None, sha256: str | None = None
-) -> dict[str, Any]:
+) -> InputRecord:
     """Describe one input file for a run record: ``{"name", "sha256"}`` (and ``"path"`` with record_paths).
 
     A folder's ``name`` is :data:`FOLDER` and its ``sha256`` ``None``. ``sha256``: the file's hash when the
@@ -225,7 +233,7 @@ def input_record(
 
     p = Path(path)
     digest = sha256 or (sha256_file(p) if p.is_file() else None)
-    record: dict[str, Any] = {"name": path_name(p), "sha256": digest}
+    record: InputRecord = {"name": path_name(p), "sha256": digest}
     if _keep(record_paths):
         record["path"] = mask_credentials(str(p))
     return record

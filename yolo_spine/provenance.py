@@ -17,10 +17,10 @@ import sys
 import time
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from yolo_spine import __version__
-from yolo_spine.identifiers import HIDDEN, input_record, records_paths, sanitize, sanitize_argv
+from yolo_spine.identifiers import HIDDEN, InputRecord, input_record, records_paths, sanitize, sanitize_argv
 
 _VERSIONED = ("numpy", "opencv-python", "albumentations", "SimpleITK", "pydicom", "torch", "ultralytics", "nanodrr")
 
@@ -60,6 +60,33 @@ def package_versions(names: Iterable[str] = _VERSIONED) -> dict[str, str | None]
     return out
 
 
+class MachineRecord(TypedDict):
+    """Where a run ran (``machine`` of :class:`RunManifest`)."""
+
+    platform: str
+    processor: str
+    cpus: int | None
+
+
+class RunManifest(TypedDict):
+    """The fields every run record has (:func:`run_manifest`); each command's record adds its own.
+
+    A command's manifest type extends this one with the keys it passes as ``extra`` (``MergeManifest``,
+    ``Ct2YoloManifest`` …).
+    """
+
+    schema: int
+    created_by: str
+    created_utc: str
+    command: str
+    argv: list[str]
+    options: dict[str, Any]
+    record_paths: bool
+    versions: dict[str, str | None]
+    machine: MachineRecord
+    inputs: dict[str, InputRecord]
+
+
 def run_manifest(
     command: str,
     options: Mapping[str, Any],
@@ -68,7 +95,7 @@ def run_manifest(
     *,
     record_paths: bool | None = None,
     hidden_names: Collection[str] = (),
-) -> dict[str, Any]:
+) -> RunManifest:
     """Describe one run so that its output can be traced and repeated, without identifiers or secrets.
 
     ``argv``, ``options`` and ``inputs`` go through :func:`yolo_spine.identifiers.sanitize`: paths are reduced
@@ -88,10 +115,11 @@ def run_manifest(
     Returns:
         A JSON-serialisable mapping with ``schema``, ``created_by``, ``created_utc``, ``command``,
         ``argv``, ``options``, ``record_paths``, ``versions``, ``machine`` and ``inputs`` (``{name, sha256}``
-        per input, and ``path`` when full paths are recorded).
+        per input, and ``path`` when full paths are recorded), plus the keys of ``extra`` (typed by the
+        command's own manifest type, which extends :class:`RunManifest`).
     """
     keep = records_paths() if record_paths is None else bool(record_paths)
-    manifest: dict[str, Any] = {
+    manifest: RunManifest = {
         "schema": 1,
         "created_by": f"yolo_spine {command} {__version__}",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -17,12 +17,12 @@ How a resumable run coexists with a dataset that appears all at once (see docs/a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from yolo_spine.batch import BatchOptions, input_hashes, link_studies, run_studies
+from yolo_spine.ct.manifest import StudyReport, read_study_report
 from yolo_spine.ledger import LedgerSummary, StudyLedger, StudyTask
 
 #: A study's input files by role, as :class:`yolo_spine.ct.convert.StudySpec` names them.
@@ -73,7 +73,7 @@ def convert_batch(
     return ledger, summary, [s for s in specs if s.name in summary.records]
 
 
-def assemble(ledger: StudyLedger, specs: list[Any], root: Path, splits: tuple[str, ...]) -> list[dict[str, Any]]:
+def assemble(ledger: StudyLedger, specs: list[Any], root: Path, splits: tuple[str, ...]) -> list[StudyReport]:
     """Hard-link the finished studies (and their ledger records) into the dataset folder ``root``.
 
     Returns:
@@ -83,7 +83,7 @@ def assemble(ledger: StudyLedger, specs: list[Any], root: Path, splits: tuple[st
         for s in splits:
             (root / sub / s).mkdir(parents=True, exist_ok=True)
     link_studies(ledger, [s.name for s in specs], root)
-    return [json.loads((root / "studies" / f"{s.name}.json").read_text(encoding="utf-8")) for s in specs]
+    return [read_study_report(root / "studies" / f"{s.name}.json") for s in specs]
 
 
 __all__ = ["ROLES", "assemble", "convert_batch", "spec_hashes", "spec_inputs"]

@@ -29,13 +29,23 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from yolo_spine import __version__
 from yolo_spine.batch import BatchOptions, failure_reasons, finish, produced_by, read_study_rows, summary_record
 from yolo_spine.ct.batch import assemble, convert_batch, spec_inputs
+from yolo_spine.ct.manifest import (
+    Ct2YoloManifest,
+    Ct2YoloResult,
+    PlaneStats,
+    StudyEntry,
+    StudyHead,
+    StudyInputs,
+    StudyReport,
+    ViewStats,
+)
 from yolo_spine.ct.options import CtOptions, SplitOptions
 from yolo_spine.ct.sidecar import SCHEMA, VolumeGeometry
 from yolo_spine.errors import DataError, OutputExistsError, UserError
@@ -69,7 +79,7 @@ class StudySpec:
     name: str
     transform: Path | None = None
     original: str | None = None
-    inputs: dict[str, Any] = field(default_factory=dict)
+    inputs: StudyInputs = field(default_factory=dict)
 
 
 def study_name_from(path: Path) -> str:
@@ -149,7 +159,7 @@ def name_studies(specs: list[StudySpec], salt: str, record_paths: bool | None = 
 
 def study_inputs(
     spec: StudySpec, pseudonymous: bool, record_paths: bool | None = None, volume_sha256: str | None = None
-) -> dict[str, Any]:
+) -> StudyInputs:
     """The input files of a study as its report and the manifest record them (``{name, sha256[, path]}`` each).
 
     A study with a pseudonymous id records no file or folder names (they are what the pseudonym hides), only
@@ -157,7 +167,7 @@ def study_inputs(
     """
     keep = records_paths() if record_paths is None else bool(record_paths)
     files = {"volume": spec.volume, "labels": spec.labels, "transform": spec.transform}
-    out: dict[str, Any] = {}
+    out: StudyInputs = {}
     for key, path in files.items():
         if path is None:
             out[key] = None
@@ -342,7 +352,7 @@ def convert_study(
     class_of_id: Mapping[int, str] | None,
     resample_labels: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> StudyReport:
     """Convert one study into ``root`` (slices and DRRs of every requested plane/view); return its report.
 
     Steps: read the study onto one grid and map its label ids to classes, cut the slices of each plane, render
@@ -369,27 +379,32 @@ def convert_study(
         n: {"voxels": v, "slice_instances": 0, "drr_instances": 0, "dropped_small": 0} for n, v in vol.voxels.items()
     }
     writer = _StudyWriter(root, registry, structures)
-    report: dict[str, Any] = {
+    head: StudyHead = {
         "study": spec.name,
         "study_id": "pseudonym" if spec.original is not None else "given",
         "inputs": spec.inputs or study_inputs(spec, spec.original is not None),
         "notes": vol.notes,
         "geometry": vol.geometry.to_json(),
         "unmapped_label_ids": vol.unmapped,
-        **({"label_scheme_detected": vol.scheme_detected} if vol.scheme_detected else {}),
-        "planes": {},
-        "views": {},
     }
+    if vol.scheme_detected:
+        head["label_scheme_detected"] = vol.scheme_detected
     split = options.split
     study_split = split_of_study(spec.name, split)
     base = {"study": spec.name, "anatomy": registry.name, "volume": vol.geometry.to_json()}
-    for plane in options.planes:
-        report["planes"][plane] = _convert_plane(spec.name, plane, vol, options, base, study_split, writer, progress)
-    if options.views:
-        report["views"] = _convert_drrs(spec.name, vol, options, base, study_split, writer, progress)
-    report["structures"] = structures
-    report["images_per_split"] = writer.per_split
-    report["split"] = study_split if split.mode == "study" else "slab"
+    planes: dict[str, PlaneStats] = {
+        plane: _convert_plane(spec.name, plane, vol, options, base, study_split, writer, progress)
+        for plane in options.planes
+    }
+    views = _convert_drrs(spec.name, vol, options, base, study_split, writer, progress) if options.views else {}
+    report: StudyReport = {
+        **head,
+        "planes": planes,
+        "views": views,
+        "structures": structures,
+        "images_per_split": writer.per_split,
+        "split": study_split if split.mode == "study" else "slab",
+    }
     write_json_atomic(root / "studies" / f"{spec.name}.json", report)
     return report
 
@@ -467,7 +482,7 @@ def _convert_plane(
     study_split: str,
     writer: _StudyWriter,
     progress: bool,
-) -> dict[str, int]:
+) -> PlaneStats:
     """Write every ``step``-th slice of one plane; return the plane's accounting."""
     from tqdm import tqdm
 
@@ -482,7 +497,7 @@ def _convert_plane(
         split_of = {i: slab_of[i // per_slab] for i in todo}
     else:
         split_of = dict.fromkeys(todo, study_split)
-    stats = {"slices": len(todo), "written": 0, "empty_skipped": 0, "instances": 0, "dropped_small": 0}
+    stats: PlaneStats = {"slices": len(todo), "written": 0, "empty_skipped": 0, "instances": 0, "dropped_small": 0}
     window = (options.window.center, options.window.width)
     items = sl.iter_slices(
         vol.image_kji, vol.labels_kji, geom, layout, vol.lut, window, step=step, min_area_px=options.slice.min_area_px
@@ -520,7 +535,7 @@ def _convert_drrs(
     study_split: str,
     writer: _StudyWriter,
     progress: bool,
-) -> dict[str, Any]:
+) -> dict[str, ViewStats]:
     """Render and write the DRRs of every view: the canonical pose, then ``poses`` random ones around it.
 
     Returns:
@@ -552,15 +567,15 @@ def _convert_drrs(
     )
     center_ijk = (np.asarray(geom.size_xyz, float) - 1.0) / 2.0
     iso = (geom.ijk_to_world() @ np.r_[center_ijk, 1.0])[:3]
-    views: dict[str, Any] = {}
+    views: dict[str, ViewStats] = {}
     canonical = {}
     jobs = [(v, k) for v in options.views for k in range(options.poses + 1)]
     for view, k in tqdm(jobs, desc=f"{study} DRR", disable=not progress, leave=False):
-        stats = views.setdefault(
-            view,
-            {"images": 0, "instances": 0, "dropped_small": 0, "classes_missing": []}
-            | ({"clipped_hidden": 0, "dropped_hidden": 0} if preset.enabled else {}),
-        )
+        if view not in views:
+            views[view] = {"images": 0, "instances": 0, "dropped_small": 0, "classes_missing": []}
+            if preset.enabled:
+                views[view] |= {"clipped_hidden": 0, "dropped_hidden": 0}
+        stats = views[view]
         pose = {"rot_deg": [0.0, 0.0, 0.0], "trans_mm": [0.0, 0.0, 0.0]}
         if k == 0:
             cam = canonical[view] = drr_mod.make_camera(geom, det, view, iso)
@@ -601,7 +616,7 @@ def _render_view(
     det: Any,
     view: str,
     stem: str,
-    stats: dict[str, Any],
+    stats: ViewStats,
 ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[str, Any]]:
     """One view's 8-bit radiograph, its label masks and the sidecar's extra keys (``realism``, when enabled).
 
@@ -725,7 +740,7 @@ def ct2yolo(
     progress: bool = True,
     redo: bool = False,
     **option_values: Any,
-) -> dict[str, Any]:
+) -> Ct2YoloResult:
     """Convert one study (``volume`` + ``labels``) or a CSV list of studies into a YOLO-seg dataset.
 
     Steps: resolve the options and the anatomy once, list and name the studies, convert each study not done yet
@@ -861,13 +876,13 @@ def _class_of_id(
 
 
 def _manifest(
-    reports: list[dict[str, Any]],
+    reports: list[StudyReport],
     specs: list[StudySpec],
     registry: AnatomyRegistry,
     scheme: str | None,
     record: dict[str, Any],
-    failed: Any = None,
-) -> dict[str, Any]:
+    failed: dict[str, str] | None = None,
+) -> Ct2YoloManifest:
     """The run manifest: options, per-study accounting (inputs by SHA-256 for pseudonymous studies), totals.
 
     ``failed``: the studies ``--skip-failed`` left out, with their reasons (listed: a dataset never drops a study
@@ -877,7 +892,7 @@ def _manifest(
     for r in reports:
         for s in SPLITS:
             totals[s] += r["images_per_split"][s]
-    studies = [
+    studies: list[StudyEntry] = [
         {
             "study": r["study"],
             "study_id": r["study_id"],
@@ -890,7 +905,7 @@ def _manifest(
         }
         for r in reports
     ]
-    return run_manifest(
+    manifest = run_manifest(
         "ct2yolo",
         record,
         hidden_names=_hidden_names(specs),
@@ -903,6 +918,7 @@ def _manifest(
             **({"failed_studies": failed} if failed is not None else {}),
         },
     )
+    return cast(Ct2YoloManifest, manifest)  # run_manifest adds `extra` to its own keys
 
 
 def _write_study(spec: StudySpec, root: Path, **kwargs: Any) -> None:

@@ -35,13 +35,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 
 from yolo_spine import __version__
 from yolo_spine.datasets.check import manifest_groups
+from yolo_spine.datasets.manifest import AugmentCopy, AugmentManifest, AugmentSummary, ImageEntry
 from yolo_spine.datasets.options import AugmentOptions
 from yolo_spine.datasets.roboflow import roboflow_group
 from yolo_spine.errors import DataError, UserError
@@ -468,7 +469,7 @@ class _Job:
 
 @dataclass
 class _JobResult:
-    copies: list[dict[str, Any]]
+    copies: list[AugmentCopy]
     dropped: Counter
     instances_in: int
     instances_out: int
@@ -494,7 +495,7 @@ class _Worker:
         height, width = pixels.shape[:2]
         scale = np.array([width, height], dtype=np.float64)
         packed = rasterise_instances([i.polygon_xy_norm * scale for i in insts], height, width)
-        copies: list[dict[str, Any]] = []
+        copies: list[AugmentCopy] = []
         dropped: Counter[str] = Counter()
         n_out = 0
         for k, stem in enumerate(job.out_stems, start=1):
@@ -566,7 +567,7 @@ def augment_dataset(
     anatomy: str | None = None,
     progress: bool = True,
     **option_values: Any,
-) -> dict[str, Any]:
+) -> AugmentSummary:
     """Write a dataset whose training split holds the originals plus augmented copies.
 
     Args:
@@ -624,8 +625,8 @@ def augment_dataset(
             raise DataError(f"copy name {sorted(clash)[0]} is already a training image; rename it first")
         jobs.append(_Job(img, lay.label_dirs["train"] / f"{img.stem}.txt", img.name, stems, suffix))
 
-    manifest_images: list[dict[str, Any]] = []
-    all_copies: list[dict[str, Any]] = []
+    manifest_images: list[ImageEntry] = []
+    all_copies: list[AugmentCopy] = []
     dropped: Counter = Counter()
     instances_in = instances_out = 0
     with atomic_output(out, overwrite=overwrite) as tmp:
@@ -685,7 +686,7 @@ def augment_dataset(
         kept_sources = instances_in - sum(drop_counts[r] for r in DROP_REASONS if r != "small_piece")
         if kept_sources + pieces != instances_out:  # the accounting must close
             raise DataError("internal accounting error: kept + split pieces != written instances")
-        summary: dict[str, Any] = {
+        summary: AugmentSummary = {
             "images": {s: len(v) for s, v in split_images.items()},
             "copies": len(all_copies),
             "copies_per_image": n_copies,
@@ -700,26 +701,29 @@ def augment_dataset(
         }
         summary["images"]["train"] += len(all_copies)
         write_data_yaml(tmp, out, reg.names_dict, reg.name, tuple(s for s in SPLITS if s in split_images))
-        manifest = run_manifest(
-            "augment",
-            {
-                "data": data,
-                "out": out,
-                "seed": seed,
-                "workers": workers,
-                "overwrite": overwrite,
-                "anatomy": reg.name,
-                **opts.record(),
-            },
-            inputs={"data_yaml": data},
-            extra={
-                "anatomy": reg.name,
-                "created_by": f"yolo_spine augment {__version__}",
-                "summary": summary,
-                "dropped": drop_counts,
-                "copies": all_copies,
-                "images": manifest_images,
-            },
+        manifest = cast(
+            AugmentManifest,
+            run_manifest(  # run_manifest adds `extra` to its own keys
+                "augment",
+                {
+                    "data": data,
+                    "out": out,
+                    "seed": seed,
+                    "workers": workers,
+                    "overwrite": overwrite,
+                    "anatomy": reg.name,
+                    **opts.record(),
+                },
+                inputs={"data_yaml": data},
+                extra={
+                    "anatomy": reg.name,
+                    "created_by": f"yolo_spine augment {__version__}",
+                    "summary": summary,
+                    "dropped": drop_counts,
+                    "copies": all_copies,
+                    "images": manifest_images,
+                },
+            ),
         )
         write_json_atomic(tmp / "manifest.json", manifest, indent=1)
     summary["out"] = str(out)

@@ -30,11 +30,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 
 from yolo_spine import __version__
+from yolo_spine.datasets.manifest import ImageEntry, MergeManifest, MergeSummary, SourceRecord
 from yolo_spine.datasets.options import MergeOptions
 from yolo_spine.datasets.roboflow import Export, SourceImage, read_export, roboflow_group
 from yolo_spine.errors import DataError, UserError
@@ -339,7 +340,7 @@ def merge_exports(
     drops: Sequence[str] = (),
     overwrite: bool = False,
     **option_values: Any,
-) -> dict[str, Any]:
+) -> MergeSummary:
     """Merge Roboflow exports into one YOLO-seg dataset (see the module docstring for the guarantees).
 
     Args:
@@ -467,9 +468,9 @@ def _decide_splits(inv: _Inventory, opts: MergeOptions) -> _Splits:
     return splits
 
 
-def _unlisted_entries(exports: list[Export], tally: _Tally) -> list[dict[str, Any]]:
+def _unlisted_entries(exports: list[Export], tally: _Tally) -> list[ImageEntry]:
     """Manifest entries of label files without an image (their rows counted as dropped) and unlisted images."""
-    entries: list[dict[str, Any]] = []
+    entries: list[ImageEntry] = []
     for ex in exports:
         for rel, rows in ex.orphan_labels:
             tally.dropped["orphan_label"] += rows
@@ -521,6 +522,15 @@ class _Counts:
     classes: dict[str, Counter] = field(default_factory=lambda: {s: Counter() for s in SPLITS})
 
 
+class _Listed(TypedDict):
+    """The keys every listed image's manifest entry starts with, whatever its fate."""
+
+    source: str
+    group: str
+    sha256: str | None
+    instances_in: int
+
+
 def _image_entries(
     inv: _Inventory,
     splits: _Splits,
@@ -528,12 +538,12 @@ def _image_entries(
     out_name: dict[int, str],
     reg: AnatomyRegistry,
     counts: _Counts,
-) -> list[dict[str, Any]]:
+) -> list[ImageEntry]:
     """One manifest entry per listed image (kept, duplicate or unreadable), adding its instances to ``counts``."""
-    entries: list[dict[str, Any]] = []
+    entries: list[ImageEntry] = []
     for i, (ex, im) in enumerate(inv.records):
         chk = inv.checks[i]
-        entry = {
+        entry: _Listed = {
             "source": f"{ex.tag}/{im.rel}",
             "group": inv.groups[i],
             "sha256": chk.sha256 or None,
@@ -547,29 +557,31 @@ def _image_entries(
             counts.tally.dropped["duplicate_image"] += len(im.instances)
             first = inv.first_by_hash[chk.sha256]
             split_of_first = splits.of_group[inv.groups[first]]
-            duplicate = {
-                "file": None,
-                "split": split_of_first,
-                "status": "duplicate",
-                "duplicate_of": out_name.get(first),
-            }
-            entries.append({**entry, **duplicate})
+            entries.append(
+                {
+                    **entry,
+                    "file": None,
+                    "split": split_of_first,
+                    "status": "duplicate",
+                    "duplicate_of": out_name.get(first),
+                }
+            )
             continue
         split = splits.of_group[inv.groups[i]]
         classes, part = results[i]
         counts.tally.merge(part)
         counts.images[split] += 1
         counts.classes[split].update(reg.names[c] for c in classes)
-        entries.append(
-            {
-                **entry,
-                "file": out_name[i],
-                "split": split,
-                "status": "kept",
-                "instances_kept": len(classes),
-                **({"converted": "windowed to 8-bit PNG"} if chk.high_bit else {}),
-            }
-        )
+        kept: ImageEntry = {
+            **entry,
+            "file": out_name[i],
+            "split": split,
+            "status": "kept",
+            "instances_kept": len(classes),
+        }
+        if chk.high_bit:
+            kept["converted"] = "windowed to 8-bit PNG"
+        entries.append(kept)
     return entries
 
 
@@ -578,9 +590,9 @@ def _summary(
     inv: _Inventory,
     splits: _Splits,
     counts: _Counts,
-    entries: list[dict[str, Any]],
+    entries: list[ImageEntry],
     reg: AnatomyRegistry,
-) -> dict[str, Any]:
+) -> MergeSummary:
     """The merge's summary; checks that kept + dropped instances account for every input instance.
 
     Raises:
@@ -618,11 +630,11 @@ def _merge_record(
     opts: MergeOptions,
     request: _Request,
     overwrite: bool,
-    summary: dict[str, Any],
-    entries: list[dict[str, Any]],
-) -> dict[str, Any]:
+    summary: MergeSummary,
+    entries: list[ImageEntry],
+) -> MergeManifest:
     """The dataset's ``manifest.json``: the run record, the class map, the sources and every image's fate."""
-    sources = [
+    sources: list[SourceRecord] = [
         {
             **input_record(ex.path),  # name and sha256 (a folder: <folder>); the path with --record-paths
             "tag": ex.tag,
@@ -640,7 +652,7 @@ def _merge_record(
         "drops": request.drops,
         "overwrite": overwrite,
     }
-    return run_manifest(
+    manifest = run_manifest(
         "merge",
         {**given, **opts.record()},
         extra={
@@ -653,6 +665,7 @@ def _merge_record(
             "images": entries,
         },
     )
+    return cast(MergeManifest, manifest)  # run_manifest adds `extra` to its own keys
 
 
 def _write_dataset(
@@ -662,7 +675,7 @@ def _write_dataset(
     opts: MergeOptions,
     request: _Request,
     overwrite: bool,
-) -> dict[str, Any]:
+) -> MergeSummary:
     """Check, group and split the images, write the dataset atomically into ``request.out``; return the summary.
 
     Steps: inventory (hash, check and group every image), splits (per group), per-image writing (cleaning the

@@ -24,13 +24,17 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from yolo_spine import batch as batch_path
 from yolo_spine.errors import UserError
 from yolo_spine.evaluate.options import Eval3dOptions
 from yolo_spine.identifiers import pseudonym
 from yolo_spine.registry import AnatomyRegistry
+
+if TYPE_CHECKING:
+    from yolo_spine.batch import LedgerCounts
+    from yolo_spine.provenance import RunManifest
 
 log = logging.getLogger("yolo_spine")
 
@@ -92,6 +96,23 @@ def _score_study(study: EvalStudy, folder: Path, *, options: Eval3dOptions, anat
     run_eval3d(study.pred, study.gt, anatomy, folder / "studies" / study.study / "metrics.csv", options)
 
 
+class Eval3dBatchDoc(TypedDict):
+    """``eval3d --csv``'s ``metrics.json``: one entry per study, the failed ones, the run manifest."""
+
+    schema: int
+    kind: str  # "eval3d-batch"
+    columns: list[str]  # metrics.csv's columns
+    studies: list[dict[str, Any]]  # study, mode, anatomy, classes, mean, landmarks (identification summary)
+    failed_studies: dict[str, str]  # study → reason (batch.skip_failed)
+    manifest: RunManifest | None  # with kind "eval3d-batch" and inputs_sha256 per study
+
+
+class Eval3dBatchResult(Eval3dBatchDoc):
+    """What :func:`eval3d_batch` returns: the document plus this run's accounting (not written)."""
+
+    ledger: LedgerCounts
+
+
 def eval3d_batch(
     study_list: str | Path,
     out: str | Path,
@@ -99,7 +120,7 @@ def eval3d_batch(
     *,
     anatomy: str | Path | AnatomyRegistry | None = None,
     **run: bool,
-) -> dict[str, Any]:
+) -> Eval3dBatchResult:
     """Score every study of a study list into the folder ``out`` (see the module docstring for the layout).
 
     Args:
@@ -125,7 +146,7 @@ def eval3d_batch(
     )
     failed = batch_path.failure_reasons(summary, {s.study: {"pred": s.pred, "gt": s.gt} for s in studies})
 
-    def write_index(root: Path) -> dict[str, Any]:
+    def write_index(root: Path) -> Eval3dBatchDoc:
         from yolo_spine.provenance import run_manifest
 
         manifest = run_manifest(
@@ -140,8 +161,8 @@ def eval3d_batch(
 
 
 def write_tables(
-    root: Path, studies: list[str], failed: dict[str, str], manifest: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    root: Path, studies: list[str], failed: dict[str, str], manifest: RunManifest | None = None
+) -> Eval3dBatchDoc:
     """Write ``root/metrics.csv`` and ``root/metrics.json`` over the studies' own reports in ``root/studies``.
 
     The CSV's cells are the studies' own cells (same formatting); its columns are ``study`` and the union of
@@ -168,7 +189,7 @@ def write_tables(
         writer = csv.DictWriter(f, columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    doc = {
+    table: Eval3dBatchDoc = {
         "schema": 1,
         "kind": "eval3d-batch",
         "columns": columns,
@@ -176,8 +197,8 @@ def write_tables(
         "failed_studies": failed,
         "manifest": manifest,
     }
-    write_json_atomic(root / "metrics.json", doc)
-    return doc
+    write_json_atomic(root / "metrics.json", table)
+    return table
 
 
 def _identification(landmarks: dict[str, Any] | None) -> dict[str, Any] | None:

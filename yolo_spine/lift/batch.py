@@ -22,13 +22,14 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from yolo_spine import batch as batch_path
+from yolo_spine.batch import LedgerCounts
 from yolo_spine.errors import UserError
 from yolo_spine.lift.io import _label_dir, _sidecar_roots
 from yolo_spine.lift.options import LiftOptions
-from yolo_spine.provenance import run_manifest, sha256_files
+from yolo_spine.provenance import RunManifest, run_manifest, sha256_files
 from yolo_spine.registry import AnatomyRegistry
 
 log = logging.getLogger("yolo_spine")
@@ -121,6 +122,31 @@ def _lift_study(study: LiftStudy, folder: Path, *, options: LiftOptions, anatomy
     )
 
 
+class LiftStudyEntry(TypedDict):
+    """One study in the batch manifest, from its own lift record."""
+
+    study: str
+    inputs_sha256: dict[str, str | None]
+    outputs: dict[str, str | None]  # output → base name
+    classes_found: list[str]
+    counts: dict[str, Any]
+
+
+class LiftBatchManifest(RunManifest):
+    """``lift --csv``'s ``manifest.json``."""
+
+    kind: str  # "lift-batch"
+    anatomy: str | None  # the registry's name or YAML file name (None: the sidecars')
+    studies: list[LiftStudyEntry]
+    failed_studies: NotRequired[dict[str, str]]  # study → reason (batch.skip_failed)
+
+
+class LiftBatchResult(LiftBatchManifest):
+    """What :func:`lift_batch` returns: the manifest plus this run's accounting (not written)."""
+
+    ledger: LedgerCounts
+
+
 def lift_batch(
     study_list: str | Path,
     out: str | Path,
@@ -129,7 +155,7 @@ def lift_batch(
     anatomy: str | Path | AnatomyRegistry | None = None,
     labels_dir: str | Path | None = None,
     **run: bool,
-) -> dict[str, Any]:
+) -> LiftBatchResult:
     """Lift every study of a study list into the folder ``out`` (see the module docstring for the layout).
 
     Args:
@@ -157,7 +183,7 @@ def lift_batch(
     inputs = {s.study: {"labels_dir": s.labels_dir, "sidecars": s.sidecars} for s in studies}
     failed = batch_path.failure_reasons(summary, inputs, base_names=False)
 
-    def write_index(root: Path) -> dict[str, Any]:
+    def write_index(root: Path) -> LiftBatchManifest:
         from yolo_spine.io.atomic import write_json_atomic
 
         manifest = run_manifest(
@@ -171,13 +197,13 @@ def lift_batch(
             },
         )
         write_json_atomic(root / "manifest.json", manifest)
-        return manifest
+        return cast(LiftBatchManifest, manifest)  # run_manifest adds `extra` to its own keys
 
     manifest = batch_path.publish(ledger, done, final, run.get("overwrite", False), write_index)
     return {**manifest, "ledger": batch_path.summary_record(summary)}
 
 
-def _study_entry(root: Path, study: str, hashes: dict[str, str | None]) -> dict[str, Any]:
+def _study_entry(root: Path, study: str, hashes: dict[str, str | None]) -> LiftStudyEntry:
     """One study's line in the batch manifest, from its own lift record."""
     record = json.loads((root / "studies" / f"{study}.json").read_text(encoding="utf-8"))
     outputs = {k: Path(v).name if v else None for k, v in (record.get("outputs") or {}).items()}

@@ -26,6 +26,7 @@ from yolo_spine.pacs.options import PacsOptions
 if TYPE_CHECKING:
     import SimpleITK as sitk
 
+    from yolo_spine.predict.run import PredictRunRecord
     from yolo_spine.registry import AnatomyRegistry
 
 log = logging.getLogger("yolo_spine")
@@ -48,7 +49,7 @@ class RadiographResult:
     masks: np.ndarray
     class_ids: np.ndarray
     confidences: np.ndarray
-    predict_record: dict[str, Any]
+    predict_record: PredictRunRecord
 
 
 @dataclass

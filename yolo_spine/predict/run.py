@@ -41,7 +41,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 import numpy as np
 
@@ -49,6 +49,7 @@ from yolo_spine.errors import UserError
 from yolo_spine.parallel import ThreadGovernor, available_cpus
 from yolo_spine.predict.options import PredictOptions
 from yolo_spine.predict.overlap import BackgroundWriter, ReadAhead
+from yolo_spine.provenance import RunManifest
 
 log = logging.getLogger("yolo_spine")
 
@@ -267,6 +268,38 @@ def _label_instances(instances: list[dict], w: int, h: int) -> list:
     return out
 
 
+class PredictCounts(TypedDict):
+    """What ``predict`` wrote (``counts`` in its ``run.json``); the DICOM SEG counts only with ``dicom_seg``."""
+
+    frames: int
+    instances: int
+    order_changed: int  # instances relabelled by the order fix
+    annotated: int
+    label_files: int
+    skipped_live: int  # frames a live source dropped while inference ran
+    dicom_seg: NotRequired[int]
+    dicom_seg_skipped: NotRequired[dict[str, int]]  # reason → frames
+
+
+class PredictRunRecord(RunManifest):
+    """``predict``'s ``run.json`` (also :func:`predict`'s return value)."""
+
+    model: dict[str, Any]  # format, names, anatomy
+    conf: dict[str, Any]  # value and where it came from
+    source: dict[str, str]  # kind, description
+    counts: PredictCounts
+    dropped: dict[str, Any]  # count, inputs (file name → reason)
+    interrupted: bool
+    torch_threads: int
+    thread_governor: dict[str, Any] | None  # threads_at_end, changes
+    runtime_threads: dict[str, Any]
+    wall_seconds: float
+    fps: float | None
+    fps_steady: float | None  # after the warm-up frames; None for short runs
+    mean_ms: dict[str, float]  # pre, infer, post, polygons, draw
+    outputs: dict[str, str | None]  # paths inside the output folder
+
+
 def predict(
     weights: str | Path,
     source: str | Path | int,
@@ -276,7 +309,7 @@ def predict(
     review: str | Path | None = None,
     overwrite: bool = False,
     **option_values: Any,
-) -> dict:
+) -> PredictRunRecord:
     """Predict on a source and write ``predictions.jsonl``, annotated images/video, labels and ``run.json``.
 
     Args:
@@ -357,7 +390,7 @@ def predict(
         raise UserError(f"--device {opts.device} cannot be used here: {str(exc).splitlines()[0]}") from None
     governor = _governor(opts, fmt, torch)
     threads_used = runtime_threads(model)
-    counts: dict[str, Any] = {
+    counts: PredictCounts = {
         "frames": 0,
         "instances": 0,
         "order_changed": 0,
@@ -513,7 +546,8 @@ def predict(
                 },
             },
         )
-        write_json_atomic(tmp / "run.json", manifest)
+        run_record = cast(PredictRunRecord, manifest)  # run_manifest adds `extra` to its own keys
+        write_json_atomic(tmp / "run.json", run_record)
     if counts["frames"] == 0 and not state["interrupted"]:
         log.warning("no frame was predicted (see run.json: dropped)")
     # The command prints the summary a user reads (predict.commands); this is for callers of the library only.
@@ -522,7 +556,7 @@ def predict(
         counts["frames"],
         counts["instances"],
         f" ({counts['order_changed']} relabelled by the order fix)" if opts.order_fix else "",
-        manifest["fps"] or 0.0,
+        run_record["fps"] or 0.0,
         out,
     )
-    return manifest
+    return run_record

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from yolo_spine.io.atomic import atomic_output, partial_path, write_json_atomic
 from yolo_spine.parallel import LocalExecutor
 from yolo_spine.provenance import run_manifest, sha256_file
 from yolo_spine.registry import load_registry
+
+if TYPE_CHECKING:
+    from yolo_spine.train.train import TrainRunRecord
 
 log = logging.getLogger("yolo_spine")
 
@@ -294,7 +297,7 @@ def train_model(
     resume: bool,
     workers: int,
     weights_out: Path,
-) -> dict[str, Any]:
+) -> TrainRunRecord:
     """Train (or resume) YOLO11n-seg on the phantom dataset; refresh the checkpoint every epoch.
 
     The model starts from its architecture YAML, or from ``opts["init_weights"]`` (an earlier phantom checkpoint).
@@ -302,13 +305,13 @@ def train_model(
     Returns:
         The run manifest (``train/run.json``) of the finished run.
     """
-    from yolo_spine.train.train import train
+    from yolo_spine.train.train import read_run_record, train
 
     run_dir = plan.out / "train"
     last = partial_path(run_dir) / "weights" / "last.pt"
     if resume and not last.is_file() and (run_dir / "run.json").is_file():
         log.info("training in %s had finished; nothing to resume", run_dir)
-        return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        return read_run_record(run_dir / "run.json")
     no_weights = plan.out / ".no-weights"  # an empty folder: never a checkpoint found by name
     no_weights.mkdir(exist_ok=True)
     init = opts.get("init_weights")

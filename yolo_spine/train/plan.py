@@ -726,12 +726,11 @@ def planned_training(
 
 def record_plan(run_json: str | Path, plan: Plan, fit: Any, wall_s: float) -> dict[str, Any]:
     """Add the plan (and what its budget did) to a finished run's ``run.json``; return the added block."""
-    import json
-
     from yolo_spine.io.atomic import write_json_atomic
+    from yolo_spine.train.train import read_run_record
 
     run_json = Path(run_json)
-    manifest = json.loads(run_json.read_text(encoding="utf-8"))
+    manifest = read_run_record(run_json)
     block = plan.record()
     if fit is not None:
         block["budget"] = fit.record(wall_s)

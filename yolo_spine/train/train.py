@@ -28,13 +28,14 @@ reads a CPU run, a GPU run and a DDP run.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 import yaml
 
@@ -42,7 +43,7 @@ from yolo_spine.errors import DataError, UserError
 from yolo_spine.io.atomic import ResumableOutput, give_folder_default_mode, write_json_atomic
 from yolo_spine.options import resolve_options
 from yolo_spine.parallel import ThreadGovernor, available_cpus
-from yolo_spine.provenance import run_manifest, sha256_files
+from yolo_spine.provenance import RunManifest, run_manifest, sha256_files
 from yolo_spine.train.options import TrainOptions
 from yolo_spine.train.shareable import sanitize_run_folder
 
@@ -103,7 +104,7 @@ class TrainResult:
     best: Path
     last: Path
     run_json: Path
-    manifest: dict[str, Any]
+    manifest: TrainRunRecord
 
 
 def resolve_model(model: str, weights: str | Path | None, weights_dir: Path, channels: int = 3) -> tuple[str, str]:
@@ -224,7 +225,41 @@ def count_images(data: dict[str, Any], root: Path, split: str = "train") -> int 
     return n or None
 
 
-def run_results(run_dir: str | Path, start_epoch: int = 0, n_train: int | None = None) -> dict[str, Any]:
+class RunResults(TypedDict):
+    """What a run did, from its folder (:func:`run_results`); part of ``run.json``."""
+
+    epochs_completed: int
+    epochs_requested: int | None
+    epochs_this_session: int
+    epoch_seconds: list[float]
+    train_images_per_second: float | None
+    final_metrics: dict[str, float]
+
+
+class TrainRunRecord(RunManifest, RunResults):
+    """``train``'s ``run.json`` (``train --budget`` adds ``plan``: :func:`yolo_spine.train.plan.record_plan`)."""
+
+    dataset: dict[str, Any]  # data_yaml, root, anatomy, names, label_files, labels_sha256
+    model: dict[str, Any]  # start, source, task, channels
+    device: str
+    ddp: bool
+    cuda_devices: list[str]
+    torch_threads: int | None  # None under DDP
+    thread_governor: dict[str, Any] | None  # threads_at_end, changes
+    cpu_count: int | None
+    mirror_aware_flip: bool
+    wall_seconds: float
+    resumed_from_epoch: int | None
+    weights: dict[str, str]  # best, last: paths inside the run folder
+    plan: NotRequired[dict[str, Any]]
+
+
+def read_run_record(path: str | Path) -> TrainRunRecord:
+    """A ``run.json`` as :func:`train` wrote it (not validated: the file is this package's own output)."""
+    return cast(TrainRunRecord, json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def run_results(run_dir: str | Path, start_epoch: int = 0, n_train: int | None = None) -> RunResults:
     """What a run did, read from its folder alone (``results.csv``, ``weights/last.pt``, ``weights/best.pt``).
 
     Under DDP the training runs in other processes and this process's callbacks never fire, so nothing here
@@ -419,7 +454,7 @@ def _run_record(
     save_dir: Path,
     wall: float,
     record_paths: bool | None = None,
-) -> dict[str, Any]:
+) -> TrainRunRecord:
     """The run manifest (``run.json``): options, dataset, model, hardware and what the run did (from its folder)."""
     import torch
 
@@ -429,7 +464,7 @@ def _run_record(
     label_files = sorted((data_root / "labels").rglob("*.txt")) if (data_root / "labels").is_dir() else []
     ddp = len([d for d in plan.device.split(",") if d.strip()]) > 1
     recorded = {**opts.record(), **plan.values}  # a resumed run records the checkpoint's values
-    return run_manifest(
+    manifest = run_manifest(
         "train",
         {**recorded, "data": data, "out": out, "resume": plan.last is not None},
         inputs={"data_yaml": data},
@@ -464,6 +499,7 @@ def _run_record(
         },
         record_paths=record_paths,
     )
+    return cast(TrainRunRecord, manifest)  # run_manifest adds `extra` to its own keys
 
 
 def train(
