@@ -7,8 +7,11 @@ Measured here (each run is one whole ``yolo_spine ct2yolo --csv`` command in a f
 * throughput of ``--studies`` copies of it (listed under different study ids) with 1 and 2 workers, on the local
   executor and on Ray (``--executor ray`` against a Ray head started on 127.0.0.1); one thread per worker on both
   sides (``--task-cpus 1``, ``drr.threads=1``, ``OMP_NUM_THREADS=1``, ``OPENCV_FOR_THREADS_NUM=1``); parallel
-  efficiency 1 → 2 workers; Ray's overhead over the local executor at 2 workers, per task; Ray's start-up
-  (``ray start``) and a no-op task's round trip, reported apart from the per-study figures;
+  efficiency 1 → 2 workers; Ray's overhead over the local executor at 2 workers, per study, with one study per
+  task (the automatic choice for 4 studies on 2 workers) and with ``--task-batch 2`` (one task per worker) in the
+  same run; Ray's start-up (``ray start``), a command's own start-up on Ray (a fresh driver: ``import ray``,
+  connecting, the job's two new worker processes, disconnecting; Ray starts workers per job) and a no-op task's
+  round trip, reported apart from the per-study figures;
 * peak memory of one study of the example CT resampled to 512×512×800 (linear for HU, nearest for labels);
 * SHA-256 speed (the driver hashes every input before any study runs) and bytes/files written per study.
 
@@ -117,10 +120,12 @@ def study_list(tmp: Path, volume: Path, labels: Path, n: int, name: str) -> Path
 
 
 # ------------------------------------------------------------------------------------------------- one run
-def run_ct2yolo(csv: Path, out: Path, workers: int, workload: tuple[str, ...], ray: str | None) -> dict[str, Any]:
+def run_ct2yolo(
+    csv: Path, out: Path, workers: int, workload: tuple[str, ...], ray: str | None, task_batch: int = 0
+) -> dict[str, Any]:
     """One ``ct2yolo --csv`` command in a fresh process: wall seconds, its own peak RSS, the ledger records."""
     cmd = [sys.executable, "-m", "yolo_spine", "--quiet", "ct2yolo", "--csv", str(csv), "--out", str(out)]
-    cmd += ["--overwrite", "--workers", str(workers), *workload]
+    cmd += ["--overwrite", "--workers", str(workers), "--task-batch", str(task_batch), *workload]
     if ray is not None:
         cmd += ["--executor", "ray", "--ray-address", ray]
     env = {**os.environ, **THREAD_ENV, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -147,11 +152,14 @@ def run_ct2yolo(csv: Path, out: Path, workers: int, workload: tuple[str, ...], r
     }
 
 
-def repeated(n: int, csv: Path, out: Path, workers: int, workload: tuple[str, ...], ray: str | None) -> list[dict]:
+def repeated(
+    n: int, csv: Path, out: Path, workers: int, workload: tuple[str, ...], ray: str | None, task_batch: int = 0
+) -> list[dict]:
     runs = []
     for _ in range(n):
-        runs.append(run_ct2yolo(csv, out, workers, workload, ray))
-        print(f"  {'ray' if ray else 'local'} x{workers}: {runs[-1]['seconds']:.1f} s", flush=True)
+        runs.append(run_ct2yolo(csv, out, workers, workload, ray, task_batch))
+        label = f"{'ray' if ray else 'local'} x{workers}" + (f" task-batch {task_batch}" if task_batch else "")
+        print(f"  {label}: {runs[-1]['seconds']:.1f} s", flush=True)
     shutil.rmtree(out, ignore_errors=True)
     return runs
 
@@ -175,6 +183,51 @@ def start_ray(temp: Path) -> float:
 
 def _noop(x: int) -> int:
     return x
+
+
+def _sleepy_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+#: How long each of the job start-up probe's two tasks sleeps (so that they need two worker processes).
+PROBE_SLEEP_S = 0.3
+
+
+def job_startup_probe(address: str) -> dict[str, float]:
+    """What a command pays once on Ray, measured in this (fresh) process: import, connect, two new workers, close."""
+    t0 = time.perf_counter()
+    from yolo_spine.cluster import RayExecutor, import_ray
+
+    ray = import_ray()
+    t1 = time.perf_counter()
+    ex = RayExecutor(2, task_cpus=1, address=address)
+    t2 = time.perf_counter()
+    pids = [o.get() for o in ex.map(_sleepy_pid, [PROBE_SLEEP_S] * 2, progress=False)]
+    t3 = time.perf_counter()
+    ex.close()
+    ray.shutdown()
+    t4 = time.perf_counter()
+    return {
+        "import_s": t1 - t0,
+        "connect_s": t2 - t1,
+        "workers_s": t3 - t2 - PROBE_SLEEP_S,
+        "close_s": t4 - t3,
+        "total_s": t4 - t0 - PROBE_SLEEP_S,
+        "worker_processes": len(set(pids)),
+    }
+
+
+def job_startup(address: str, n: int) -> dict[str, Any]:
+    """:func:`job_startup_probe` in ``n`` fresh processes (each a new Ray job, as each command is): the medians."""
+    runs = []
+    for _ in range(n):
+        cmd = [sys.executable, __file__, "--job-startup-probe", address]
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **THREAD_ENV}, timeout=300)
+        if out.returncode != 0:
+            raise RuntimeError(f"the job start-up probe failed:\n{out.stderr[-3000:]}")
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]} | {"runs": [r["total_s"] for r in runs]}
 
 
 def ray_noop_overhead(address: str, n: int) -> dict[str, float]:
@@ -220,8 +273,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 res["ray_start_s"] = start_ray(temp)
                 address = f"127.0.0.1:{PORT}"
                 res["ray_noop"] = ray_noop_overhead(address, args.noop_tasks)
+                res["ray_job"] = job_startup(address, args.repeat + 1)
                 print("ray executor", flush=True)
                 res["ray"] = {w: repeated(args.repeat, csv, tmp / "out", w, workload, address) for w in (1, 2)}
+                # the same 2-worker run with the studies split evenly into one task per worker
+                batch = -(-args.studies // 2)
+                res["ray_batched"] = {
+                    "task_batch": batch,
+                    2: repeated(args.repeat, csv, tmp / "out", 2, workload, address, batch),
+                }
             finally:
                 subprocess.run([ray_cli(), "stop", "--force"], capture_output=True, timeout=120)
                 shutil.rmtree(temp, ignore_errors=True)
@@ -249,10 +309,16 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**MISSED**"
 
 
-def ray_per_task(res: dict[str, Any]) -> float:
-    """Ray's extra wall time per task at 2 workers, without the command's one connection to the cluster."""
-    extra = _med(res["ray"][2]) - _med(res["local"][2]) - res["ray_noop"]["connect_s"]
-    return 2 * extra / res["studies"]  # two lanes: each runs half of the tasks
+def ray_per_study(res: dict[str, Any], key: str = "ray") -> float:
+    """Ray's extra wall time per study at 2 workers, without the command's start-up on Ray (measured apart)."""
+    extra = _med(res[key][2]) - _med(res["local"][2]) - res["ray_job"]["total_s"]
+    return 2 * extra / res["studies"]  # two lanes: each runs half of the studies
+
+
+def ray_overheads(res: dict[str, Any], key: str = "ray") -> tuple[float, float]:
+    """Ray over local at 2 workers: the whole commands, and without the command's start-up on Ray."""
+    ray2, local2 = _med(res[key][2]), _med(res["local"][2])
+    return ray2 / local2 - 1, (ray2 - res["ray_job"]["total_s"]) / local2 - 1
 
 
 def plan(res: dict[str, Any], node_mem_gib: float) -> list[str]:
@@ -267,7 +333,7 @@ def plan(res: dict[str, Any], node_mem_gib: float) -> list[str]:
     out_ex = _med(local1, "bytes") / n
     out_big = res["big"]["bytes"]
     files_ex = _med(local1, "files") / n
-    ray_task = max(0.0, ray_per_task(res)) if "ray" in res else 0.0
+    ray_task = max(0.0, ray_per_study(res)) if "ray" in res else 0.0
     hash_s_ex = res["input_bytes"] / res["sha256_bytes_per_s"]
     hash_s_big = res["big_input_bytes"] / res["sha256_bytes_per_s"]
 
@@ -291,7 +357,8 @@ def plan(res: dict[str, Any], node_mem_gib: float) -> list[str]:
         f"per node = min(16, 80 % of the memory / the large CT's peak {peak_big:.2f} GiB) = {per_node}; each worker "
         f"keeps the per-study time measured here divided by the 1→2-worker efficiency measured here ({eff:.2f}) "
         "— optimistic past 2 workers (memory bandwidth and the shared filesystem are not measured); "
-        f"Ray adds {ray_task:.2f} s per task (measured above at 2 workers). Example-size CT: {ex_size}; large CT: "
+        f"Ray adds {ray_task:.2f} s per study (measured above at 2 workers, after its start-up, paid once per "
+        f"command). Example-size CT: {ex_size}; large CT: "
         f"{big_size}.",
         "",
         *rows,
@@ -341,7 +408,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         f"writing, assembly included), {res['repeat']} runs each; 1 worker runs in the command's own process.",
         "",
     ]
-    l1, l2 = res["local"][1], res["local"][2]
+    l1 = res["local"][1]
     s1 = [s for r in l1 for s in r["study_seconds"]]
     p1 = [p for r in l1 for p in r["study_peak_bytes"]]
     lines += [
@@ -363,18 +430,37 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
                 + " |"
             )
     if "ray" in res:
-        over = _med(res["ray"][2]) / _med(l2) - 1
-        noop = res["ray_noop"]
+        rb = res["ray_batched"]
+        lines.append(
+            f"| ray, `--task-batch {rb['task_batch']}` | 2 | {_spread(rb[2])} | {_med(rb[2]):.1f} | "
+            f"{60 * n / _med(rb[2]):.2f} |  |"
+        )
+        noop, job, cap = res["ray_noop"], res["ray_job"], 100 * TARGETS["ray_overhead"]
         lines += [
             "",
-            f"Ray over the local executor at 2 workers: {100 * over:+.1f} % (target ≤ "
-            f"{100 * TARGETS['ray_overhead']:.0f} %: {_verdict(over <= TARGETS['ray_overhead'])}), i.e. "
-            f"{2 * (_med(res['ray'][2]) - _med(l2)) / n:+.2f} s per task ({ray_per_task(res):+.2f} s without the "
-            "command's one connection to the cluster). "
-            f"Start-up, not in the figures above: `ray start` (head, 2 CPUs) {res['ray_start_s']:.1f} s; a driver "
-            f"connects in {noop['connect_s']:.2f} s; its first 4 tasks (worker processes starting) "
-            f"{noop['first_tasks_s']:.2f} s; then a no-op task takes {1000 * noop['noop_task_s']:.1f} ms "
-            f"(2 in flight, {args.noop_tasks} tasks). Ray ran in a loopback-only network namespace.",
+            "Ray over the local executor at 2 workers (the same commands; start-up measured apart below):",
+            "",
+        ]
+        for key, what in (("ray", "one study per task (automatic here)"), ("ray_batched", "one task per worker")):
+            raw, steady = ray_overheads(res, key)
+            lines.append(
+                f"- {what}: whole commands {100 * raw:+.1f} % "
+                f"(≤ {cap:.0f} %: {_verdict(raw <= TARGETS['ray_overhead'])}); "
+                f"without the command's start-up on Ray {100 * steady:+.1f} % "
+                f"(≤ {cap:.0f} %: {_verdict(steady <= TARGETS['ray_overhead'])}), i.e. "
+                f"{ray_per_study(res, key):+.2f} s per study."
+            )
+        lines += [
+            "",
+            f"Start-up, not in the per-study figures: `ray start` (head, 2 CPUs) {res['ray_start_s']:.1f} s. "
+            "A command's start-up on Ray, once per command (a fresh driver, median of {len(job['runs'])}: "
+            f"{', '.join(f'{t:.2f}' for t in job['runs'])} s): {job['total_s']:.2f} s = `import ray` "
+            f"{job['import_s']:.2f} + connect {job['connect_s']:.2f} + the job's {job['worker_processes']:.0f} new "
+            f"worker processes {job['workers_s']:.2f} + disconnect {job['close_s']:.2f} s (Ray starts worker "
+            "processes per job; the local executor's pool start is inside its own figures). The first driver after "
+            f"`ray start` gets prestarted workers: its first 4 tasks {noop['first_tasks_s']:.2f} s; then a no-op task "
+            f"takes {1000 * noop['noop_task_s']:.1f} ms (2 in flight, {args.noop_tasks} tasks). "
+            "Ray ran in a loopback-only network namespace.",
         ]
     big = res["big"]
     peak_big = max(big["study_peak_bytes"]) / GIB
@@ -403,7 +489,11 @@ def main() -> int:
     ap.add_argument("--noop-tasks", type=int, default=200, help="no-op Ray tasks timed")
     ap.add_argument("--node-memory-gib", type=float, default=64.0, help="memory of a 16-core node in the plan")
     ap.add_argument("--tmp", help="folder for the temporary inputs and outputs")
+    ap.add_argument("--job-startup-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # internal: one fresh driver
     args = ap.parse_args()
+    if args.job_startup_probe:
+        print(json.dumps(job_startup_probe(args.job_startup_probe)))
+        return 0
     args.studies = args.studies or (2 if args.tiny else 4)
     args.repeat = args.repeat or (1 if args.tiny else 2)
     args.depth = args.depth or (200 if args.tiny else 800)

@@ -61,6 +61,7 @@ def test_ray_cluster_on_loopback_converts_byte_for_byte_like_the_local_executor(
     result_path = tmp_path / "result.json"
     cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", sys.executable, str(helper)]
     cmd += [str(tmp_path / "list.csv"), str(tmp_path / "local"), str(tmp_path / "ray"), str(result_path), *FLAGS]
+    cmd += ["--task-batch", "2"]  # Ray converts two studies per task (lift: one); the local run one per task
     proc = subprocess.run(
         cmd,
         capture_output=True,
@@ -92,3 +93,38 @@ def test_ray_cluster_on_loopback_converts_byte_for_byte_like_the_local_executor(
     assert "5 done, 0 skipped" in result["lift_stdout"]
     assert result["lift_equal"] and result["lift_files"] == 5 * 3 + 1, result.get("lift_different")
     assert all(not w.endswith(f":{result['lift_command_pid']}") for w in result["lift_workers"])
+
+
+@pytest.mark.slow
+def test_ray_tasks_of_several_studies_commit_each_study_and_isolate_the_failing_one(tmp_path):
+    reason = _needs_namespaces()
+    if reason:
+        if os.environ.get("YOLO_SPINE_REQUIRE_OPTIONAL") == "1":
+            pytest.fail(f"the Ray batch test cannot run: {reason}")
+        pytest.skip(reason)
+    helper = Path(__file__).with_name("ray_batch_check.py")
+    work, result_path, home = tmp_path / "work", tmp_path / "result.json", tmp_path / "home"
+    home.mkdir()  # Ray 2.60's ray.init() of a new cluster writes ~/.ray/auth_token; later `ray start` joins then fail
+    cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", sys.executable, str(helper), str(work)]
+    proc = subprocess.run(
+        [*cmd, str(result_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(home)},
+    )
+    assert result_path.is_file(), proc.stderr[-3000:]
+    result = json.loads(result_path.read_text())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert result["interfaces"] == ["lo"]
+    # tasks [s0, bad, flaky] and [s3, s4]: the failing study costs only itself; flaky succeeds when retried alone
+    assert result["done"] == ["s0", "flaky", "s3", "s4"] and list(result["failed"]) == ["bad"]
+    recs = result["records"]
+    assert recs["bad"]["status"] == "failed" and "label map is empty" in recs["bad"]["error"]
+    assert recs["flaky"]["attempts"] == 2
+    for name in ("s0", "flaky", "s3", "s4"):
+        assert recs[name]["status"] == "done" and set(recs[name]["outputs"]) == {f"a/{name}.txt", "pid.txt"}
+        assert (work / "studies" / name / "a" / f"{name}.txt").read_text() == name
+        assert not recs[name]["worker"].endswith(f":{result['pid']}")  # a Ray worker wrote it, not the driver
+    assert recs["s3"]["worker"] == recs["s4"]["worker"]  # one task: one worker process, in turn
+    assert not (work / "studies" / "bad").exists() and not list(work.rglob("half.txt"))

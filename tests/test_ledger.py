@@ -86,6 +86,43 @@ def test_ledger_retries_a_transient_failure_and_records_a_bad_study_without_part
     assert s2.failed == {"flaky": "RuntimeError: transient"}
 
 
+class _ChunkSpy(LocalExecutor):
+    """The local pool, noting the chunk size the ledger asks for on each attempt."""
+
+    chunks: list[int]
+
+    def map(self, fn, items, *, chunksize=1, **kw):
+        self.chunks = [*getattr(self, "chunks", []), chunksize]
+        return super().map(fn, items, chunksize=chunksize, **kw)
+
+
+def test_several_studies_in_one_task_with_one_failing_still_commit_the_others(tmp_path):
+    work = tmp_path / "work"
+    payloads = [
+        {"name": "s0"},
+        {"name": "bad", "bad": True},
+        {"name": "flaky", "fail_once": str(tmp_path / "m")},
+        {"name": "s3"},
+        {"name": "s4"},
+    ]
+    with _ChunkSpy(2, n_items=5) as ex:
+        summary = StudyLedger(work).run(_tasks(payloads), _write, ex, retries=1, progress=False, task_batch=3)
+    assert ex.chunks == [3, 1]  # the first attempt in tasks of 3 studies, the retry of "flaky" alone
+    assert summary.done == ["s0", "flaky", "s3", "s4"] and list(summary.failed) == ["bad"]
+    records = {p.stem: json.loads(p.read_text()) for p in (work / "ledger").glob("*.json")}
+    assert records["bad"]["status"] == "failed" and "label map is empty" in records["bad"]["error"]
+    assert records["flaky"]["attempts"] == 2
+    for name in ("s0", "flaky", "s3", "s4"):
+        rec = records[name]
+        assert rec["status"] == "done" and set(rec["outputs"]) == {f"a/{name}.txt", "b.txt"}
+        assert (work / "studies" / name / "a" / f"{name}.txt").read_text() == name
+        assert summary.records[name].outputs == rec["outputs"]  # read back from the work folder, not sent
+    assert records["s3"]["worker"] == records["s4"]["worker"]  # one task, one worker process
+    assert not (work / "studies" / "bad").exists() and not list(work.rglob("half.txt"))
+    with LocalExecutor(1) as ex, pytest.raises(UserError, match="--task-batch"):
+        StudyLedger(tmp_path / "w2").run(_tasks(payloads), _write, ex, task_batch=-1)
+
+
 def test_a_second_run_on_the_same_work_folder_is_refused(tmp_path):
     ledger = StudyLedger(tmp_path / "work")
     with ledger.locked(), LocalExecutor(1) as ex, pytest.raises(UserError, match="another command is converting"):
@@ -111,6 +148,9 @@ def test_executor_options_are_checked(tmp_path):
         CtOptions.load(batch={"task_memory": "lots"})
     with pytest.raises(UserError, match=r"batch\.executor"):
         CtOptions.load(batch={"executor": "dask"})
+    assert CtOptions.load().batch.task_batch == 0 and CtOptions.load(sets=["batch.task_batch=4"]).batch.task_batch == 4
+    with pytest.raises(UserError, match=r"batch\.task_batch"):
+        CtOptions.load(batch={"task_batch": -1})
 
 
 def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, run_cli):

@@ -109,6 +109,22 @@ def test_plan_workers_shares_cores_and_memory():
         plan_workers(0, task_cpus=0)
 
 
+def test_items_per_task_the_caller_asks_for_or_the_executor_chooses():
+    from yolo_spine.cluster import RayExecutor  # imports Ray only when an executor is made
+
+    ray_ex = object.__new__(RayExecutor)  # no cluster: only the choice is under test
+    ray_ex.workers = 13
+    # 1 per task until there are 4 tasks per worker, then up to 8 (1,228 studies on 13 workers: 154 tasks)
+    assert [ray_ex.chunk_size(n) for n in (1, 51, 52, 104, 415, 416, 1228)] == [1, 1, 1, 2, 7, 8, 8]
+    assert ray_ex.chunk_size(1228, 3) == 3
+    local = LocalExecutor(2)
+    assert local.chunk_size(1000) == 1 and local.chunk_size(1000, 5) == 5
+    outcomes = list(local.map(square_or_fail, range(7), chunksize=0, progress=False))
+    assert [o.index for o in outcomes] == list(range(7)) and [o.index for o in outcomes if not o.ok] == [3, 5]
+    assert [o.result for o in outcomes if o.ok] == [0, 1, 4, 16, 36]
+    local.close()
+
+
 def test_one_start_method_and_named_executors():
     assert start_context().get_start_method() == ("forkserver" if sys.platform.startswith("linux") else "spawn")
     assert isinstance(make_executor("local", workers=1), LocalExecutor)

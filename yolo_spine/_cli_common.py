@@ -100,6 +100,12 @@ def add_batch(p: argparse.ArgumentParser, workers_help: str | None = None) -> No
         metavar="SIZE",
         help="memory one study needs, e.g. 4G (local: caps --workers 0 at the available memory; Ray: a request)",
     )
+    g.add_argument(
+        "--task-batch",
+        type=int,
+        metavar="N",
+        help="studies per task (fewer Ray round trips for many short studies); 0: automatic (default)",
+    )
     g.add_argument("--retries", type=int, metavar="N", help="further attempts for a failing study (default 1)")
     g.add_argument("--redo", action="store_true", help="convert every study again, even those already done")
     g.add_argument(

@@ -13,7 +13,8 @@ A study that fails every attempt never stops the others. Without ``--skip-failed
 output, says which studies failed and why, and keeps the work folder for the next run; with it, the output is
 written without them and its manifest lists them with their reasons (:func:`failure_reasons`).
 
-How the studies run (:class:`BatchOptions`: executor, Ray address, workers, CPUs and memory per study, retries)
+How the studies run (:class:`BatchOptions`: executor, Ray address, workers, CPUs and memory per study, studies per
+task, retries)
 never changes a byte of the outputs, so it is kept out of the ledger's options hash and out of manifests
 (:func:`produced_by`).
 """
@@ -67,6 +68,7 @@ class BatchSettings:
     workers: int = spec(range=(0, None))
     task_cpus: int | None = spec(range=(1, None))
     task_memory: str | None = spec(check=_memory_size)
+    task_batch: int = spec(range=(0, None))
     retries: int = spec(range=(0, None))
 
     def __post_init__(self) -> None:
@@ -84,6 +86,9 @@ class BatchOptions:
         workers: Studies at once (processes or Ray tasks); 0: as many as the cores (and ``task_memory``) allow.
         task_cpus: Threads (and Ray CPUs) per study; ``None``: the cores shared by the workers (local), 1 (Ray).
         task_memory: Bytes one study needs (local: caps the workers at the available memory; Ray: a request).
+        task_batch: Studies per task (``--task-batch``); 0: the executor decides (local: 1; Ray: 1, up to 8 once
+            there are more than 4 tasks' worth per worker). Each study is still committed, recorded, retried
+            and failed on its own.
         retries: Further attempts for a failing study.
         redo: Run every study again, whatever the ledger says.
         skip_failed: Write the outputs without the studies that failed every attempt.
@@ -94,6 +99,7 @@ class BatchOptions:
     workers: int = 1
     task_cpus: int | None = None
     task_memory: int | None = None
+    task_batch: int = 0
     retries: int = 1
     redo: bool = False
     skip_failed: bool = False
@@ -107,6 +113,7 @@ class BatchOptions:
             workers=settings.workers,
             task_cpus=settings.task_cpus,
             task_memory=None if settings.task_memory is None else parse_bytes(settings.task_memory),
+            task_batch=settings.task_batch,
             retries=settings.retries,
             redo=redo,
             skip_failed=settings.skip_failed,
@@ -121,6 +128,7 @@ def batch_flags(args: Any) -> dict[str, Any]:
         "batch.workers": args.workers,
         "batch.task_cpus": args.task_cpus,
         "batch.task_memory": args.task_memory,
+        "batch.task_batch": args.task_batch,
         "batch.retries": args.retries,
         "batch.skip_failed": True if args.skip_failed else None,
     }
@@ -132,6 +140,7 @@ BATCH_FLAGS = {
     "ray_address": "--ray-address",
     "task_cpus": "--task-cpus",
     "task_memory": "--task-memory",
+    "task_batch": "--task-batch",
     "retries": "--retries",
     "redo": "--redo",
     "skip_failed": "--skip-failed",
@@ -293,7 +302,9 @@ def run_studies(
         task_memory=batch.task_memory,
         n_items=len(tasks),
     ) as ex:
-        summary = ledger.run(tasks, write, ex, retries=batch.retries, redo=batch.redo, progress=progress)
+        summary = ledger.run(
+            tasks, write, ex, retries=batch.retries, redo=batch.redo, progress=progress, task_batch=batch.task_batch
+        )
     if summary.failed and not batch.skip_failed:
         only = summary.errors.get(tasks[0][0].study) if single_error and len(tasks) == 1 else None
         if isinstance(only, UserError):  # one study: its own sentence, and no work folder to resume

@@ -12,6 +12,13 @@ so the package imports, and ``--executor local`` runs, without it.
   the cluster's CPUs allow at ``task_cpus`` each.
 * ``task_cpus`` and ``task_memory`` become each task's Ray resource request (``num_cpus``, ``memory``), and the
   task sets its threads to ``task_cpus`` (torch, OpenCV, OpenMP), as a local worker does.
+* **Per-task costs.** A Ray task costs a scheduling round trip (about 2 ms on one node, more across a network) and
+  its result's transfer; a *job* (one command) costs the connection and new worker processes (Ray starts
+  workers per job: ``import ray`` and the imports of the task's code, about a second each, once). So the
+  function goes inline with each task when small (no object-store round trip; else ``ray.put`` once), results
+  are meant to be small (the study ledger returns none: the record is on the shared filesystem), and with
+  ``chunksize=0`` several items share a task once there are many per worker (:meth:`RayExecutor.auto_chunk`,
+  or ``--task-batch N``); every item of a task still succeeds or fails on its own.
 * Ray's own retries are off (``max_retries=0``): a failed item comes back as an :class:`~yolo_spine.parallel.Outcome`
   with its error, and the caller decides (the study ledger retries failed studies itself). A task whose worker
   dies (a crash, Ray's out-of-memory killer) costs only the items of that task.
@@ -44,6 +51,15 @@ log = logging.getLogger("yolo_spine")
 
 #: Object store of a Ray instance this executor starts itself: items and reports are small, the machine shared.
 LOCAL_OBJECT_STORE_BYTES = 100 * 2**20
+
+#: A function that pickles to at most this many bytes travels inside each task (Ray inlines arguments under
+#: 100 KiB in the task itself); a larger one is put in the object store once.
+INLINE_FN_BYTES = 64 * 2**10
+
+#: ``chunksize=0``: at least this many tasks per worker (load balance at the end of a run) …
+AUTO_TASKS_PER_WORKER = 4
+#: … and at most this many items per task (a task's items are reported when the whole task returns).
+AUTO_MAX_CHUNK = 8
 
 INSTALL_HINT = '--executor ray needs Ray, which is not installed: pip install "yolo_spine[cluster]"'
 
@@ -120,6 +136,24 @@ class RayExecutor(Executor):
             num_cpus=self.threads, max_retries=0, **({"memory": int(task_memory)} if task_memory else {})
         )
 
+    def auto_chunk(self, n_items: int) -> int:
+        """Items per task for ``chunksize=0``.
+
+        1 until there are :data:`AUTO_TASKS_PER_WORKER` tasks per worker, then as many as keep that many tasks per
+        worker, at most :data:`AUTO_MAX_CHUNK` (e.g. 1,228 studies on 13 workers: 8 per task, 154 tasks).
+        """
+        return max(1, min(AUTO_MAX_CHUNK, n_items // (AUTO_TASKS_PER_WORKER * self.workers)))
+
+    def _function_arg(self, fn: Callable[[T], R]) -> Any:
+        """``fn`` itself when it pickles small (inlined in each task), else a reference to one stored copy."""
+        from ray import cloudpickle
+
+        try:
+            small = len(cloudpickle.dumps(fn)) <= INLINE_FN_BYTES
+        except Exception:  # Ray's own serialiser says why, below
+            small = False
+        return fn if small else self._ray.put(fn)
+
     def map(
         self,
         fn: Callable[[T], R],
@@ -133,8 +167,8 @@ class RayExecutor(Executor):
         """See :meth:`yolo_spine.parallel.Executor.map` (at most ``workers`` tasks in flight)."""
         items = list(items)
         bar = _progress(len(items), desc, unit, progress)
-        chunks = _chunks(items, chunksize)
-        fn_ref = self._ray.put(fn)  # sent once, shared by every task
+        chunks = _chunks(items, self.chunk_size(len(items), chunksize))
+        fn_ref = self._function_arg(fn)
         in_flight: dict[Any, list[tuple[int, T]]] = {}
         pending = iter(chunks)
 
@@ -185,4 +219,4 @@ class RayExecutor(Executor):
 
 EXECUTORS["ray"] = RayExecutor
 
-__all__ = ["INSTALL_HINT", "RayExecutor", "import_ray"]
+__all__ = ["AUTO_MAX_CHUNK", "AUTO_TASKS_PER_WORKER", "INSTALL_HINT", "RayExecutor", "import_ray"]

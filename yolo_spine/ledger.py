@@ -19,6 +19,12 @@ the study's outputs into a folder it is given. The ledger lives in a *work folde
   recorded with their reason and never stop the other studies.
 * **Any executor.** Studies run through :class:`yolo_spine.parallel.Executor` (local processes or Ray tasks);
   tasks write their outputs themselves, so with Ray the work folder must be on a filesystem every node sees.
+  A task returns nothing but success or failure: the record (the SHA-256 of every output file, 100s of kB for
+  a CT) is read back from the work folder, so it never travels through Ray's object store.
+* **Several studies per task** (``task_batch``; 0: the executor decides, see
+  :meth:`yolo_spine.parallel.Executor.chunk_size`): each study of a task is staged, committed and recorded on
+  its own, so a failing study costs only itself; retries run one study per task, so a study that kills its
+  worker fails alone.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from typing import Any
 
 from yolo_spine.errors import UserError
 from yolo_spine.io.atomic import make_temp_dir, write_json_atomic
-from yolo_spine.parallel import Executor
+from yolo_spine.parallel import Executor, ItemError
 from yolo_spine.provenance import sha256_file, to_jsonable
 
 log = logging.getLogger("yolo_spine")
@@ -274,6 +280,7 @@ class StudyLedger:
         retries: int = 1,
         redo: bool = False,
         progress: bool = True,
+        task_batch: int = 0,
     ) -> LedgerSummary:
         """Convert every study not done yet; retry failures; return what happened.
 
@@ -286,14 +293,17 @@ class StudyLedger:
             retries: Further attempts for a study that fails (not for a :class:`~yolo_spine.errors.UserError`).
             redo: Convert every study again, whatever its record says.
             progress: Progress bar.
+            task_batch: Studies per task on the first attempt (0: the executor's choice); retries run one each.
 
         Returns:
             The summary; ``records`` holds every study that is done.
         """
         if retries < 0:
             raise UserError(f"--retries must be 0 or more, not {retries}")
+        if task_batch < 0:
+            raise UserError(f"--task-batch must be 0 (automatic) or more, not {task_batch}")
         with self.locked():
-            return self._run(list(tasks), write, executor, retries, redo, progress)
+            return self._run(list(tasks), write, executor, retries, redo, progress, task_batch)
 
     def _run(
         self,
@@ -303,6 +313,7 @@ class StudyLedger:
         retries: int,
         redo: bool,
         progress: bool,
+        task_batch: int,
     ) -> LedgerSummary:
         self.studies.mkdir(parents=True, exist_ok=True)
         self.records.mkdir(parents=True, exist_ok=True)
@@ -322,12 +333,20 @@ class StudyLedger:
         while todo:
             attempt_fn = functools.partial(_attempt, self.work, write, attempt)
             again = []
-            for out in executor.map(attempt_fn, todo, desc=f"studies (try {attempt})", unit="study", progress=progress):
+            chunk = task_batch if attempt == 1 else 1  # retried alone: a study that kills its worker fails alone
+            outcomes = executor.map(
+                attempt_fn, todo, chunksize=chunk, desc=f"studies (try {attempt})", unit="study", progress=progress
+            )
+            for out in outcomes:
                 task, _ = out.item
                 err = out.error
                 if err is None:
-                    summary.records[task.study] = out.get()
-                    continue
+                    rec = self.record(task.study)  # the worker wrote it; only "done" came back
+                    if rec is not None and rec.matches(task):
+                        summary.records[task.study] = rec
+                        continue
+                    why = f"its worker committed it, but its record in {self.records} cannot be read back"
+                    err = ItemError("LedgerError", why, "")
                 final = attempt > retries or isinstance(err.exception, UserError)
                 if final:  # the summary reports it
                     log.debug("study %s failed (try %d): %s", task.study, attempt, err)
@@ -348,8 +367,12 @@ def _ies(items: list[Any]) -> str:
     return "y" if len(items) == 1 else "ies"
 
 
-def _attempt(work: Path, write: Callable[[Any, Path], Any], attempt: int, item: tuple[StudyTask, Any]) -> StudyRecord:
-    """Worker side: write one study into a temporary folder, then commit it (module level: it is pickled)."""
+def _attempt(work: Path, write: Callable[[Any, Path], Any], attempt: int, item: tuple[StudyTask, Any]) -> None:
+    """Worker side: write one study into a temporary folder, then commit it (module level: it is pickled).
+
+    Returns nothing: the record is in the work folder (see the module's notes), and a result that is not sent
+    costs nothing to send.
+    """
     task, payload = item
     ledger = StudyLedger(work)
     staged = make_temp_dir(ledger.folder(task.study))
@@ -357,7 +380,7 @@ def _attempt(work: Path, write: Callable[[Any, Path], Any], attempt: int, item: 
     t0 = time.perf_counter()
     try:
         write(payload, staged)
-        return ledger.commit(task, staged, time.perf_counter() - t0, peak_memory_bytes(reset), attempt)
+        ledger.commit(task, staged, time.perf_counter() - t0, peak_memory_bytes(reset), attempt)
     finally:
         if staged.exists():
             shutil.rmtree(staged, ignore_errors=True)

@@ -413,11 +413,24 @@ class Executor(ABC):
         Args:
             fn: A picklable function of one item (module level, or a ``functools.partial`` of one).
             items: Picklable items.
-            chunksize: Items sent to a worker at a time (fewer round trips for many small items).
+            chunksize: Items sent to a worker at a time (fewer round trips for many small items); 0: the
+                executor's choice (:meth:`chunk_size`). Each item of a chunk still succeeds or fails on its own.
             desc: Label of the progress bar.
             unit: Unit of the progress bar.
             progress: Show the progress bar (tqdm; off anyway when stderr is not a terminal).
         """
+
+    def chunk_size(self, n_items: int, requested: int = 0) -> int:
+        """Items per task: ``requested`` when above 0, else what this executor finds worth it (:meth:`auto_chunk`)."""
+        return requested if requested > 0 else self.auto_chunk(n_items)
+
+    def auto_chunk(self, n_items: int) -> int:
+        """Items per task when the caller leaves it to the executor (``chunksize=0``): 1 here.
+
+        A local worker is a process that stays up for the whole map: one more item costs one pickled message
+        (about a millisecond), and one item per task balances the load best.
+        """
+        return 1
 
     def close(self) -> None:  # noqa: B027 - executors without resources need nothing
         """Release workers; the executor cannot be used afterwards."""
@@ -514,7 +527,7 @@ class LocalExecutor(Executor):
             return _in_process(fn, items, bar)
         if self._pool is None:
             self._pool = self._new_pool()
-        chunks = _chunks(items, chunksize)
+        chunks = _chunks(items, self.chunk_size(len(items), chunksize))
         futures = [self._pool.submit(_run_chunk, fn, chunk) for chunk in chunks]
         return self._collect(fn, items, chunks, futures, bar)
 
