@@ -568,7 +568,9 @@ def _convert_drrs(
     center_ijk = (np.asarray(geom.size_xyz, float) - 1.0) / 2.0
     iso = (geom.ijk_to_world() @ np.r_[center_ijk, 1.0])[:3]
     views: dict[str, ViewStats] = {}
-    canonical = {}
+    canonical = {view: drr_mod.make_camera(geom, det, view, iso) for view in options.views}
+    if preset.enabled:  # the views' material slab sums in one pass over the CT (poses keep their view's axis)
+        renderer.prepare_materials(canonical.values())
     jobs = [(v, k) for v in options.views for k in range(options.poses + 1)]
     for view, k in tqdm(jobs, desc=f"{study} DRR", disable=not progress, leave=False):
         if view not in views:
@@ -578,7 +580,7 @@ def _convert_drrs(
         stats = views[view]
         pose = {"rot_deg": [0.0, 0.0, 0.0], "trans_mm": [0.0, 0.0, 0.0]}
         if k == 0:
-            cam = canonical[view] = drr_mod.make_camera(geom, det, view, iso)
+            cam = canonical[view]
         else:
             rot, trans = _random_pose(study, view, k, options)
             pose = {"rot_deg": rot.tolist(), "trans_mm": trans.tolist()}

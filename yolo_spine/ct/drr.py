@@ -24,7 +24,7 @@ Geometry, shared by both:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -320,6 +320,24 @@ class Renderer:
 
         with torch.inference_mode():
             return self._render(self.subject, camera, (0, 0, size, size))[0].astype(np.float32)
+
+    def prepare_materials(self, cameras: Iterable[Camera]) -> None:
+        """Sum the material slabs of every view axis these cameras stack along, in one pass over the CT.
+
+        Optional: :meth:`render_materials` sums an axis on first use anyway. With a ``material_split`` and the
+        ``planes`` backend, several axes (an AP and a lateral view) then share one HU → density pass; otherwise
+        this does nothing. Axes already summed are not summed again.
+        """
+        if self.backend != "planes" or self.materials is not None or self.material_split is None:
+            return
+        from yolo_spine.ct import realism
+
+        axes = [a for a in dict.fromkeys(self._axis(c) for c in cameras) if a not in self._material_stacks]
+        if axes:
+            air_max, bone_min = self.material_split
+            self._material_stacks.update(
+                realism.material_slab_sums_axes(self._image_kji, axes, self.n_samples, air_max, bone_min)
+            )
 
     def render_materials(self, camera: Camera, size: int) -> np.ndarray:
         """Line integrals of each material's density, ``(size, size, M)`` float32 (g/cm³·mm).

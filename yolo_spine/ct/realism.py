@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,7 +283,8 @@ def material_densities(image_hu: np.ndarray, air_max_hu: float = -800.0, bone_mi
 def _density(x: np.ndarray) -> np.ndarray:
     """Mass density (g/cm³, float32) of HU values, the bilinear model of :func:`material_densities`."""
     x = x.astype(np.float32, copy=False)
-    rho = np.where(x <= 0.0, x * np.float32(0.001), x * np.float32(0.0006))
+    rho = np.multiply(x, np.float32(0.0006))
+    np.multiply(x, np.float32(0.001), out=rho, where=x <= 0.0)  # the same products as choosing after both
     rho += np.float32(1.0)
     return np.maximum(rho, np.float32(0.0012), out=rho)
 
@@ -309,33 +310,56 @@ def material_slab_sums(
         ``(slabs, centres)`` as :func:`yolo_spine.ct.shearwarp.slab_sums` gives them, slabs ``(n, rows, cols, 3)``
         float32 in :data:`MATERIALS` order.
     """
+    return material_slab_sums_axes(image_hu, [axis], max_planes, air_max_hu, bone_min_hu)[int(axis)]
+
+
+def material_slab_sums_axes(
+    image_hu: np.ndarray,
+    axes: Sequence[int],
+    max_planes: int,
+    air_max_hu: float = -800.0,
+    bone_min_hu: float = 350.0,
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """:func:`material_slab_sums` for several view axes in ONE pass over the CT: ``{axis: (slabs, centres)}``.
+
+    Turning HU into densities and materials is most of the work (the sums are cheap), so an AP and a lateral
+    view (two axes) cost one density pass instead of two. Each axis's sums are the same numbers, bit for bit,
+    as :func:`material_slab_sums` of that axis alone (same blocks of whole slabs, same order of additions).
+    """
     hu = np.asarray(image_hu)
-    along = 2 - int(axis)  # voxel axis i, j, k → axis of the (k, j, i) array
-    n = hu.shape[along]
-    group = max(1, -(-n // max(1, int(max_planes))))
-    starts = np.arange(0, n, group)
-    centres = (starts + np.minimum(starts + group, n) - 1) / 2.0
-    plane = [d for a, d in enumerate(hu.shape) if a != along]
-    out = np.empty((len(starts), *plane, len(MATERIALS)), np.float32)
-    block = group * max(1, 16 // group) if along == 0 else 8  # along k: whole slabs per block
+    plans = {}
+    for axis in dict.fromkeys(int(a) for a in axes):
+        along = 2 - axis  # voxel axis i, j, k → axis of the (k, j, i) array
+        n = hu.shape[along]
+        group = max(1, -(-n // max(1, int(max_planes))))
+        starts = np.arange(0, n, group)
+        centres = (starts + np.minimum(starts + group, n) - 1) / 2.0
+        plane = [d for a, d in enumerate(hu.shape) if a != along]
+        plans[axis] = (along, group, starts, centres, np.empty((len(starts), *plane, len(MATERIALS)), np.float32))
+    along_k = [plan[1] for plan in plans.values() if plan[0] == 0]
+    # along k: whole slabs per block; otherwise a few slices, so the block's temporaries stay in cache
+    block = along_k[0] * max(1, 4 // along_k[0]) if along_k else 2
+    zero = np.float32(0.0)
     for a in range(0, hu.shape[0], block):
-        x = hu[a : a + block]
+        x = hu[a : a + block].astype(np.float32, copy=False)
         rho = _density(x)
-        air, bone = rho * (x < air_max_hu), rho * (x >= bone_min_hu)
-        if along == 0:
-            local = starts[(starts >= a) & (starts < a + x.shape[0])] - a
-            rows = slice(a // group, a // group + len(local))
-            total, air_s, bone_s = (np.add.reduceat(v, local, axis=0) for v in (rho, air, bone))
-        else:  # (slabs, block rows, cols)
-            rows = slice(a, a + x.shape[0])
-            total, air_s, bone_s = (
-                np.moveaxis(np.add.reduceat(v, starts, axis=along), along, 0) for v in (rho, air, bone)
-            )
-        dest = out[rows] if along == 0 else out[:, rows]
-        dest[..., 0] = air_s
-        dest[..., 2] = bone_s
-        dest[..., 1] = total - air_s - bone_s
-    return out, centres
+        air, bone = np.where(x < air_max_hu, rho, zero), np.where(x >= bone_min_hu, rho, zero)
+        for along, group, starts, _, out in plans.values():
+            if along == 0:
+                local = starts[(starts >= a) & (starts < a + x.shape[0])] - a
+                rows = slice(a // group, a // group + len(local))
+                total, air_s, bone_s = (np.add.reduceat(v, local, axis=0) for v in (rho, air, bone))
+            else:  # (slabs, block rows, cols)
+                rows = slice(a, a + x.shape[0])
+                total, air_s, bone_s = (
+                    np.moveaxis(np.add.reduceat(v, starts, axis=along), along, 0) for v in (rho, air, bone)
+                )
+            dest = out[rows] if along == 0 else out[:, rows]
+            dest[..., 0] = air_s
+            dest[..., 2] = bone_s
+            np.subtract(total, air_s, out=total)
+            np.subtract(total, bone_s, out=dest[..., 1])
+    return {axis: (plan[4], plan[3]) for axis, plan in plans.items()}
 
 
 def mu_rho(material: str, energies_kev: np.ndarray) -> np.ndarray:
