@@ -20,12 +20,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts._bench import command_line, git_rev, machine, median_seconds, write_section
 from yolo_spine.geometry import mask_to_polygons
-from yolo_spine.io.labels import SegInstance, write_yolo_labels
+from yolo_spine.io.labels import SegInstance, write_data_yaml, write_yolo_labels
 from yolo_spine.io.xray import write_png
 from yolo_spine.registry import load_registry
 
@@ -74,10 +73,7 @@ def generate(root: Path, n_train: int, size: int = 640, n_levels: int = 24, seed
             pixels, insts = _spine_image(rng, size, n_levels)
             write_png(root / "images" / split / f"spine_{split}_{i:04d}.png", pixels)
             write_yolo_labels(root / "labels" / split / f"spine_{split}_{i:04d}.txt", insts)
-    data = {"path": str(root), "train": "images/train", "val": "images/val", "test": "images/test"}
-    data.update({"nc": reg.nc, "names": reg.names_dict, "anatomy": reg.name})
-    (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return root / "data.yaml"
+    return write_data_yaml(root, reg.names_dict, reg.name)
 
 
 def target_verdict(rates: list[float], med: float, target: float = TARGET_COPIES_PER_S) -> str:

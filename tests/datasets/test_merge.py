@@ -26,6 +26,7 @@ from yolo_spine.datasets.check import check_dataset
 from yolo_spine.datasets.merge import assign_splits, merge_exports
 from yolo_spine.datasets.roboflow import roboflow_group
 from yolo_spine.errors import OutputExistsError, UserError
+from yolo_spine.io.labels import read_data_yaml
 from yolo_spine.registry import load_registry
 
 
@@ -110,10 +111,12 @@ def _manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def test_registry_order_and_absolute_path(merged):
+def test_registry_order_and_no_folder_in_data_yaml(merged):
     out, _ = merged
-    data = yaml.safe_load((out / "data.yaml").read_text())
-    assert Path(data["path"]).is_absolute() and Path(data["path"]) == out.resolve()
+    text = (out / "data.yaml").read_text()
+    data = yaml.safe_load(text)
+    assert "path" not in data and str(out.parent) not in text  # splits resolve from the YAML's folder
+    assert read_data_yaml(out / "data.yaml").image_dirs["train"] == out.resolve() / "images" / "train"
     assert list(data["names"].values()) == list(load_registry("spine").names)
     assert data["anatomy"] == "spine" and data["nc"] == 26
     # a label that was "t1" (id 17 in the alphabetical export) is T1 = id 7 now

@@ -19,6 +19,11 @@ def test_tiny_run_is_offline_and_recorded(tiny_model: Path, spine_dataset: Path)
     import torch
 
     run = json.loads((tiny_model / "run.json").read_text())
+    # the dataset's data.yaml names no folder; Ultralytics found its 8 training and 2 validation images from the
+    # YAML's own folder (train_images_per_second and final_metrics below)
+    assert "path" not in yaml.safe_load(spine_dataset.read_text()) and str(spine_dataset.parent) not in (
+        spine_dataset.read_text()
+    )
     for name in ("best.pt", "last.pt"):  # checkpoints of this run: the dataset's classes, trained at 64 px
         ckpt = torch.load(tiny_model / "weights" / name, map_location="cpu", weights_only=False)
         assert ckpt["model"].names == load_registry("spine").names_dict and ckpt["train_args"]["imgsz"] == 64

@@ -806,7 +806,7 @@ def ct2yolo(
     ledger, summary, done = convert_batch(specs, final, write, digest, batch, overwrite=overwrite, progress=progress)
     with atomic_output(final, overwrite) as tmp:
         reports = assemble(ledger, done, tmp, SPLITS)
-        write_data_yaml(tmp, final, registry.names_dict, registry.name)
+        write_data_yaml(tmp, registry.names_dict, registry.name)
         run = {**produced_by(opts.record()), "anatomy": registry.name, "label_scheme": scheme, "study_map": map_path}
         manifest = _manifest(
             reports,

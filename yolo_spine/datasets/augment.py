@@ -700,7 +700,7 @@ def augment_dataset(
             "copies_per_s": round(len(all_copies) / seconds, 2) if seconds > 0 else None,
         }
         summary["images"]["train"] += len(all_copies)
-        write_data_yaml(tmp, out, reg.names_dict, reg.name, tuple(s for s in SPLITS if s in split_images))
+        write_data_yaml(tmp, reg.names_dict, reg.name, tuple(s for s in SPLITS if s in split_images))
         manifest = cast(
             AugmentManifest,
             run_manifest(  # run_manifest adds `extra` to its own keys

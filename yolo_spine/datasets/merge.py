@@ -692,7 +692,7 @@ def _write_dataset(
         results = _run_write_jobs(jobs, resolved, reg, opts.workers)
         entries += _image_entries(inv, splits, results, out_name, reg, counts)
         summary = _summary(exports, inv, splits, counts, entries, reg)
-        write_data_yaml(tmp, request.out, reg.names_dict, reg.name)
+        write_data_yaml(tmp, reg.names_dict, reg.name)
         manifest = _merge_record(exports, resolved, reg, opts, request, overwrite, summary, entries)
         write_json_atomic(tmp / "manifest.json", manifest, indent=1)
     summary["out"] = str(request.out)

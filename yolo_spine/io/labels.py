@@ -8,8 +8,10 @@ mixed, so dataset tools drop and count such rows instead of passing them on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -131,28 +133,38 @@ def write_yolo_labels(path: str | Path, instances: list[SegInstance], decimals: 
 
 def write_data_yaml(
     folder: str | Path,
-    dataset_path: str | Path,
     names: dict[int, str],
     anatomy: str,
     splits: tuple[str, ...] = SPLITS,
 ) -> Path:
     """Write the Ultralytics ``data.yaml`` of a yolo_spine dataset.
 
+    The file has no ``path`` key: Ultralytics (``check_det_dataset``) and :func:`read_data_yaml` then resolve the
+    splits against the YAML's own folder, so the dataset can move and its ``data.yaml`` reveals no folder names.
+
     Args:
-        folder: Where to write it (a temporary output folder while the dataset is being built).
-        dataset_path: The dataset's final absolute location (``path`` key; what Ultralytics resolves splits against).
+        folder: Where to write it: the dataset's root (or the temporary folder that becomes the root).
         names: ``{class id: name}`` in registry order.
         anatomy: Registry name, so later stages know the order and mirror pairs.
         splits: Splits the dataset has (``images/<split>``).
     """
     import yaml
 
-    data: dict[str, object] = {"path": str(dataset_path)}
-    data.update({s: f"images/{s}" for s in splits})
+    data: dict[str, object] = {s: f"images/{s}" for s in splits}
     data.update({"nc": len(names), "names": dict(names), "anatomy": anatomy})
     path = Path(folder) / "data.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def dataset_root(data_yaml: Path, data: Mapping[str, Any]) -> Path:
+    """The folder a ``data.yaml``'s splits are relative to.
+
+    Its ``path`` (a relative one taken from the YAML's folder), or the YAML's folder when it has none (as
+    yolo_spine writes them, and as Ultralytics reads them).
+    """
+    root = Path(data.get("path") or ".")
+    return root if root.is_absolute() else (data_yaml.parent / root).resolve()
 
 
 @dataclass
@@ -168,7 +180,10 @@ class DatasetLayout:
 
 
 def read_data_yaml(data_yaml: str | Path) -> DatasetLayout:
-    """Resolve a ``data.yaml`` into folders and names (relative ``path`` is taken from the YAML's folder).
+    """Resolve a ``data.yaml`` into folders and names.
+
+    The root is ``path`` (a relative one from the YAML's folder), or, without ``path`` (as yolo_spine writes
+    them), the YAML's folder.
 
     Raises:
         DataError: If the file is missing, not YAML, or lacks ``names`` or a train split.
@@ -190,9 +205,7 @@ def read_data_yaml(data_yaml: str | Path) -> DatasetLayout:
         raise DataError(f"{data_yaml} is not valid YAML") from None
     if not isinstance(data, dict) or "names" not in data:
         raise DataError(f"{not_a_dataset}: it has no 'names' (the class list)")
-    root = Path(data.get("path") or data_yaml.parent)
-    if not root.is_absolute():
-        root = (data_yaml.parent / root).resolve()
+    root = dataset_root(data_yaml, data)
     names_raw = data["names"]
     names = (
         [str(names_raw[k]) for k in sorted(names_raw, key=int)]

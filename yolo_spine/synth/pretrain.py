@@ -254,7 +254,7 @@ def build_dataset(plan: PretrainPlan) -> tuple[Path, dict[str, int]]:
             from yolo_spine.errors import DataError
 
             raise DataError(f"the finished phantoms give no {'validation' if not counts['val'] else 'training'} images")
-        write_data_yaml(tmp, final, reg.names_dict, reg.name, splits=("train", "val"))
+        write_data_yaml(tmp, reg.names_dict, reg.name, splits=("train", "val"))
         manifest = run_manifest(
             "pretrain-dataset",
             {"phantoms": plan.phantoms, "seed": plan.seed, "val_every": plan.val_every},

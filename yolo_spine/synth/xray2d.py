@@ -174,7 +174,7 @@ def make_xray_dataset(
                     "status": "kept",
                 }
             )
-    write_data_yaml(out, out, reg.names_dict, reg.name)
+    write_data_yaml(out, reg.names_dict, reg.name)
     manifest = {
         "schema": 1,
         "anatomy": reg.name,

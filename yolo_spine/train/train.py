@@ -41,6 +41,7 @@ import yaml
 
 from yolo_spine.errors import DataError, UserError
 from yolo_spine.io.atomic import ResumableOutput, give_folder_default_mode, write_json_atomic
+from yolo_spine.io.labels import dataset_root
 from yolo_spine.options import resolve_options
 from yolo_spine.parallel import ThreadGovernor, available_cpus
 from yolo_spine.provenance import RunManifest, run_manifest, sha256_files
@@ -168,10 +169,7 @@ def _dataset_info(data_yaml: Path) -> tuple[dict[str, Any], Path]:
         raise DataError(f"{data_yaml} is not valid YAML") from None
     if "names" not in data or "train" not in data:
         raise DataError(f"{data_yaml} needs 'names' and 'train' (is it a dataset written by yolo_spine merge?)")
-    root = Path(data.get("path") or data_yaml.parent)
-    if not root.is_absolute():
-        root = (data_yaml.parent / root).resolve()
-    return data, root
+    return data, dataset_root(data_yaml, data)
 
 
 def read_results_csv(path: str | Path) -> list[dict[str, float]]:
