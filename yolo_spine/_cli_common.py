@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,10 +43,18 @@ def add_command(
     return p
 
 
-def add_out(p: argparse.ArgumentParser, help: str = "output folder", required: bool = True) -> None:
-    """Add ``--out`` and ``--overwrite`` (outputs are never replaced without it)."""
-    p.add_argument("--out", type=Path, required=required, help=help)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+def add_out(
+    p: argparse.ArgumentParser,
+    help: str = "output folder",
+    required: bool = True,
+    *,
+    metavar: str | None = None,
+    default: Path | None = None,
+    replaces: str = "output",
+) -> None:
+    """Add ``--out`` and ``--overwrite`` (outputs are never replaced without it; ``replaces``: what it replaces)."""
+    p.add_argument("--out", type=Path, required=required, default=default, metavar=metavar, help=help)
+    p.add_argument("--overwrite", action="store_true", help=f"replace an existing {replaces}")
 
 
 def add_record_paths(p: argparse.ArgumentParser) -> None:
@@ -59,11 +67,39 @@ def add_record_paths(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_anatomy(p: argparse.ArgumentParser, default: str | None = "spine") -> None:
+#: ``--anatomy`` of a command that loads a model: by default the shipped registry with the model's class names.
+MODEL_ANATOMY_HELP = (
+    "registry of the model's classes (spine, teeth, brain or a YAML file; found from the model's class names when "
+    "not given)"
+)
+
+
+def add_anatomy(p: argparse.ArgumentParser, default: str | None = "spine", help: str | None = None) -> None:
     """Add ``--anatomy`` (a registry name from configs/anatomy or a YAML path)."""
     p.add_argument(
-        "--anatomy", default=default, help="anatomy registry: spine, teeth, brain, or a YAML file of the same shape"
+        "--anatomy",
+        default=default,
+        help=help or "anatomy registry: spine, teeth, brain, or a YAML file of the same shape",
     )
+
+
+def add_weights(p: argparse.ArgumentParser) -> None:
+    """Add ``--weights``: the one model a command loads (``.pt``, ``.onnx`` or an OpenVINO folder)."""
+    p.add_argument("--weights", type=Path, required=True, help="model: .pt, .onnx or an OpenVINO folder")
+
+
+def add_threads(p: argparse.ArgumentParser, help: str = "CPU threads (default: every core)") -> None:
+    """Add ``--threads`` (torch's CPU threads; ``None``: the stage's default, every core)."""
+    p.add_argument("--threads", type=int, default=None, help=help)
+
+
+def add_inference(
+    p: argparse.ArgumentParser, conf_help: str, threads_help: str = "CPU threads (default: every core)"
+) -> None:
+    """Add how a loaded model runs: ``--conf`` (a number or ``auto``), ``--threads`` and ``--device`` (one device)."""
+    p.add_argument("--conf", type=conf_arg, default=None, help=conf_help)
+    add_threads(p, threads_help)
+    add_device(p)
 
 
 def add_workers(p: argparse.ArgumentParser, default: int | None = 1, help: str | None = None) -> None:
@@ -120,12 +156,14 @@ def add_seed(p: argparse.ArgumentParser, default: int = 0) -> None:
     p.add_argument("--seed", type=int, default=default, help="random seed (same seed, same output)")
 
 
-def add_device(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    """Add ``--device`` in Ultralytics' syntax, one device (``val`` and ``predict`` run on one; ``train`` has DDP)."""
+def add_device(p: argparse.ArgumentParser, default: str | None = None, *, ddp: bool = False) -> None:
+    """Add ``--device`` in Ultralytics' syntax: one device, or with ``ddp`` several GPUs (``train`` and ``demo``)."""
     p.add_argument(
         "--device",
         default=default,
-        help="cpu, a GPU index (0) or mps; default: GPU 0 if present, else cpu",
+        help="cpu, 0, 0,1 (DDP), mps (default: GPU 0 if present, else cpu)"
+        if ddp
+        else "cpu, a GPU index (0) or mps; default: GPU 0 if present, else cpu",
     )
 
 
@@ -191,12 +229,23 @@ def add_config(p: argparse.ArgumentParser, stage: str, default: str | None = Non
         )
 
 
-def stage_options(cls: type[S], args: argparse.Namespace, **flags: Any) -> S:
-    """Load a stage's options from ``--config``, ``--set`` and the named ``flags`` (``None``: flag not given)."""
+def stage_options(
+    cls: type[S], args: argparse.Namespace, *, same: Iterable[str] = (), on: Iterable[str] = (), **flags: Any
+) -> S:
+    """Load a stage's options from ``--config``, ``--set`` and the named flags.
+
+    Args:
+        cls: The stage's options class.
+        args: The parsed command line.
+        same: Keys set by the flag of the same name (``max_det``: ``--max-det``; ``None`` when not given).
+        on: Keys a switch of the same name sets to ``True`` (``save_txt``: ``--save-txt``); left alone without it.
+        **flags: Other keys by value (``None``: flag not given).
+    """
     from yolo_spine.options import load_options
 
+    given = {**{k: getattr(args, k) for k in same}, **{k: True if getattr(args, k) else None for k in on}, **flags}
     config, sets = getattr(args, "config", None), getattr(args, "set", [])
-    return load_options(cls, config, sets, flags)
+    return load_options(cls, config, sets, given)
 
 
 def say(*lines: object) -> None:

@@ -52,14 +52,7 @@ def _fetch(args: argparse.Namespace) -> int:
 def _merge_options(args: argparse.Namespace) -> MergeOptions:
     from yolo_spine.datasets.options import MergeOptions
 
-    return stage_options(
-        MergeOptions,
-        args,
-        split=args.split,
-        seed=args.seed,
-        keep_splits=True if args.keep_splits else None,
-        workers=args.workers,
-    )
+    return stage_options(MergeOptions, args, same=("split", "seed", "workers"), on=("keep_splits",))
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -113,9 +106,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _augment_options(args: argparse.Namespace) -> AugmentOptions:
     from yolo_spine.datasets.options import AugmentOptions
 
-    return stage_options(
-        AugmentOptions, args, copies=args.copies, allow_order_breaking=True if args.allow_order_breaking else None
-    )
+    return stage_options(AugmentOptions, args, same=("copies",), on=("allow_order_breaking",))
 
 
 def _augment(args: argparse.Namespace) -> int:
@@ -151,8 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--format", default="yolov11", choices=["yolov11", "coco-segmentation"], help="export format to download"
     )
     p.add_argument("--api-key", default=None, help="Roboflow API key (default: $ROBOFLOW_API_KEY)")
-    p.add_argument("--out", type=Path, default=Path("datasets/raw"), help="receives <project>-<version>/")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing download")
+    add_out(p, "receives <project>-<version>/", required=False, default=Path("datasets/raw"), replaces="download")
     add_record_paths(p)
 
     p = add_command(sub, "merge", "merge Roboflow exports into one leakage-free YOLO-seg dataset", _merge)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_config, add_out, say, stage_options
+from yolo_spine._cli_common import add_command, add_config, add_device, add_out, say, stage_options
 
 if TYPE_CHECKING:
     from yolo_spine.demo.options import DemoOptions
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def _demo_options(args: argparse.Namespace) -> DemoOptions:
     from yolo_spine.demo.options import DemoOptions
 
-    return stage_options(DemoOptions, args, epochs=args.epochs, imgsz=args.imgsz, device=args.device)
+    return stage_options(DemoOptions, args, same=("epochs", "imgsz", "device"))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -51,4 +51,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config(p, "demo")
     p.add_argument("--epochs", type=int, help="training epochs (more on a GPU)")
     p.add_argument("--imgsz", type=int, help="training/inference size in pixels")
-    p.add_argument("--device", help="cpu, 0, 0,1 … (default: GPU 0 if present, else the CPU)")
+    add_device(p, ddp=True)

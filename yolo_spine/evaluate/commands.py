@@ -74,16 +74,8 @@ def _eval3d_options(args: argparse.Namespace) -> Eval3dOptions:
     from yolo_spine.batch import batch_flags
     from yolo_spine.evaluate.options import Eval3dOptions
 
-    return stage_options(
-        Eval3dOptions,
-        args,
-        tolerance_mm=args.tolerance_mm,
-        max_dist_mm=args.max_dist_mm,
-        landmarks=True if args.landmarks else None,
-        gt_scheme=args.gt_scheme,
-        pred_scheme=args.pred_scheme,
-        **batch_flags(args),
-    )
+    same = ("tolerance_mm", "max_dist_mm", "gt_scheme", "pred_scheme")
+    return stage_options(Eval3dOptions, args, same=same, on=("landmarks",), **batch_flags(args))
 
 
 def _eval3d(args: argparse.Namespace) -> int:

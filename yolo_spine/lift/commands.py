@@ -94,17 +94,9 @@ def _lift_options(args: argparse.Namespace) -> LiftOptions:
     from yolo_spine.batch import batch_flags
     from yolo_spine.lift.options import LiftOptions
 
-    return stage_options(
-        LiftOptions,
-        args,
-        planes=tuple(args.planes) if args.planes else None,
-        fusion=args.fusion,
-        largest_cc=args.largest_cc,
-        order_fix=args.order_fix,
-        hull=args.hull,
-        max_gap=args.max_gap,
-        **batch_flags(args),
-    )
+    planes = tuple(args.planes) if args.planes else None
+    same = ("fusion", "largest_cc", "order_fix", "hull", "max_gap")
+    return stage_options(LiftOptions, args, same=same, planes=planes, **batch_flags(args))
 
 
 def _lift(args: argparse.Namespace) -> int:

@@ -7,7 +7,17 @@ import os
 import sys
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, add_config, add_device, add_record_paths, say, stage_options
+from yolo_spine._cli_common import (
+    MODEL_ANATOMY_HELP,
+    add_anatomy,
+    add_command,
+    add_config,
+    add_device,
+    add_record_paths,
+    add_weights,
+    say,
+    stage_options,
+)
 from yolo_spine.errors import UserError
 
 #: Environment variables that hold the credentials (a value on the command line is visible to every local user).
@@ -31,7 +41,7 @@ def _password(user: str | None) -> str | None:
 def _pacs(args: argparse.Namespace) -> int:
     from yolo_spine.pacs.options import PacsOptions
 
-    opts = stage_options(PacsOptions, args, conf=args.conf, device=args.device)
+    opts = stage_options(PacsOptions, args, same=("conf", "device"))
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if token and args.user:
         raise UserError("give --token or --user, not both")
@@ -75,13 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--url", required=True, help="DICOMweb root of the server, e.g. http://localhost:8042/dicom-web")
     p.add_argument("--study", required=True, metavar="UID", help="Study Instance UID of the study to segment")
-    p.add_argument("--weights", type=Path, required=True, help="model: .pt, .onnx or an OpenVINO folder")
-    p.add_argument(
-        "--anatomy",
-        default=None,
-        help="registry of the model's classes (spine, teeth, brain or a YAML file; "
-        "found from the model's class names when not given)",
-    )
+    add_weights(p)
+    add_anatomy(p, default=None, help=MODEL_ANATOMY_HELP)
     p.add_argument(
         "--force", action="store_true", help="store a new SEG even when one of this model for the series is there"
     )

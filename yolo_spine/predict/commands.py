@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yolo_spine._cli_common import (
+    MODEL_ANATOMY_HELP,
+    add_anatomy,
     add_command,
     add_config,
-    add_device,
+    add_inference,
     add_out,
     add_record_paths,
-    conf_arg,
+    add_weights,
     say,
     stage_options,
 )
@@ -24,24 +26,9 @@ if TYPE_CHECKING:
 def _predict_options(args: argparse.Namespace) -> PredictOptions:
     from yolo_spine.predict.options import PredictOptions
 
-    return stage_options(
-        PredictOptions,
-        args,
-        conf=args.conf,
-        iou=args.iou,
-        imgsz=args.imgsz,
-        max_det=args.max_det,
-        device=args.device,
-        threads=args.threads,
-        anatomy=args.anatomy,
-        order_fix=True if args.order_fix else None,
-        save_txt=True if args.save_txt else None,
-        dicom_seg=True if args.dicom_seg else None,
-        save_annotated=False if args.no_annotated else None,
-        show=True if args.show else None,
-        watch=True if args.watch else None,
-        watch_timeout=args.watch_timeout,
-    )
+    same = ("conf", "iou", "imgsz", "max_det", "device", "threads", "anatomy", "watch_timeout")
+    on = ("order_fix", "save_txt", "dicom_seg", "show", "watch")
+    return stage_options(PredictOptions, args, same=same, on=on, save_annotated=False if args.no_annotated else None)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -68,16 +55,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _export_options(args: argparse.Namespace) -> ExportOptions:
     from yolo_spine.predict.options import ExportOptions
 
-    return stage_options(
-        ExportOptions,
-        args,
-        format=args.format,
-        imgsz=args.imgsz,
-        int8=True if args.int8 else None,
-        dynamic=True if args.dynamic else None,
-        max_drop=args.max_drop,
-        eval_split=args.eval_split,
-    )
+    same = ("format", "imgsz", "max_drop", "eval_split")
+    return stage_options(ExportOptions, args, same=same, on=("int8", "dynamic"))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -113,27 +92,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predictions.jsonl, annotated images/video, optional YOLO-seg label files with confidences, and run.json. "
         "Defaults: configs/predict/default.yaml.",
     )
-    p.add_argument("--weights", type=Path, required=True, help="model: .pt, .onnx or an OpenVINO folder")
+    add_weights(p)
     p.add_argument(
         "--source",
         required=True,
         help="webcam index (0), video file, stream URL, image, folder, or a .streams/.txt file of sources",
     )
     add_out(p, "output folder")
-    p.add_argument(
-        "--conf",
-        type=conf_arg,
-        default=None,
-        help="confidence threshold or 'auto' (best F1 of the review; default 0.25)",
-    )
+    add_inference(p, conf_help="confidence threshold or 'auto' (best F1 of the review; default 0.25)")
     p.add_argument("--review", type=Path, default=None, help="review metrics.json or folder for --conf auto")
     add_config(p, "predict")
     p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold")
     p.add_argument("--imgsz", type=int, default=None, help="inference size (default: the model's)")
     p.add_argument("--max-det", type=int, default=None, help="most instances per frame")
-    add_device(p)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
-    p.add_argument("--anatomy", default=None, help="registry of the model's classes (default: found by class names)")
+    add_anatomy(p, default=None, help=MODEL_ANATOMY_HELP)
     p.add_argument(
         "--order-fix", action="store_true", help="relabel so levels increase along the anatomy without duplicates"
     )

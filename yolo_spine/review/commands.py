@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_config, add_device, add_out, add_record_paths, say, stage_options
+from yolo_spine._cli_common import (
+    add_command,
+    add_config,
+    add_device,
+    add_out,
+    add_record_paths,
+    add_weights,
+    say,
+    stage_options,
+)
 
 if TYPE_CHECKING:
     from yolo_spine.review.options import ReviewOptions
@@ -15,7 +24,7 @@ if TYPE_CHECKING:
 def _val_options(args: argparse.Namespace) -> ReviewOptions:
     from yolo_spine.review.options import ReviewOptions
 
-    return stage_options(ReviewOptions, args, split=args.split, imgsz=args.imgsz, batch=args.batch, device=args.device)
+    return stage_options(ReviewOptions, args, same=("split", "imgsz", "batch", "device"))
 
 
 def _val(args: argparse.Namespace) -> int:
@@ -36,7 +45,7 @@ def _val(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``val``."""
     p = add_command(sub, "val", "review a model: P/R/PR/F1 curves, best-F1 confidence, metrics, HTML report", _val)
-    p.add_argument("--weights", type=Path, required=True, help="model (.pt, .onnx or OpenVINO folder)")
+    add_weights(p)
     p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML", help="the dataset's data.yaml")
     add_out(p, "review folder (REVIEW_DIR)")
     add_record_paths(p)

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from yolo_spine._cli_common import add_command, add_config, add_device, conf_arg, stage_options
+from yolo_spine._cli_common import add_command, add_config, add_inference, stage_options
 
 
 def _serve(args: argparse.Namespace) -> int:
     from yolo_spine.serve.options import ServeOptions
 
-    opts = stage_options(
-        ServeOptions,
-        args,
-        host=args.host,
-        port=args.port,
-        default_conf=args.conf,
-        threads=args.threads,
-        device=args.device,
-        max_upload_mb=args.max_upload_mb,
-    )
+    same = ("host", "port", "threads", "device", "max_upload_mb")
+    opts = stage_options(ServeOptions, args, same=same, default_conf=args.conf)
     from yolo_spine.errors import MissingDependencyError
     from yolo_spine.serve.server import check_host, resolve_token
 
@@ -69,10 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="bearer token every API request must carry (or set YOLO_SPINE_SERVE_TOKEN, which keeps it out of "
         "process listings); at least 16 characters",
     )
-    p.add_argument(
-        "--conf", type=conf_arg, default=None, help="default confidence threshold, or 'auto' (review best F1)"
+    add_inference(
+        p,
+        conf_help="default confidence threshold, or 'auto' (review best F1)",
+        threads_help="CPU threads for inference (default: every core)",
     )
     p.add_argument("--max-upload-mb", type=float, default=None, help="largest upload in MiB (default 64)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: every core)")
-    add_device(p)
     add_config(p, "serve")

@@ -7,7 +7,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolo_spine._cli_common import add_command, add_config, add_record_paths, say, stage_options
+from yolo_spine._cli_common import (
+    add_command,
+    add_config,
+    add_device,
+    add_out,
+    add_record_paths,
+    add_threads,
+    say,
+    stage_options,
+)
 from yolo_spine.errors import UserError
 
 if TYPE_CHECKING:
@@ -17,21 +26,9 @@ if TYPE_CHECKING:
 def _train_options(args: argparse.Namespace) -> TrainOptions:
     from yolo_spine.train.options import TrainOptions
 
-    return stage_options(
-        TrainOptions,
-        args,
-        model=args.model,
-        weights=args.weights,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        device=args.device,
-        workers=args.workers,
-        channels=args.channels,
-        threads=args.threads,
-        patience=args.patience,
-        seed=args.seed,
-    )
+    model = ("model", "weights", "channels")
+    run = ("epochs", "imgsz", "batch", "device", "workers", "threads", "patience", "seed")
+    return stage_options(TrainOptions, args, same=model + run)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -93,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Ultralytics' DDP (one process per GPU on this node).",
     )
     p.add_argument("--data", type=Path, required=True, metavar="DATA_YAML", help="dataset written by merge/ct2yolo")
-    p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR", help="run folder")
+    add_out(p, "run folder", metavar="RUN_DIR", replaces="run")
     add_config(p, "train")
     p.add_argument("--model", default=None, help="architecture, e.g. yolo11n-seg (weights/<model>.pt used if present)")
     p.add_argument(
@@ -106,9 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="passes over the training split (default: the config's)")
     p.add_argument("--imgsz", type=int, default=None, help="square training size in pixels (default: the config's)")
     p.add_argument("--batch", type=int, default=None, help="images per batch; -1: the most that fit a GPU")
-    p.add_argument("--device", default=None, help="cpu, 0, 0,1 (DDP), mps (default: GPU 0 if present, else cpu)")
+    add_device(p, ddp=True)
     p.add_argument("--workers", type=int, default=None, help="dataloader workers")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core)")
+    add_threads(p)
     p.add_argument("--channels", type=int, choices=[1, 3], default=None, help="1 = grayscale model")
     p.add_argument(
         "--patience", type=int, default=None, help="stop after this many epochs without a better validation fitness"
@@ -119,5 +116,4 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--budget", default=None, help="wall-clock budget (90s, 15m, 1.5h): plans on the fly and fits the schedule"
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     add_record_paths(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolo_spine._cli_common import add_command, add_record_paths, say
+from yolo_spine._cli_common import add_command, add_out, add_record_paths, say
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -42,6 +42,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", default=None, help="wall-clock budget of the training command: 90s, 15m, 1.5h")
     p.add_argument("--device", default=None, help="cpu or a GPU (0); default: GPU 0 if torch sees one, else cpu")
     p.add_argument("--model", default="yolo11n-seg", help="architecture whose throughput is measured")
-    p.add_argument("--out", type=Path, default=None, metavar="PLAN_YAML", help="default: plan.yaml beside DATA_YAML")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing plan file")
+    add_out(p, "default: plan.yaml beside DATA_YAML", required=False, metavar="PLAN_YAML", replaces="plan file")
     add_record_paths(p)
