@@ -170,10 +170,11 @@ def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, run_cli):
 
 
 # --------------------------------------------------------------------------------------------------- ct2yolo
-def _study_list(folder: Path, n: int, size=(20, 20, 24), names: bool = True) -> Path:
+def _study_list(folder: Path, n: int, size=(20, 20, 24), names: bool = True, sizes: dict | None = None) -> Path:
+    """``n`` phantom studies of ``size`` (``sizes``: study index → another size) in ``folder/list.csv``."""
     rows = ["volume,labels,study" if names else "volume,labels"]
     for k in range(n):
-        vol, lab = write_phantom(spine_phantom(size_xyz=size, seed=k), folder, f"p{k}")
+        vol, lab = write_phantom(spine_phantom(size_xyz=(sizes or {}).get(k, size), seed=k), folder, f"p{k}")
         rows.append(f"{vol.name},{lab.name}" + (f",case{k}" if names else ""))
     (folder / "list.csv").write_text("\n".join(rows) + "\n")
     return folder / "list.csv"
@@ -209,24 +210,30 @@ def test_rerun_skips_done_studies_and_a_failed_study_leaves_no_files(tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_dataset_redoing_only_studies_in_flight(tmp_path, run_cli):
-    csv = _study_list(tmp_path, 5, size=(28, 28, 40), names=False)  # pseudonymous ids, as without a study column
+    # Pseudonymous ids, as without a study column. The third study is ~50x larger than the others (seconds, not
+    # tens of milliseconds), so a kill sent when the second record appears lands while it is in flight: the
+    # killed run has recorded exactly the first two studies of the list, whatever the machine's speed.
+    csv = _study_list(tmp_path, 5, size=(28, 28, 40), names=False, sizes={2: (96, 96, 240)})
     ref = run_cli("ct2yolo", "--csv", csv, "--out", tmp_path / "ref", "--workers", "2", *FAST_FLAGS)
     assert ref.returncode == 0, ref.stderr
-    # the same command, killed as soon as a study is recorded
-    cmd = [sys.executable, "-m", "yolo_spine", "ct2yolo", "--csv", str(csv), "--out", str(tmp_path / "ds"), *FAST_FLAGS]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    in_list_order = [s["study"] for s in json.loads((tmp_path / "ref" / "manifest.json").read_text())["studies"]]
+    # the same command, one study at a time (list order), killed as soon as two studies are recorded
+    cmd = [sys.executable, "-m", "yolo_spine", "ct2yolo", "--csv", str(csv), "--out", str(tmp_path / "ds")]
+    proc = subprocess.Popen([*cmd, "--workers", "1", *FAST_FLAGS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ledger = tmp_path / ".ds.partial" / "ledger"
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not list(ledger.glob("*.json")):
-        time.sleep(0.05)
+    while time.time() < deadline and proc.poll() is None and len(list(ledger.glob("*.json"))) < 2:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     recorded = sorted(p.stem for p in ledger.glob("*.json"))
-    assert 1 <= len(recorded) < 5, "the kill came too late to interrupt the run"
+    # exact: a ledger that records a study when it starts rather than once its files are committed (the third,
+    # in flight, would be listed) or that runs the list out of order fails here
+    assert recorded == sorted(in_list_order[:2])
     assert not (tmp_path / "ds").exists()  # the dataset appears complete or not at all
     res = run_cli("ct2yolo", "--csv", csv, "--out", tmp_path / "ds", *FAST_FLAGS)
     assert res.returncode == 0, res.stderr
-    assert f"{5 - len(recorded)} done, {len(recorded)} skipped" in res.stdout
+    assert "3 done, 2 skipped" in res.stdout  # the in-flight study and the two never started, nothing else
     assert _files(tmp_path / "ds") == _files(tmp_path / "ref")
     assert _stable_manifest(tmp_path / "ds") == _stable_manifest(tmp_path / "ref")
     assert not (tmp_path / ".ds.partial").exists()

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from yolo_spine.demo.options import DemoOptions
 from yolo_spine.identifiers import records_paths, sanitize
@@ -25,8 +26,33 @@ from yolo_spine.provenance import run_manifest
 
 if TYPE_CHECKING:
     from yolo_spine.lift.lift import LiftResult
+    from yolo_spine.review.val import ReviewMetrics
 
 log = logging.getLogger("yolo_spine")
+
+
+class DemoSummary(TypedDict):
+    """What the demo reached: :func:`run_demo`'s return value.
+
+    ``summary.json`` shows it with output paths relative to the demo folder, plus the run ``manifest``.
+    """
+
+    targets: dict[str, float]
+    per_vertebra: dict[str, dict[str, Any]]  # vertebra → Dice, identified, centroid error (slices, DRRs)
+    mask_mAP50_test: float
+    box_mAP50_test: float
+    best_f1_conf: float | None
+    model_not_usable: str | None  # the review's verdict when the model is not usable
+    dice_per_vertebra: dict[str, float]
+    mean_dice: float | None
+    identification_rate_slices: float | None
+    identification_rate_drr: float | None
+    report: str
+    nifti: str | None
+    centroids: str | None
+    metrics_csv: list[str]
+    seconds: dict[str, float]  # stage → seconds
+    picture: NotRequired[str | None]  # added once the summary figure is drawn
 
 
 def run_demo(
@@ -35,7 +61,7 @@ def run_demo(
     *,
     overwrite: bool = False,
     **option_values: Any,
-) -> dict[str, Any]:
+) -> DemoSummary:
     """Run the end-to-end demo on the example CT and return the summary (also ``OUT/summary.json``).
 
     Args:
@@ -64,7 +90,7 @@ class _Clock:
         log.info("demo: %s done (%.0f s)", name, self.seconds[name])
 
 
-def _run_stages(out: Path, opts: DemoOptions) -> dict[str, Any]:
+def _run_stages(out: Path, opts: DemoOptions) -> DemoSummary:
     """Run the seven stages into the empty folder ``out``; write and return the summary."""
     from yolo_spine.ct.convert import ct2yolo
     from yolo_spine.ct.options import CtOptions
@@ -91,7 +117,7 @@ def _run_stages(out: Path, opts: DemoOptions) -> dict[str, Any]:
     return summary
 
 
-def _train_and_review(data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clock) -> tuple[Path, dict[str, Any]]:
+def _train_and_review(data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clock) -> tuple[Path, ReviewMetrics]:
     """Fine-tune YOLO11n-seg (train preset ``train_config``), then review it once on the test split.
 
     Returns:
@@ -134,7 +160,7 @@ def _train_and_review(data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clo
 
 
 def _predict_and_lift(
-    best: Path, ds: Path, out: Path, opts: DemoOptions, metrics: dict[str, Any], clock: _Clock
+    best: Path, ds: Path, out: Path, opts: DemoOptions, metrics: ReviewMetrics, clock: _Clock
 ) -> LiftResult:
     """Predict the held-out test images, then lift the predictions back into the CT's geometry."""
     from yolo_spine.lift.lift import lift
@@ -257,7 +283,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _demo_conf(conf: float | str, metrics: dict[str, Any]) -> str | float:
+def _demo_conf(conf: float | str, metrics: ReviewMetrics) -> str | float:
     """``auto`` when the review found a best-F1 confidence; a model too young for any true positive gets 0.25."""
     if conf != "auto":
         return conf
@@ -348,7 +374,7 @@ def _per_vertebra(seg_result: Any, drr_result: Any) -> dict[str, dict[str, Any]]
     return rows
 
 
-def _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds) -> dict[str, Any]:
+def _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds) -> DemoSummary:
     dice = {}
     if seg_result is not None:
         dice = {name: m.dice for name, m in seg_result.per_class.items() if m.gt_present}
@@ -371,7 +397,7 @@ def _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted,
     }
 
 
-def _relative(summary: dict[str, Any], out: Path, record_paths: bool) -> dict[str, Any]:
+def _relative(summary: DemoSummary, out: Path, record_paths: bool) -> Mapping[str, Any]:
     """The summary as its files show it: output paths relative to the demo folder (full with --record-paths)."""
     if record_paths:
         return summary
@@ -380,7 +406,8 @@ def _relative(summary: dict[str, Any], out: Path, record_paths: bool) -> dict[st
         return None if p is None else Path(p).resolve().relative_to(out).as_posix()
 
     keys = ("report", "nifti", "centroids", "picture")
-    return {**summary, **{k: rel(summary[k]) for k in keys}, "metrics_csv": [rel(p) for p in summary["metrics_csv"]]}
+    flat: Mapping[str, Any] = summary  # read by key names from a tuple
+    return {**flat, **{k: rel(flat[k]) for k in keys}, "metrics_csv": [rel(p) for p in summary["metrics_csv"]]}
 
 
 def _fmt(x: Any) -> str:

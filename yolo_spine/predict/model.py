@@ -160,7 +160,7 @@ def auto_conf(
     where = f"{path.parent.name}/{path.name}"
     verdict = verdict_of(metrics)
     if conf is None or (verdict is not None and not verdict["usable"]):
-        reason = (verdict or {}).get("message") or "the review found no confidence with a positive F1"
+        reason = (verdict.get("message") if verdict else None) or "the review found no confidence with a positive F1"
         log.warning(
             "--conf auto: %s Its best-F1 confidence (%s) is not used; predicting at fallback_conf %.3f instead.",
             reason.rstrip(".") + ".",
@@ -170,7 +170,7 @@ def auto_conf(
         return float(fallback), {
             "from": f"fallback_conf (the model of {where} is not usable)",
             "best_f1_conf": conf,
-            "best_mask_f1": (verdict or {}).get("best_mask_f1"),
+            "best_mask_f1": verdict.get("best_mask_f1") if verdict else None,
             "reason": reason,
         }
     log.info("confidence %.3f: best F1 of the review %s", conf, where)

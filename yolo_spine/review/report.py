@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -77,7 +79,7 @@ def _fmt(v: object) -> str:
 
 def write_report(
     out_html: Path,
-    metrics: dict,
+    metrics: Mapping[str, Any],
     curve_pngs: list[Path],
     confusion_png: Path,
     error_images: list[tuple[str, np.ndarray, np.ndarray, int]],

@@ -8,13 +8,24 @@ that ``predict --conf auto`` and the demo read the same sentence the report show
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 #: Best mean mask F1 below which a model is called unusable (``configs/review/default.yaml``: ``min_usable_f1``).
 DEFAULT_MIN_USABLE_F1 = 0.1
 
 
-def usability(best_conf: dict[str, Any], split: str, min_f1: float = DEFAULT_MIN_USABLE_F1) -> dict[str, Any]:
+class Usability(TypedDict):
+    """The verdict on a reviewed model (``usability`` in the review's ``metrics.json``)."""
+
+    usable: bool
+    best_mask_f1: float
+    best_f1_conf: float | None
+    min_f1: float
+    message: str | None  # one sentence when the model is not usable
+
+
+def usability(best_conf: Mapping[str, Any], split: str, min_f1: float = DEFAULT_MIN_USABLE_F1) -> Usability:
     """Judge a model from its review's best-F1 table.
 
     Args:
@@ -41,7 +52,7 @@ def usability(best_conf: dict[str, Any], split: str, min_f1: float = DEFAULT_MIN
     return {"usable": usable, "best_mask_f1": f1, "best_f1_conf": conf, "min_f1": min_f1, "message": message}
 
 
-def verdict_of(metrics: dict[str, Any], min_f1: float = DEFAULT_MIN_USABLE_F1) -> dict[str, Any] | None:
+def verdict_of(metrics: Mapping[str, Any], min_f1: float = DEFAULT_MIN_USABLE_F1) -> Usability | None:
     """Return the verdict of a review's ``metrics.json``.
 
     Its own ``usability``, or judged from ``best_conf`` for a review written before verdicts existed; ``None``

@@ -22,7 +22,7 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -34,22 +34,63 @@ from yolo_spine.review.cocoeval import TOLERANCE, coco_mask_map, ground_truth_co
 from yolo_spine.review.curves import best_f1, curve_rows, curves_from_metric, plot_curve
 from yolo_spine.review.matching import ImageInstances, match_split, neighbour_confusions
 from yolo_spine.review.options import ReviewOptions
-from yolo_spine.review.usability import usability
+from yolo_spine.review.usability import Usability, usability
 
 log = logging.getLogger("yolo_spine")
 
 CURVE_FILES = [f"{p}{c}_curve.png" for p in ("Box", "Mask") for c in ("P", "R", "PR", "F1")]
 
 
-def _per_class(metric: Any, names: list[str], counts: dict[int, int]) -> dict[str, dict]:
-    out = {}
+# The metric names hold a hyphen ("mAP50-95"), hence the functional form.
+ClassMetrics = TypedDict(
+    "ClassMetrics", {"precision": float, "recall": float, "mAP50": float, "mAP50-95": float, "instances": int}
+)
+TaskMetrics = TypedDict(
+    "TaskMetrics",
+    {
+        "precision": float,
+        "recall": float,
+        "mAP50": float,
+        "mAP50-95": float,
+        "per_class": dict[str, ClassMetrics],  # registry order; classes without instances left out
+    },
+)
+
+
+class ReviewMetrics(TypedDict):
+    """The review's ``metrics.json`` (also :func:`review`'s return value)."""
+
+    schema: int
+    weights: str  # base name unless --record-paths
+    dataset: str
+    anatomy: str | None
+    split: str
+    imgsz: int
+    images: int
+    instances: int
+    names: list[str]
+    box: TaskMetrics
+    mask: TaskMetrics
+    best_conf: dict[str, Any]  # task → class or "all" → conf, f1, precision, recall (best mean F1)
+    usability: Usability
+    pycocotools: dict[str, Any]  # mask mAP by pycocotools beside Ultralytics', their difference, agree
+    confusion_matrix: dict[str, Any]  # conf, iou and the files
+    errors_per_image: dict[str, int]  # most errors first
+    has_order: bool
+    neighbour_confusions: list[Any]
+    curves_csv: str
+    created_utc: str  # the run manifest's (review.json)
+
+
+def _per_class(metric: Any, names: list[str], counts: dict[int, int]) -> dict[str, ClassMetrics]:
+    out: dict[str, ClassMetrics] = {}
     for k, c in enumerate(np.asarray(metric.ap_class_index, dtype=int)):
         p, r, ap50, ap = (float(v) for v in metric.class_result(k))
         out[names[c]] = {"precision": p, "recall": r, "mAP50": ap50, "mAP50-95": ap, "instances": counts.get(c, 0)}
     return out
 
 
-def _task_summary(metric: Any, names: list[str], counts: dict[int, int]) -> dict:
+def _task_summary(metric: Any, names: list[str], counts: dict[int, int]) -> TaskMetrics:
     per = _per_class(metric, names, counts)
     ordered = {n: per[n] for n in names if n in per}  # registry order
     return {
@@ -133,7 +174,7 @@ def review(
     *,
     overwrite: bool = False,
     **option_values: Any,
-) -> dict:
+) -> ReviewMetrics:
     """Validate a model on a dataset split and write the review (see the module docstring for the files).
 
     Args:
@@ -259,7 +300,12 @@ def review(
                 cc["mAP50"],
                 ul_map50,
             )
-        result = {
+        manifest = run_manifest(
+            "val",
+            {"weights": Path(weights), "data": data, **opts.record(), "imgsz": imgsz},
+            inputs={"weights": weights},
+        )
+        result: ReviewMetrics = {
             "schema": 1,
             # base names only (folders may carry identifiers); --record-paths keeps full paths
             "weights": sanitize(Path(weights).resolve()),
@@ -297,13 +343,8 @@ def review(
             "has_order": bool(reg and reg.order),
             "neighbour_confusions": neighbour_confusions(pairs or Counter(), reg) if reg else [],
             "curves_csv": "curves.csv",
+            "created_utc": manifest["created_utc"],
         }
-        manifest = run_manifest(
-            "val",
-            {"weights": Path(weights), "data": data, **opts.record(), "imgsz": imgsz},
-            inputs={"weights": weights},
-        )
-        result["created_utc"] = manifest["created_utc"]
         write_json_atomic(tmp / "metrics.json", result)
         write_json_atomic(tmp / "review.json", manifest)
 
