@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -170,11 +168,10 @@ def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, run_cli):
 
 
 # --------------------------------------------------------------------------------------------------- ct2yolo
-def _study_list(folder: Path, n: int, size=(20, 20, 24), names: bool = True, sizes: dict | None = None) -> Path:
-    """``n`` phantom studies of ``size`` (``sizes``: study index → another size) in ``folder/list.csv``."""
+def _study_list(folder: Path, n: int, size=(20, 20, 24), names: bool = True) -> Path:
     rows = ["volume,labels,study" if names else "volume,labels"]
     for k in range(n):
-        vol, lab = write_phantom(spine_phantom(size_xyz=(sizes or {}).get(k, size), seed=k), folder, f"p{k}")
+        vol, lab = write_phantom(spine_phantom(size_xyz=size, seed=k), folder, f"p{k}")
         rows.append(f"{vol.name},{lab.name}" + (f",case{k}" if names else ""))
     (folder / "list.csv").write_text("\n".join(rows) + "\n")
     return folder / "list.csv"
@@ -209,26 +206,45 @@ def test_rerun_skips_done_studies_and_a_failed_study_leaves_no_files(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ds" / "ledger").iterdir()) == ["case0.json", "case1.json"]
 
 
+def _convert_then_hang(argv: list[str], hang_after: str) -> None:
+    """Run ``yolo_spine ARGV`` in this (child) process; the study whose volume is ``hang_after`` is converted into
+    its staging folder and then hangs, so a kill finds it in flight: files staged, nothing committed or recorded.
+    """
+    from yolo_spine.cli import main
+    from yolo_spine.ct import convert
+
+    real = convert.convert_study
+
+    def convert_study(spec, root, *args, **kwargs):
+        report = real(spec, root, *args, **kwargs)
+        if spec.volume.name == hang_after:
+            time.sleep(3600)
+        return report
+
+    convert.convert_study = convert_study
+    main(argv)
+
+
 def test_killed_run_resumes_to_the_same_dataset_redoing_only_studies_in_flight(tmp_path, run_cli):
-    # Pseudonymous ids, as without a study column. The third study is ~50x larger than the others (seconds, not
-    # tens of milliseconds), so a kill sent when the second record appears lands while it is in flight: the
-    # killed run has recorded exactly the first two studies of the list, whatever the machine's speed.
-    csv = _study_list(tmp_path, 5, size=(28, 28, 40), names=False, sizes={2: (96, 96, 240)})
+    csv = _study_list(tmp_path, 5, size=(28, 28, 40), names=False)  # pseudonymous ids, as without a study column
     ref = run_cli("ct2yolo", "--csv", csv, "--out", tmp_path / "ref", "--workers", "2", *FAST_FLAGS)
     assert ref.returncode == 0, ref.stderr
     in_list_order = [s["study"] for s in json.loads((tmp_path / "ref" / "manifest.json").read_text())["studies"]]
-    # the same command, one study at a time (list order), killed as soon as two studies are recorded
-    cmd = [sys.executable, "-m", "yolo_spine", "ct2yolo", "--csv", str(csv), "--out", str(tmp_path / "ds")]
-    proc = subprocess.Popen([*cmd, "--workers", "1", *FAST_FLAGS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The same command, one study at a time (list order), SIGKILLed while the third study is in flight: it hangs
+    # after writing its files, so whenever the kill lands, exactly the first two studies are done.
+    argv = ["ct2yolo", "--csv", str(csv), "--out", str(tmp_path / "ds"), "--workers", "1", *FAST_FLAGS]
+    proc = multiprocessing.get_context("spawn").Process(target=_convert_then_hang, args=(argv, "p2_ct.nii.gz"))
+    proc.start()
     ledger = tmp_path / ".ds.partial" / "ledger"
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and len(list(ledger.glob("*.json"))) < 2:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    while time.time() < deadline and proc.is_alive() and len(list(ledger.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let the third study write its files (it hangs afterwards, so waiting longer changes nothing)
+    proc.kill()
+    proc.join()
     recorded = sorted(p.stem for p in ledger.glob("*.json"))
-    # exact: a ledger that records a study when it starts rather than once its files are committed (the third,
-    # in flight, would be listed) or that runs the list out of order fails here
+    # exact: a ledger that records a study before its files are committed (the third would be listed), or runs
+    # the list out of order, fails here
     assert recorded == sorted(in_list_order[:2])
     assert not (tmp_path / "ds").exists()  # the dataset appears complete or not at all
     res = run_cli("ct2yolo", "--csv", csv, "--out", tmp_path / "ds", *FAST_FLAGS)
