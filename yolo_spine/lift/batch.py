@@ -17,7 +17,6 @@ A study's inputs, for the ledger, are the label files and sidecars named ``<stud
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from yolo_spine import batch as batch_path
 from yolo_spine.batch import LedgerCounts
 from yolo_spine.errors import UserError
 from yolo_spine.lift.io import _label_dir, _sidecar_roots
+from yolo_spine.lift.lift import read_lift_record
 from yolo_spine.lift.options import LiftOptions
 from yolo_spine.provenance import RunManifest, run_manifest, sha256_files
 from yolo_spine.registry import AnatomyRegistry
@@ -129,7 +129,7 @@ class LiftStudyEntry(TypedDict):
     inputs_sha256: dict[str, str | None]
     outputs: dict[str, str | None]  # output → base name
     classes_found: list[str]
-    counts: dict[str, Any]
+    counts: dict[str, int]
 
 
 class LiftBatchManifest(RunManifest):
@@ -205,7 +205,7 @@ def lift_batch(
 
 def _study_entry(root: Path, study: str, hashes: dict[str, str | None]) -> LiftStudyEntry:
     """One study's line in the batch manifest, from its own lift record."""
-    record = json.loads((root / "studies" / f"{study}.json").read_text(encoding="utf-8"))
+    record = read_lift_record(root / "studies" / f"{study}.json")
     outputs = {k: Path(v).name if v else None for k, v in (record.get("outputs") or {}).items()}
     return {
         "study": study,

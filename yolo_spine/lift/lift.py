@@ -10,11 +10,12 @@ is named after ``--out``, so several lifts can share a folder.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from yolo_spine.layout import PLANES
 from yolo_spine.lift.io import LiftInputs, read_lift_inputs
 from yolo_spine.lift.options import LiftOptions
 from yolo_spine.options import resolve_options
+from yolo_spine.provenance import RunManifest
 from yolo_spine.registry import AnatomyRegistry, load_registry
 
 log = logging.getLogger("yolo_spine")
@@ -177,6 +179,26 @@ class _Lifted:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class LiftRunRecord(RunManifest):
+    """``lift``'s run manifest (``<out>.json`` beside the label map; ``lift --csv``: ``studies/<study>.json``)."""
+
+    anatomy: str
+    study: str | None
+    label_values: str  # how the label map's values read
+    outputs: dict[str, str | None]  # labels, centroids, dicom_seg (base names unless --record-paths)
+    counts: dict[str, int]  # label files, sidecars and those without a partner
+    labels_without_sidecar_examples: list[str]
+    lift: dict[str, Any]  # per-step accounting of the slice lift
+    classes_found: list[str]  # registry order
+    voxels_per_class: dict[str, int]
+    seconds: float
+
+
+def read_lift_record(path: str | Path) -> LiftRunRecord:
+    """A run manifest as :func:`lift` wrote it (not validated: the file is this package's own output)."""
+    return cast(LiftRunRecord, json.loads(Path(path).read_text(encoding="utf-8")))
+
+
 def lift(
     labels_dir: str | Path,
     out: str | Path,
@@ -273,7 +295,7 @@ def lift(
             "seconds": round(seconds, 3),
         },
     )
-    write_json_atomic(paths["manifest"], manifest)
+    write_json_atomic(paths["manifest"], cast(LiftRunRecord, manifest))  # run_manifest adds `extra` to its own keys
     return LiftResult(
         lifted.labels,
         paths["manifest"],
