@@ -62,19 +62,20 @@ def test_demo_runs_every_stage_on_the_real_ct(trained_demo: TrainedDemo) -> None
 def test_demo_model_finds_and_names_the_vertebrae(trained_demo: TrainedDemo) -> None:
     """The test-sized demo's figures on its held-out split, far above what the untrained checkpoint gets.
 
-    Thresholds: measured on 2026-12-05 (CPU, 2 loaded cores; seed 0, deterministic) with the settings of
-    ``trained_demo``, and for the packaged phantom checkpoint without fine-tuning on the same test split.
+    Thresholds: about half of what ``trained_demo`` measured on 2026-12-05 (CPU, 2 busy cores; seed 0,
+    deterministic; packaged checkpoint of that day), far above the untrained phantom checkpoint on the same test
+    split; the same recipe stopped at 20 epochs also passes them (figures in the comments).
     """
     s = trained_demo.summary
     figures = ("mask_mAP50_test", "box_mAP50_test", "mean_dice")
     figures += ("identification_rate_slices", "identification_rate_drr")
     print("test-sized demo:", {k: s[k] for k in figures}, "train", s["seconds"]["train"], "s")
-    # measured: fine-tuned 20 epochs | untrained phantom checkpoint
-    assert s["mask_mAP50_test"] >= 0.10  # 0.211 | 0.0035
-    assert s["box_mAP50_test"] >= 0.20  # 0.399 | 0.055
-    assert s["mean_dice"] >= 0.15  # 0.293 | 0.0 (18 vertebrae of the lifted, fused slices)
-    assert s["identification_rate_slices"] >= 0.5  # 0.833 | 0.0 (VerSe: right level within 20 mm)
-    assert s["identification_rate_drr"] >= 0.25  # 0.556 | 0.0 (AP + lateral DRR triangulation)
+    # measured 2026-12-05: fine-tuned 40 epochs (the fixture) | 20 epochs | untrained phantom checkpoint
+    assert s["mask_mAP50_test"] >= 0.15  # 0.308 | 0.211 | 0.0035
+    assert s["box_mAP50_test"] >= 0.28  # 0.554 | 0.399 | 0.055
+    assert s["mean_dice"] >= 0.18  # 0.373 | 0.293 | 0.0 (18 vertebrae of the lifted, fused slices)
+    assert s["identification_rate_slices"] >= 0.5  # 0.889 | 0.833 | 0.0 (VerSe: right level within 20 mm)
+    assert s["identification_rate_drr"] >= 0.25  # 0.556 | 0.556 | 0.0 (AP + lateral DRR triangulation)
 
 
 def check_summary_against_the_files(out: Path, s: dict, wall: float) -> None:

@@ -217,9 +217,12 @@ def test_pycocotools_agrees_on_a_model_with_true_positives(trained_demo) -> None
     print(f"review: {matched} of {m['instances']} instances matched at conf {m['confusion_matrix']['conf']:.3f}; "
           f"mask mAP50 {cc['ultralytics_mask_mAP50']:.4f} (pycocotools {cc['mask_mAP50']:.4f}), "
           f"mAP50-95 {cc['ultralytics_mask_mAP50-95']:.4f} (pycocotools {cc['mask_mAP50-95']:.4f})")  # fmt: skip
-    # measured: fine-tuned 20 epochs | untrained phantom checkpoint (at its own best-F1 confidence)
-    assert matched >= 0.1 * m["instances"]  # 68 of 333 at conf 0.155 | 9 of 333 at 0.029
-    assert cc["mask_mAP50"] >= 0.10  # pycocotools 0.224, Ultralytics 0.211 | 0.009, 0.004
+    # measured 2026-12-05: fine-tuned 40 epochs (the fixture) | 20 epochs | untrained phantom checkpoint (each at
+    # its own best-F1 confidence)
+    assert matched >= 0.15 * m["instances"]  # 115 of 333 at conf 0.271 | 68 at 0.155 | 9 at 0.029
+    # pycocotools vs Ultralytics mask mAP50: 0.319 vs 0.308 | 0.224 vs 0.211 | 0.009 vs 0.004 (mAP50-95: 0.118 vs
+    # 0.110 | 0.082 vs 0.074 | 0.002 vs 0.001)
+    assert cc["mask_mAP50"] >= 0.15
     assert cc["ultralytics_mask_mAP50"] == m["mask"]["mAP50"]
     assert cc["ultralytics_mask_mAP50-95"] == m["mask"]["mAP50-95"]
     assert cc["tolerance"] == TOLERANCE and cc["agree"] is True
