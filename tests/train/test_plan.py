@@ -271,7 +271,7 @@ def test_budgeted_cpu_run_ends_within_ten_percent(spine_dataset: Path, tmp_path:
     # controller that stopped re-fitting close_mosaic, or noted the wrong epoch, fails here.
     planned = read_plan(plan).train
     frac = planned["close_mosaic"] / planned["epochs"]
-    totals = [b["planned_epochs"]] + [total for _, total, _ in b["refits"]]
+    totals = [b["planned_epochs"]] + [r["epochs"] for r in b["refits"]]
     closes = [planned["close_mosaic"]] + [max(1, math.ceil(frac * t)) if frac > 0 else 0 for t in totals[1:]]
     first_off = next((k + 1 for k in range(e) if closes[k] and k >= totals[k] - closes[k]), None)
     assert b["mosaic_off_epoch"] == first_off, b

@@ -26,9 +26,34 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 log = logging.getLogger("yolo_spine")
+
+
+class Refit(TypedDict):
+    """One re-fit of the epoch count, after an epoch (``refits`` of :class:`BudgetRecord`)."""
+
+    epoch: int  # epochs finished
+    epochs: int  # the total planned after it
+    seconds_left: float
+
+
+class BudgetRecord(TypedDict):
+    """What a time budget did (``plan.budget`` in ``run.json``; :meth:`BudgetFit.record`)."""
+
+    budget_s: float
+    wall_s: float
+    ratio: float  # wall_s / budget_s
+    planned_epochs: int | None
+    final_epochs: int | None
+    warmup_epochs: float
+    lrf: float
+    mosaic_off_epoch: int | None  # first epoch (1-based) without mosaic
+    setup_s: float | None
+    epoch_s: list[float]
+    last_validation_s: float
+    refits: list[Refit]
 
 
 @dataclass
@@ -133,7 +158,7 @@ class BudgetFit:
         if int(trainer.epoch) + 1 >= trainer.epochs:
             trainer.stop = self._done = True
 
-    def record(self, wall_s: float) -> dict[str, Any]:
+    def record(self, wall_s: float) -> BudgetRecord:
         """What the budget did, for ``run.json``."""
         final = self.refits[-1][1] if self.refits else None
         return {
