@@ -255,6 +255,17 @@ def test_budgeted_cpu_run_ends_within_ten_percent(spine_dataset: Path, tmp_path:
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((out / "run.json").read_text())
     b = m["plan"]["budget"]
+    # Mosaic went off at the first epoch k (0-based) where Ultralytics' own test k >= epochs − close_mosaic held,
+    # with the epochs and close_mosaic in force when k started: the plan's before the first refit, then each
+    # refit's total and close_mosaic re-fitted to the plan's fraction of it. Exact, from the run's own refits: a
+    # controller that stopped re-fitting close_mosaic, or noted the wrong epoch, fails here.
+    planned = read_plan(plan).train
+    frac = planned["close_mosaic"] / planned["epochs"]
+    totals = [b["planned_epochs"]] + [r["epochs"] for r in b["refits"]]
+    closes = [planned["close_mosaic"]] + [max(1, math.ceil(frac * t)) if frac > 0 else 0 for t in totals[1:]]
+    first_off = next((k + 1 for k in range(b["final_epochs"]) if closes[k] and k >= totals[k] - closes[k]), None)
+    assert b["mosaic_off_epoch"] == first_off, b
+    assert first_off is not None or planned["close_mosaic"] == 0, b  # with close_mosaic, mosaic does go off
     assert 0.9 <= b["ratio"] <= 1.1, b
     rows = [r for r in (out / "results.csv").read_text().splitlines()[1:] if r.strip()]
     assert len(rows) == b["final_epochs"] == m["epochs_completed"] == m["epochs_requested"], b  # not cut off
@@ -265,17 +276,6 @@ def test_budgeted_cpu_run_ends_within_ten_percent(spine_dataset: Path, tmp_path:
     # clock mid-schedule would still be near lr0 (AdamW's lr0 for 26 classes).
     e, lrf, lr0 = b["final_epochs"], b["lrf"], round(0.002 * 5 / (4 + 26), 6)
     assert lr0 * lrf <= lr <= 1.05 * lr0 * (2 / (e + 1) * (1 - lrf) + lrf), (lr, b)
-    # Mosaic went off at the first epoch k (0-based) where Ultralytics' own test k >= epochs − close_mosaic held,
-    # with the epochs and close_mosaic in force when k started: the plan's before the first refit, then each
-    # refit's total and close_mosaic re-fitted to the plan's fraction of it. Exact, from the run's own refits: a
-    # controller that stopped re-fitting close_mosaic, or noted the wrong epoch, fails here.
-    planned = read_plan(plan).train
-    frac = planned["close_mosaic"] / planned["epochs"]
-    totals = [b["planned_epochs"]] + [r["epochs"] for r in b["refits"]]
-    closes = [planned["close_mosaic"]] + [max(1, math.ceil(frac * t)) if frac > 0 else 0 for t in totals[1:]]
-    first_off = next((k + 1 for k in range(e) if closes[k] and k >= totals[k] - closes[k]), None)
-    assert b["mosaic_off_epoch"] == first_off, b
-    assert first_off is not None or planned["close_mosaic"] == 0, b  # with close_mosaic, mosaic does go off
     assert "budget 40 s" in proc.stdout
 
 
