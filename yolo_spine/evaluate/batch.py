@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +170,7 @@ def write_tables(
     Returns:
         The JSON document.
     """
+    from yolo_spine.evaluate.report import read_eval3d_doc
     from yolo_spine.io.atomic import write_json_atomic
 
     columns: list[str] = ["study"]
@@ -182,8 +182,16 @@ def write_tables(
             reader = csv.DictReader(f)
             columns += [c for c in reader.fieldnames or () if c not in columns]
             rows += [{"study": study, **row} for row in reader]
-        doc = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-        entries.append({"study": study, **{k: doc.get(k) for k in ("mode", "anatomy", "classes", "mean")}})
+        doc = read_eval3d_doc(folder / "metrics.json")
+        entries.append(
+            {
+                "study": study,
+                "mode": doc.get("mode"),
+                "anatomy": doc.get("anatomy"),
+                "classes": doc.get("classes"),
+                "mean": doc.get("mean"),
+            }
+        )
         entries[-1]["landmarks"] = _identification(doc.get("landmarks"))
     with open(root / "metrics.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns, restval="", lineterminator="\n")

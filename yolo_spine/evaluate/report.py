@@ -24,7 +24,7 @@ import csv
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from yolo_spine.errors import UserError
 from yolo_spine.evaluate.metrics import METRIC_FIELDS, Eval3dResult
@@ -156,6 +156,34 @@ def table_rows(result: Eval3dResult) -> list[dict[str, Any]]:
     return rows
 
 
+class Eval3dDoc(TypedDict):
+    """``eval3d``'s ``metrics.json`` (:func:`result_to_json`; ``null`` for every missing value)."""
+
+    schema: int
+    kind: str  # "eval3d"
+    mode: str  # "segmentation" or "landmarks"
+    anatomy: str
+    inputs: dict[str, Any]  # base names (full paths with --record-paths)
+    options: dict[str, Any]
+    columns: list[str]
+    column_descriptions: dict[str, str] | None
+    classes: list[dict[str, Any]]  # the CSV's rows (segmentation adds volumes)
+    mean: dict[str, Any] | None
+    landmarks: dict[str, Any] | None  # identification rate, errors, centroids per class
+    geometry: dict[str, Any]
+    unmapped_labels: dict[str, dict[str, int]]  # input → label id → voxels
+    conventions: dict[str, str]
+    seconds: float
+    manifest: dict[str, Any] | None  # the run manifest
+
+
+def read_eval3d_doc(path: Path) -> Eval3dDoc:
+    """A ``metrics.json`` as :func:`result_to_json` wrote it (not validated: the file is this package's own output)."""
+    import json
+
+    return cast(Eval3dDoc, json.loads(path.read_text(encoding="utf-8")))
+
+
 def _landmarks_json(result: Eval3dResult) -> dict[str, Any] | None:
     lm = result.landmarks
     if lm is None:
@@ -180,7 +208,7 @@ def _landmarks_json(result: Eval3dResult) -> dict[str, Any] | None:
     }
 
 
-def result_to_json(result: Eval3dResult, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def result_to_json(result: Eval3dResult, manifest: Mapping[str, Any] | None = None) -> Eval3dDoc:
     """Return the JSON document (``null`` for every missing value)."""
     classes = []
     for row in table_rows(result)[:-1]:
