@@ -209,3 +209,13 @@ def test_fetch_cli_without_key_or_network(cli_main, tmp_path: Path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error:" in line]) == 1
     assert "rfSecret123" not in proc.stderr  # the key never appears in messages
+
+
+def test_check_reports_a_corrupt_image_after_ultralytics_is_imported(broken: Path):
+    """Ultralytics patches PIL's Image.open process-wide (a pi-heif retry that raises ImportError offline):
+    a corrupt image must still be reported, not crash the check (as in `serve` or a notebook)."""
+    from yolo_spine.ultra import import_ultralytics
+
+    import_ultralytics()
+    text = "\n".join(str(p) for p in check_dataset(broken).problems)
+    assert "corrupt.png" in text and "not a readable image" in text

@@ -100,8 +100,11 @@ def inspect_image(path: Path) -> ImageCheck:
         with Image.open(io.BytesIO(data)) as im:
             fmt, mode, size = im.format, im.mode, im.size
             im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return ImageCheck(digest, False, f"not a readable image ({type(exc).__name__})")
+    # ImportError: once Ultralytics is imported in this process it patches PIL's Image.open to retry an
+    # unreadable file through pi-heif, which raises ModuleNotFoundError where pi-heif is not installed.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
+        name = "UnidentifiedImageError" if isinstance(exc, ImportError) else type(exc).__name__
+        return ImageCheck(digest, False, f"not a readable image ({name})")
     if min(size) < 10:
         return ImageCheck(digest, False, f"image size {size[0]}x{size[1]} is below 10 pixels")
     if fmt not in TRAINABLE_FORMATS:

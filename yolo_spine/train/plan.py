@@ -107,7 +107,7 @@ def _image_header(path: Path) -> tuple[int, int, int, int] | None:
         with Image.open(path) as im:
             bits, ch = _MODE_BITS.get(im.mode, (8, len(im.getbands())))
             return im.size[0], im.size[1], bits, ch
-    except (OSError, UnidentifiedImageError):
+    except (OSError, UnidentifiedImageError, ImportError):  # ImportError: Ultralytics' pi-heif retry of PIL
         return None
 
 
