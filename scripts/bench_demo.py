@@ -47,7 +47,14 @@ sys.path.insert(0, str(ROOT))
 from scripts._bench import command_line, git_rev, machine, write_section  # noqa: E402
 
 #: What this section measures (scripts/check_benchmarks.py).
-MEASURES = ["scripts/bench_demo.py", "configs/train/demo.yaml", "yolo_spine/train/", "yolo_spine/weights/"]
+MEASURES = [
+    "scripts/bench_demo.py",
+    "configs/train/demo.yaml",
+    "configs/demo/",
+    "configs/ct/demo.yaml",
+    "yolo_spine/train/",
+    "yolo_spine/weights/",
+]
 
 LIGHT_AUG = {"mosaic": 0.0, "close_mosaic": 0, "scale": 0.1, "translate": 0.05}
 APPROACHES: dict[str, dict[str, Any]] = {
