@@ -294,7 +294,7 @@ def trained_demo(tmp_path_factory: pytest.TempPathFactory) -> TrainedDemo:
     Unlike ``tiny_model`` it finds vertebrae: the demo, predict and review tests hold its figures to thresholds a
     broken model cannot reach. Costs 40 epochs of 59 images at 256 px: 771 s of training on 2 cores shared with
     a pretraining and other test runs (load average 12, nice 15; 903 s for the fixture and its four tests), 397 s
-    under lighter load (460 s in all).
+    under lighter load (460 s in all), 239 s near idle (281 s in all).
     """
     import time
 
