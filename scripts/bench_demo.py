@@ -223,15 +223,19 @@ DEMO_FIGURES = [
 def demo_runs(work: Path, n: int) -> list[dict[str, Any]]:
     """Run ``yolo_spine demo`` ``n`` more times (a subprocess each, the product's defaults); return every run kept.
 
-    Runs of another commit than the current one are dropped: their figures belong to another recipe or checkpoint.
+    Runs made at a commit whose measured files (:data:`MEASURES`) differ from this tree's are dropped: their
+    figures belong to another recipe or checkpoint. Each run gets a folder of its own (never a kept run's).
     """
     import subprocess
 
     record = work / "demo_runs.json"
     commit = git_rev(MEASURES)
-    runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if r.get("commit") == commit]
+    runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if _same_measured(r.get("commit"))]
     for _ in range(n):
-        out = work / "demo_runs" / f"run{len(runs) + 1}"
+        k = len(runs) + 1
+        while (work / "demo_runs" / f"run{k}").exists() and any(r.get("folder") == f"run{k}" for r in runs):
+            k += 1
+        out = work / "demo_runs" / f"run{k}"
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "yolo_spine", "demo", "--out", str(out), "--overwrite"]
         subprocess.run(cmd, check=True, cwd=ROOT)
@@ -240,6 +244,7 @@ def demo_runs(work: Path, n: int) -> list[dict[str, Any]]:
         runs.append(
             {
                 "commit": commit,
+                "folder": out.name,
                 "wall_seconds": round(wall, 1),
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                 "seconds": summary.get("seconds"),
@@ -252,13 +257,24 @@ def demo_runs(work: Path, n: int) -> list[dict[str, Any]]:
     return runs
 
 
+def _same_measured(commit: str | None) -> bool:
+    """Whether the demo's files are the same at ``commit`` as in this tree (committed, not dirty)."""
+    import subprocess
+
+    if not commit or commit.endswith("-dirty") or git_rev(MEASURES).endswith("-dirty"):
+        return False
+    product = [m for m in MEASURES if m != "scripts/bench_demo.py"]  # this script only runs and tabulates the demo
+    diff = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", *product], cwd=ROOT, capture_output=True)
+    return diff.returncode == 0
+
+
 def demo_table(runs: list[dict[str, Any]]) -> list[str]:
     """The demo's own runs: each figure per run, mean and range, target, how many runs met it."""
     if not runs:
         return []
     head = " | ".join(f"run {i + 1}" for i in range(len(runs)))
     rows = [
-        f"### `yolo_spine demo` itself ({len(runs)} run(s), commit {runs[0]['commit']}, quiet machine)",
+        f"### `yolo_spine demo` itself ({len(runs)} run(s), quiet machine)",
         "",
         f"| figure | {head} | mean (min–max) | target | runs that met it |",
         "|---|" + "---|" * len(runs) + "---|---|---|",
@@ -272,9 +288,15 @@ def demo_table(runs: list[dict[str, Any]]) -> list[str]:
             f"| {label} | {cells} | {sum(vals) / len(vals):.3f} ({min(vals):.3f}–{max(vals):.3f}) | ≥ {target:.2f} | "
             f"{met} of {len(runs)} |"
         )
+    commits = " | ".join(str(r["commit"]) for r in runs)
     walls = " | ".join(f"{r['wall_seconds'] / 60:.1f}" for r in runs)
     loads = " | ".join(f"{r['load_average_1min_at_end']}" for r in runs)
-    rows += [f"| minutes end to end (limit 15) | {walls} | | | |", f"| load average at end | {loads} | | | |", ""]
+    rows += [
+        f"| minutes end to end (limit 15) | {walls} | | | |",
+        f"| load average at end | {loads} | | | |",
+        f"| commit (same measured files) | {commits} | | | |",
+        "",
+    ]
     return rows
 
 
