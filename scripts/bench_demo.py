@@ -235,10 +235,8 @@ def demo_runs(work: Path, n: int) -> list[dict[str, Any]]:
     commit = git_rev(MEASURES)
     runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if _same_measured(r.get("commit"))]
     for _ in range(n):
-        k = len(runs) + 1
-        while (work / "demo_runs" / f"run{k}").exists() and any(r.get("folder") == f"run{k}" for r in runs):
-            k += 1
-        out = work / "demo_runs" / f"run{k}"
+        used = {r.get("folder") for r in runs}
+        out = work / "demo_runs" / next(f"run{k}" for k in range(1, len(runs) + 2) if f"run{k}" not in used)
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "yolo_spine", "demo", "--out", str(out), "--overwrite"]
         subprocess.run(cmd, check=True, cwd=ROOT)
