@@ -88,8 +88,11 @@ def sanitize_checkpoint(path: str | Path, data_name: str | None = None) -> None:
         if ckpt.get(key) is not None:
             _sanitize_model_attrs(ckpt[key], data_name)
     git = ckpt.get("git")
-    if isinstance(git, dict) and git.get("root"):
-        git["root"] = FOLDER  # where Ultralytics is installed: a home folder can carry a name
+    if isinstance(git, dict):
+        if git.get("root"):
+            git["root"] = FOLDER  # where Ultralytics is installed: a home folder can carry a name
+        if isinstance(git.get("origin"), str):  # the remote: a local folder, or a URL that can hold a token
+            git["origin"] = sanitize(git["origin"], record_paths=False, relative_paths=False)
     buffer = io.BytesIO()
     torch.save(ckpt, buffer)
     write_bytes_atomic(path, buffer.getvalue())
