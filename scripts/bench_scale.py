@@ -10,8 +10,10 @@ Measured here (each run is one whole ``yolo_spine ct2yolo --csv`` command in a f
   efficiency 1 → 2 workers; Ray's overhead over the local executor at 2 workers, per study, with one study per
   task (the automatic choice for 4 studies on 2 workers) and with ``--task-batch 2`` (one task per worker) in the
   same run; Ray's start-up (``ray start``), a command's own start-up on Ray (a fresh driver: ``import ray``,
-  connecting, the job's two new worker processes, disconnecting; Ray starts workers per job) and a no-op task's
-  round trip, reported apart from the per-study figures;
+  connecting, the job's two new worker processes, disconnecting; Ray starts workers per job), the local
+  executor's start-up measured the same way (its fork server and two workers) and a no-op task's round trip,
+  reported apart from the per-study figures; the overhead with each side's start-up taken out; the CPU seconds
+  Ray's own processes (GCS, raylet, agents) use during a 2-worker run, which a 2-core machine takes from the workers;
 * peak memory of one study of the example CT resampled to 512×512×800 (linear for HU, nearest for labels);
 * SHA-256 speed (the driver hashes every input before any study runs) and bytes/files written per study.
 
@@ -130,10 +132,12 @@ def run_ct2yolo(
         cmd += ["--executor", "ray", "--ray-address", ray]
     env = {**os.environ, **THREAD_ENV, "RAY_USAGE_STATS_ENABLED": "0"}
     with tempfile.TemporaryFile() as log:
+        daemons0 = ray_daemon_cpu_s() if ray is not None else 0.0
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
+        daemons = ray_daemon_cpu_s() - daemons0 if ray is not None else 0.0
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             log.seek(0)
@@ -142,6 +146,8 @@ def run_ct2yolo(
     files = [p for p in out.rglob("*") if p.is_file()]
     return {
         "seconds": seconds,
+        "command_cpu_s": usage.ru_utime + usage.ru_stime,  # the command and the children it waited for
+        "ray_daemon_cpu_s": daemons,
         "command_peak_bytes": usage.ru_maxrss * 1024,
         "study_seconds": [r["seconds"] for r in records],
         "study_peak_bytes": [r["peak_memory_bytes"] for r in records],
@@ -181,6 +187,28 @@ def start_ray(temp: Path) -> float:
     return time.perf_counter() - t0
 
 
+#: Ray's own long-lived processes (not task workers), by executable name or by a word of the command line.
+RAY_DAEMONS = ("gcs_server", "raylet", "log_monitor", "monitor.py", "dashboard", "runtime_env", "agent")
+
+
+def ray_daemon_cpu_s() -> float:
+    """CPU seconds used so far by Ray's own processes in this (PID) namespace: GCS, raylet, agents, monitors.
+
+    Task workers (``default_worker.py``) and commands are left out: the difference around a command is what Ray's
+    machinery itself costs while the studies run, CPU that the two workers cannot use on a 2-core machine.
+    """
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        info = proc.info
+        words = " ".join(info.get("cmdline") or []) + " " + (info.get("name") or "")
+        if "default_worker" in words or not any(d in words for d in RAY_DAEMONS) or info.get("cpu_times") is None:
+            continue
+        total += info["cpu_times"].user + info["cpu_times"].system
+    return total
+
+
 def _noop(x: int) -> int:
     return x
 
@@ -218,11 +246,35 @@ def job_startup_probe(address: str) -> dict[str, float]:
     }
 
 
-def job_startup(address: str, n: int) -> dict[str, Any]:
-    """:func:`job_startup_probe` in ``n`` fresh processes (each a new Ray job, as each command is): the medians."""
+def local_startup_probe() -> dict[str, float]:
+    """The local executor's counterpart of :func:`job_startup_probe`: its fork server and two worker processes."""
+    t0 = time.perf_counter()
+    from yolo_spine.parallel import LocalExecutor
+
+    t1 = time.perf_counter()
+    ex = LocalExecutor(2, task_cpus=1)
+    pids = [o.get() for o in ex.map(_sleepy_pid, [PROBE_SLEEP_S] * 2, progress=False)]
+    t2 = time.perf_counter()
+    ex.close()
+    t3 = time.perf_counter()
+    return {
+        "import_s": t1 - t0,
+        "workers_s": t2 - t1 - PROBE_SLEEP_S,
+        "close_s": t3 - t2,
+        "total_s": t3 - t0 - PROBE_SLEEP_S,
+        "worker_processes": len(set(pids)),
+    }
+
+
+def job_startup(address: str | None, n: int) -> dict[str, Any]:
+    """A start-up probe in ``n`` fresh processes (each a new Ray job, as each command is): the medians.
+
+    ``address`` None probes the local executor (:func:`local_startup_probe`), else Ray (:func:`job_startup_probe`).
+    """
     runs = []
     for _ in range(n):
-        cmd = [sys.executable, __file__, "--job-startup-probe", address]
+        probe = ["--local-startup-probe"] if address is None else ["--job-startup-probe", address]
+        cmd = [sys.executable, __file__, *probe]
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **THREAD_ENV}, timeout=300)
         if out.returncode != 0:
             raise RuntimeError(f"the job start-up probe failed:\n{out.stderr[-3000:]}")
@@ -267,6 +319,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         csv = study_list(tmp, volume, labels, args.studies, "ex")
         print("local executor", flush=True)
         res["local"] = {w: repeated(args.repeat, csv, tmp / "out", w, workload, None) for w in (1, 2)}
+        res["local_job"] = job_startup(None, args.repeat + 1)
         if not args.no_ray:
             temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
             try:
@@ -317,6 +370,17 @@ def ray_connection_s(res: dict[str, Any]) -> float:
     """
     job = res["ray_job"]
     return job["import_s"] + job["connect_s"] + job["close_s"]
+
+
+def startup_free_overhead(res: dict[str, Any], key: str = "ray") -> float:
+    """Ray over local at 2 workers with each command's own start-up taken out on both sides.
+
+    Ray: ``import ray``, connect, the job's two new worker processes, disconnect; local: its fork server and two
+    worker processes. Each measured in fresh processes (the probes), medians.
+    """
+    ray2 = _med(res[key][2]) - res["ray_job"]["total_s"]
+    local2 = _med(res["local"][2]) - res["local_job"]["total_s"]
+    return ray2 / local2 - 1
 
 
 def ray_per_study(res: dict[str, Any], key: str = "ray") -> float:
@@ -460,8 +524,28 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
                 f"(≤ {cap:.0f} %: {_verdict(raw <= TARGETS['ray_overhead'])}); "
                 f"without the command's one connection ({ray_connection_s(res):.2f} s) {100 * steady:+.1f} % "
                 f"(≤ {cap:.0f} %: {_verdict(steady <= TARGETS['ray_overhead'])}), i.e. "
-                f"{ray_per_study(res, key):+.2f} s per study."
+                f"{ray_per_study(res, key):+.2f} s per study; without each side's start-up (Ray "
+                f"{res['ray_job']['total_s']:.2f} s, local {res['local_job']['total_s']:.2f} s, below) "
+                f"{100 * startup_free_overhead(res, key):+.1f} % "
+                f"(≤ {cap:.0f} %: {_verdict(startup_free_overhead(res, key) <= TARGETS['ray_overhead'])})."
             )
+        daemons = statistics.median(r["ray_daemon_cpu_s"] for r in res["ray"][2])
+        per_run = ", ".join(f"{r['ray_daemon_cpu_s']:.2f}" for r in res["ray"][2])
+        ray_steady = _med(res["ray"][2]) - res["ray_job"]["total_s"]
+        unexplained = ray_steady - (_med(res["local"][2]) - res["local_job"]["total_s"])
+        lines += [
+            "",
+            f"Where the rest goes: Ray's own processes (GCS server, raylet, agents, monitors; not the task workers) "
+            f"used {daemons:.2f} CPU-seconds during a 2-worker run (median; "
+            f"{per_run}), while both cores were busy with "
+            f"the two workers: spread over 2 cores that is {daemons / 2:.2f} s of wall time taken from the studies, "
+            f"against {unexplained:.2f} s that Ray adds beyond both sides' start-up. The commands' own CPU "
+            f"(driver and the children it waited for; Ray's workers are not its children): local "
+            f"{statistics.median(r['command_cpu_s'] for r in res['local'][2]):.1f} s, Ray "
+            f"{statistics.median(r['command_cpu_s'] for r in res['ray'][2]):.1f} s. On a node with a core left to Ray "
+            "(`ray start --num-cpus` one below the cores) its daemons would not compete with the workers; this "
+            "2-core machine has no core to spare at 2 workers.",
+        ]
         lines += [
             "",
             f"Start-up, not in the per-study figures: `ray start` (head, 2 CPUs) {res['ray_start_s']:.1f} s. "
@@ -469,7 +553,10 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
             f"{', '.join(f'{t:.2f}' for t in job['runs'])} s): {job['total_s']:.2f} s = `import ray` "
             f"{job['import_s']:.2f} + connect {job['connect_s']:.2f} + the job's {job['worker_processes']:.0f} new "
             f"worker processes {job['workers_s']:.2f} + disconnect {job['close_s']:.2f} s (Ray starts worker "
-            "processes per job; the local executor's pool start is inside its own figures). The first driver after "
+            "processes per job). The local executor's start-up, measured the same way (a fresh process: its fork "
+            f"server and 2 worker processes, then closing; median of {len(res['local_job']['runs'])}: "
+            f"{', '.join(f'{t:.2f}' for t in res['local_job']['runs'])} s): {res['local_job']['total_s']:.2f} s. "
+            "The first driver after "
             f"`ray start` gets prestarted workers: its first 4 tasks {noop['first_tasks_s']:.2f} s; then a no-op task "
             f"takes {1000 * noop['noop_task_s']:.1f} ms (2 in flight, {args.noop_tasks} tasks). "
             "Ray ran in a loopback-only network namespace.",
@@ -502,9 +589,13 @@ def main() -> int:
     ap.add_argument("--node-memory-gib", type=float, default=64.0, help="memory of a 16-core node in the plan")
     ap.add_argument("--tmp", help="folder for the temporary inputs and outputs")
     ap.add_argument("--job-startup-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # internal: one fresh driver
+    ap.add_argument("--local-startup-probe", action="store_true", help=argparse.SUPPRESS)  # internal: local pool
     args = ap.parse_args()
     if args.job_startup_probe:
         print(json.dumps(job_startup_probe(args.job_startup_probe)))
+        return 0
+    if args.local_startup_probe:
+        print(json.dumps(local_startup_probe()))
         return 0
     args.studies = args.studies or (2 if args.tiny else 4)
     args.repeat = args.repeat or (1 if args.tiny else 2)
