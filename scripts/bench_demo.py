@@ -95,7 +95,7 @@ def dataset(work: Path) -> Path:
     return ds / "data.yaml"
 
 
-def run_approach(name: str, data: Path, work: Path, every: int) -> dict[str, Any]:
+def run_approach(name: str, data: Path, work: Path, every: int, threads: int | None = None) -> dict[str, Any]:
     """Train one approach with a checkpoint every ``every`` epochs; score each checkpoint on the test split."""
     from yolo_spine.train.options import TrainOptions
     from yolo_spine.train.train import train
@@ -103,7 +103,9 @@ def run_approach(name: str, data: Path, work: Path, every: int) -> dict[str, Any
     spec = dict(APPROACHES[name])
     config = spec.pop("config", None)
     base = {"imgsz": 256, "batch": 8, "optimizer": "AdamW", "lr0": 0.002} if config is None else {}
-    opts = TrainOptions.load(config, **base, **spec, val=False, plots=False, save_period=every, device="cpu")
+    opts = TrainOptions.load(
+        config, **base, **spec, val=False, plots=False, save_period=every, device="cpu", threads=threads
+    )
     out = work / "runs" / name
     t0 = time.perf_counter()
     train(data, out, opts, overwrite=True)
@@ -125,7 +127,20 @@ def run_approach(name: str, data: Path, work: Path, every: int) -> dict[str, Any
             k: v
             for k, v in opts.values().items()
             if k
-            in ("weights", "epochs", "nbs", "mosaic", "scale", "translate", "cache", "workers", "lr0", "batch", "imgsz")
+            in (
+                "weights",
+                "epochs",
+                "nbs",
+                "mosaic",
+                "scale",
+                "translate",
+                "cache",
+                "workers",
+                "lr0",
+                "batch",
+                "imgsz",
+                "threads",
+            )
         },
         "wall_seconds": round(wall, 1),
         "load_average_1min_at_end": round(load, 2),
@@ -357,6 +372,7 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="write the section from the results in --work")
     ap.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     ap.add_argument("--demo-runs", type=int, default=0, help="run `yolo_spine demo` itself N more times")
+    ap.add_argument("--threads", type=int, help="torch threads of the approaches' trainings (default: the product's)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.demo_runs:
@@ -364,7 +380,7 @@ def main() -> None:
     elif not args.report_only:
         data = dataset(args.work)
         for name in args.approach or list(APPROACHES):
-            run_approach(name, data, args.work, args.every)
+            run_approach(name, data, args.work, args.every, args.threads)
     results = [
         json.loads((args.work / f"{n}.json").read_text()) for n in APPROACHES if (args.work / f"{n}.json").is_file()
     ]
