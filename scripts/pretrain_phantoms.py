@@ -114,6 +114,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keep-volumes", action="store_true", help="keep each phantom's NIfTI volumes in OUT/volumes")
     p.add_argument("--prepare-only", action="store_true", help="generate and convert phantoms, build the dataset, stop")
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="write the checkpoint and its card from a stopped run's best weights so far (no training)",
+    )
     p.add_argument("--resume", action="store_true", help="continue OUT: missing phantoms, then training from last.pt")
     p.add_argument("--overwrite", action="store_true", help="start OUT afresh (deletes its phantoms and training)")
     p.add_argument("--background", action="store_true", help="detach; log to OUT/pretrain.log, pid in OUT/pretrain.pid")
@@ -188,7 +193,15 @@ def run(args: argparse.Namespace) -> str:
 
     from yolo_spine.errors import OutputExistsError, UserError
     from yolo_spine.io.atomic import write_json_atomic
-    from yolo_spine.synth.pretrain import PretrainPlan, build_dataset, export_checkpoint, make_studies, train_model
+    from yolo_spine.synth.pretrain import (
+        PretrainPlan,
+        build_dataset,
+        export_checkpoint,
+        make_studies,
+        session_record,
+        stopped_run,
+        train_model,
+    )
 
     out = args.out.resolve()
     config = out / "pretrain.json"
@@ -209,7 +222,9 @@ def run(args: argparse.Namespace) -> str:
     if opts["phantoms"] < 2:
         raise UserError("--phantoms must be at least 2 (one for training, one for validation)")
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(config, opts)
+    # every session that trained this run (a run spans sessions: --resume), for the model card
+    sessions = list((stored or {}).get("sessions") or [])
+    write_json_atomic(config, {**opts, "sessions": sessions})
     plan = PretrainPlan(
         out=out,
         phantoms=int(opts["phantoms"]),
@@ -227,8 +242,15 @@ def run(args: argparse.Namespace) -> str:
         return f"prepared {plan.phantoms} phantoms into {data_yaml}: images {counts}; {timing}"
     weights_out = Path(opts["weights_out"])
     weights_out = weights_out if weights_out.is_absolute() else (Path.cwd() / weights_out)
-    result = train_model(plan, data_yaml, opts, resume=args.resume, workers=args.workers, weights_out=weights_out)
-    card = export_checkpoint(plan, result, opts, weights_out)
+    if args.export_only:
+        card = export_checkpoint(plan, stopped_run(plan), {**opts, "sessions": sessions}, weights_out)
+        return f"exported {weights_out} ({card['epochs_completed']} epoch(s), sha256 {card['sha256'][:12]}…)"
+    if not (out / "train" / "run.json").is_file():  # a finished run trains nothing more: no session to record
+        sessions.append(session_record(plan, resume=args.resume))
+    opts_card = {**opts, "sessions": sessions}
+    write_json_atomic(config, opts_card)
+    result = train_model(plan, data_yaml, opts_card, resume=args.resume, workers=args.workers, weights_out=weights_out)
+    card = export_checkpoint(plan, result, opts_card, weights_out)
     return (
         f"pretrained on {plan.phantoms} phantoms ({counts['train']} train / {counts['val']} val images): "
         f"{card['epochs_completed']} epoch(s), {card['train_images_per_second']} images/s; "

@@ -226,6 +226,21 @@ def test_pretrain_script_end_to_end_and_resume(tmp_path):
     assert card["sha256"] == sha256_file(weights) and card["epochs_completed"] == 1
     assert card["classes"] == list(REG.names) and card["data"]["phantoms"] == 2
     assert "LIDC-IDRI-0001" in card["not_for"] and weights.with_suffix(".md").is_file()
+    # the card names the session that trained it; --export-only rewrites it from best.pt without a new session
+    assert [s["from_epoch"] for s in card["sessions"]] == [0] and card["sessions"][0]["threads"] == 1
+    again_w = tmp_path / "w" / "again.pt"
+    export = subprocess.run(
+        [*cmd[:-1], str(again_w), "--resume", "--export-only"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
+    again_card = json.loads(again_w.with_suffix(".json").read_text())
+    assert again_card["epochs_completed"] == 1 and again_card["best_epoch"] == 1 and not again_card["in_progress"]
+    assert again_card["sessions"] == card["sessions"] and again_card["sha256"] == sha256_file(again_w)
+    assert "Session from epoch 0" in again_w.with_suffix(".md").read_text()
     records = sorted((out / "studies").glob("*/phantom.json"))
     assert [json.loads(r.read_text())["split"] for r in records] == ["train", "val"]
     # the same folder again refuses without --resume; --resume on a finished run trains nothing and succeeds

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from yolo_spine.ct.options import CtOptions
+from yolo_spine.errors import UserError
 from yolo_spine.io.atomic import atomic_output, partial_path, write_json_atomic
 from yolo_spine.parallel import LocalExecutor
 from yolo_spine.provenance import run_manifest, sha256_file
@@ -289,6 +290,59 @@ def git_commit(root: Path | None = None) -> dict[str, Any]:
     return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
+def session_record(plan: PretrainPlan, *, resume: bool) -> dict[str, Any]:
+    """One session of training: when it started, at which commit, from which epoch and with how many threads."""
+    done = _results_rows(plan)
+    return {
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **git_commit(),
+        "from_epoch": int(done[-1]["epoch"]) if resume and done else 0,
+        "threads": plan.threads,
+    }
+
+
+def _results_rows(plan: PretrainPlan) -> list[dict[str, str]]:
+    """Ultralytics' ``results.csv`` rows of the run (finished or still in its partial folder); ``[]`` if none."""
+    import csv
+
+    run_dir = plan.out / "train"
+    for folder in (run_dir, partial_path(run_dir)):
+        path = folder / "results.csv"
+        if path.is_file():
+            with open(path, encoding="utf-8") as f:
+                return [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    return []
+
+
+def stopped_run(plan: PretrainPlan) -> dict[str, Any]:
+    """What :func:`export_checkpoint` needs of a stopped (or finished) run: its best epoch's phantom validation.
+
+    The best epoch is the one Ultralytics saved as ``best.pt`` (its ``epoch`` field counts from 0); a finished
+    run's ``best.pt`` no longer says, so there it is the row of the highest fitness (box + mask mAP50-95), as
+    Ultralytics chose it.
+    """
+    import torch
+
+    finished = plan.out / "train"
+    run_dir = next((d for d in (partial_path(finished), finished) if (d / "weights" / "best.pt").is_file()), None)
+    rows = _results_rows(plan)
+    if run_dir is None or not rows:
+        raise UserError(f"no training with a best.pt to export in {plan.out}")
+    best = run_dir / "weights" / "best.pt"
+    epoch = int(torch.load(best, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
+    if epoch < 1:  # a finished run's best.pt is stripped (epoch -1): the row of Ultralytics' best fitness
+        row = max(rows, key=lambda r: float(r["metrics/mAP50-95(B)"]) + float(r["metrics/mAP50-95(M)"]))
+        epoch = int(row["epoch"])
+    row = next((r for r in rows if int(r["epoch"]) == epoch), rows[-1])
+    return {
+        "epochs_completed": int(rows[-1]["epoch"]),
+        "best_epoch": epoch,
+        "final_metrics": {k: float(v) for k, v in row.items() if k.startswith("metrics/")},
+        "in_progress": run_dir != finished,
+        "source": best,
+    }
+
+
 def train_model(
     plan: PretrainPlan,
     data_yaml: Path,
@@ -379,6 +433,7 @@ def export_checkpoint(
     from ultralytics.utils.torch_utils import strip_optimizer
 
     run_dir = plan.out / "train"
+    source = source or run.get("source")
     if source is None:
         source = next(p for p in (run_dir / "weights" / "best.pt", run_dir / "weights" / "last.pt") if p.is_file())
     weights_out.parent.mkdir(parents=True, exist_ok=True)
@@ -434,7 +489,9 @@ def export_checkpoint(
         "threads": plan.threads,
         "started_from": _started_from(opts.get("init_weights")),
         "epochs_completed": epochs,
+        "best_epoch": run.get("best_epoch"),
         "in_progress": bool(run.get("in_progress", False)),
+        "sessions": list(opts.get("sessions") or []),
         "train_images_per_second": run.get("train_images_per_second"),
         "phantom_validation": {k: v for k, v in (run.get("final_metrics") or {}).items() if k.startswith("metrics/")},
         "not_for": NOT_FOR,
@@ -481,6 +538,18 @@ def _lineage(card: Mapping[str, Any]) -> str:
     return "continued from " + ", itself continued from ".join(parts) + "; the first from the architecture YAML"
 
 
+def _sessions_lines(card: Mapping[str, Any]) -> list[str]:
+    """One line per training session of the run (a run spans sessions), for the card."""
+    out = []
+    for s in card.get("sessions") or []:
+        out.append(
+            f"- Session from epoch {s.get('from_epoch')}: started {s.get('started_utc')} at commit "
+            f"`{str(s.get('commit'))[:7]}`{' (with uncommitted changes)' if s.get('dirty') else ''}, "
+            f"{s.get('threads')} thread(s)"
+        )
+    return out
+
+
 def _fov_counts(ds_manifest: Mapping[str, Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for s in ds_manifest.get("studies", []):
@@ -499,7 +568,14 @@ def _card_markdown(card: Mapping[str, Any]) -> str:
         "registry in its order (C1 … L5, S1, sacrum), so the head matches `yolo_spine demo`/`train`",
         f"- Commit: `{card['commit']}`{' (with uncommitted changes)' if card['dirty'] else ''}; "
         f"created {card['created_utc']}",
-        f"- Epochs completed: {card['epochs_completed']}{' (training in progress)' if card['in_progress'] else ''}",
+        f"- Epochs completed: {card['epochs_completed']}"
+        + (
+            f" of a {card['recipe']['epochs']}-epoch schedule (stopped there; `--resume` continues it)"
+            if card["in_progress"]
+            else ""
+        )
+        + (f"; these weights: epoch {card['best_epoch']} (best phantom validation)" if card.get("best_epoch") else ""),
+        *_sessions_lines(card),
         "",
         "## Data",
         f"{d['source']}: {d['phantoms']} phantoms, seeds {d['seeds'][0]}–{d['seeds'][1]}, fields of view "
