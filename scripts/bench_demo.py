@@ -142,6 +142,7 @@ def run_approach(name: str, data: Path, work: Path, every: int, threads: int | N
                 "threads",
             )
         },
+        "checkpoint_sha256": None if opts.weights == "none" else packaged_sha256(),
         "wall_seconds": round(wall, 1),
         "load_average_1min_at_end": round(load, 2),
         "commit": git_rev(MEASURES),
@@ -149,6 +150,33 @@ def run_approach(name: str, data: Path, work: Path, every: int, threads: int | N
     }
     (work / f"{name}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
+
+
+def packaged_sha256() -> str:
+    """SHA-256 of the packaged phantom checkpoint (what ``weights: null`` starts from)."""
+    from yolo_spine.provenance import sha256_file
+
+    return sha256_file(ROOT / "yolo_spine" / "weights" / "yolo11n-seg-spine-phantoms.pt")
+
+
+def checkpoint_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Which phantom checkpoint each approach started from, against the one packaged now."""
+    now = packaged_sha256()
+    used: dict[str, list[str]] = {}
+    for r in results:
+        if r.get("checkpoint_sha256"):
+            used.setdefault(r["checkpoint_sha256"], []).append(r["description"])
+    if not used:
+        return []
+    parts = [
+        f"{'the packaged one' if sha == now else 'an earlier packaged one'} (SHA-256 `{sha[:12]}…`): "
+        + "; ".join(names)
+        for sha, names in used.items()
+    ]
+    return [
+        f"Phantom checkpoints the approaches started from (packaged now: `{now[:12]}…`): " + " | ".join(parts) + ".",
+        "",
+    ]
 
 
 def test_metrics(weights: Path, data: Path, imgsz: int) -> dict[str, float]:
@@ -269,6 +297,7 @@ def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], rate: floa
             "",
             *budget_lines(results, rate),
             "",
+            *checkpoint_lines(results),
             "![test mask mAP50 against epochs](docs/demo-curves.png)",
         ]
     )
