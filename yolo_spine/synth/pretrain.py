@@ -432,6 +432,7 @@ def export_checkpoint(
     import_ultralytics(threads=plan.threads)
     from ultralytics.utils.torch_utils import strip_optimizer
 
+    commit = git_commit()  # before anything is written: the checkpoint itself may live inside the checkout
     run_dir = plan.out / "train"
     source = source or run.get("source")
     if source is None:
@@ -452,7 +453,7 @@ def export_checkpoint(
         "anatomy": "spine",
         "classes": list(load_registry("spine").names),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **git_commit(),
+        **commit,
         "data": {
             "source": "synthetic anatomical phantoms only (yolo_spine.synth.anatomy)",
             "generator": ds_manifest.get("generator"),
@@ -486,7 +487,7 @@ def export_checkpoint(
                 "device",
             )
         },
-        "threads": plan.threads,
+        "threads": (opts.get("sessions") or [{}])[-1].get("threads", plan.threads),  # the last training session's
         "started_from": _started_from(opts.get("init_weights")),
         "epochs_completed": epochs,
         "best_epoch": run.get("best_epoch"),
