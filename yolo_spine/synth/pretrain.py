@@ -432,6 +432,8 @@ def export_checkpoint(
     import_ultralytics(threads=plan.threads)
     from ultralytics.utils.torch_utils import strip_optimizer
 
+    from yolo_spine.train.shareable import sanitize_checkpoint
+
     commit = git_commit()  # before anything is written: the checkpoint itself may live inside the checkout
     run_dir = plan.out / "train"
     source = source or run.get("source")
@@ -440,6 +442,7 @@ def export_checkpoint(
     weights_out.parent.mkdir(parents=True, exist_ok=True)
     tmp = weights_out.with_name(f".{weights_out.stem}.partial.pt")
     strip_optimizer(str(source), str(tmp))
+    sanitize_checkpoint(tmp)  # a shipped checkpoint names no folder of the machine that trained it
     os.replace(tmp, weights_out)
     ds_manifest = json.loads((plan.out / "dataset" / "manifest.json").read_text(encoding="utf-8"))
     epochs = run.get("epochs_completed")  # run.json counts every session of a resumed run
