@@ -280,10 +280,10 @@ def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], rate: floa
             "phantom checkpoint never saw the example CT. The recipe before issue 13 (from scratch, nbs 64, mosaic) "
             "reached 0.005 after its 30 epochs (issue 13's measurement; `--approach today` re-runs it). The demo "
             "itself (`--demo-runs`, table below) trains `configs/train/demo.yaml` at 320 px for a 12-minute budget "
-            "(75-76 epochs on this machine) from the packaged checkpoint, then reviews, predicts, lifts (filling "
-            "gaps of up to 20 slices between held-out slabs) and scores. The approaches' rows were measured earlier "
-            "with the same checkpoint; their 320 px row was scored at 256 px (the script now scores at the "
-            "training size).",
+            "(68-76 epochs in the runs below) from the packaged checkpoint, then reviews, predicts, lifts (filling "
+            "gaps of up to 20 slices between held-out slabs) and scores. Which checkpoint each approach's row started "
+            "from is said below its table; the 60-epoch 320 px row was scored at 256 px (the script now scores at "
+            "the training size).",
             "",
             *demo_table(runs),
             "### What each step of the recipe buys",
