@@ -301,17 +301,12 @@ def session_record(plan: PretrainPlan, *, resume: bool) -> dict[str, Any]:
     }
 
 
-def _results_rows(plan: PretrainPlan) -> list[dict[str, str]]:
+def _results_rows(plan: PretrainPlan) -> list[dict[str, float]]:
     """Ultralytics' ``results.csv`` rows of the run (finished or still in its partial folder); ``[]`` if none."""
-    import csv
+    from yolo_spine.train.train import read_results_csv
 
     run_dir = plan.out / "train"
-    for folder in (run_dir, partial_path(run_dir)):
-        path = folder / "results.csv"
-        if path.is_file():
-            with open(path, encoding="utf-8") as f:
-                return [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(f)]
-    return []
+    return read_results_csv(run_dir / "results.csv") or read_results_csv(partial_path(run_dir) / "results.csv")
 
 
 def stopped_run(plan: PretrainPlan) -> dict[str, Any]:
@@ -321,23 +316,24 @@ def stopped_run(plan: PretrainPlan) -> dict[str, Any]:
     run's ``best.pt`` no longer says, so there it is the row of the highest fitness (box + mask mAP50-95), as
     Ultralytics chose it.
     """
-    import torch
+    from yolo_spine.train.train import checkpoint_meta
+    from yolo_spine.ultra import import_ultralytics
 
+    import_ultralytics(threads=plan.threads)  # the checkpoint pickles Ultralytics' classes
     finished = plan.out / "train"
     run_dir = next((d for d in (partial_path(finished), finished) if (d / "weights" / "best.pt").is_file()), None)
     rows = _results_rows(plan)
     if run_dir is None or not rows:
         raise UserError(f"no training with a best.pt to export in {plan.out}")
     best = run_dir / "weights" / "best.pt"
-    epoch = int(torch.load(best, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
+    epoch = checkpoint_meta(best)["epoch"] + 1
     if epoch < 1:  # a finished run's best.pt is stripped (epoch -1): the row of Ultralytics' best fitness
-        row = max(rows, key=lambda r: float(r["metrics/mAP50-95(B)"]) + float(r["metrics/mAP50-95(M)"]))
-        epoch = int(row["epoch"])
+        epoch = int(max(rows, key=lambda r: r["metrics/mAP50-95(B)"] + r["metrics/mAP50-95(M)"])["epoch"])
     row = next((r for r in rows if int(r["epoch"]) == epoch), rows[-1])
     return {
         "epochs_completed": int(rows[-1]["epoch"]),
         "best_epoch": epoch,
-        "final_metrics": {k: float(v) for k, v in row.items() if k.startswith("metrics/")},
+        "final_metrics": {k: v for k, v in row.items() if k.startswith("metrics/")},
         "in_progress": run_dir != finished,
         "source": best,
     }
