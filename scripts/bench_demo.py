@@ -280,7 +280,8 @@ def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], rate: floa
             "phantom checkpoint never saw the example CT. The recipe before issue 13 (from scratch, nbs 64, mosaic) "
             "reached 0.005 after its 30 epochs (issue 13's measurement; `--approach today` re-runs it). The demo "
             "itself (`--demo-runs`, table below) trains `configs/train/demo.yaml` at 320 px for a 12-minute budget "
-            "(68-76 epochs in the runs below) from the packaged checkpoint, then reviews, predicts, lifts (filling "
+            "(the epochs each run trained are in the table below) from the packaged checkpoint, then reviews, "
+            "predicts, lifts (filling "
             "gaps of up to 20 slices between held-out slabs) and scores. Which checkpoint each approach's row started "
             "from is said below its table; the 60-epoch 320 px row was scored at 256 px (the script now scores at "
             "the training size).",
@@ -336,6 +337,7 @@ def demo_runs(work: Path, n: int) -> list[dict[str, Any]]:
             {
                 "commit": commit,
                 "folder": out.name,
+                "epochs": trained_epochs(out),
                 "wall_seconds": round(wall, 1),
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                 "seconds": summary.get("seconds"),
@@ -346,6 +348,14 @@ def demo_runs(work: Path, n: int) -> list[dict[str, Any]]:
         record.write_text(json.dumps(runs, indent=1), encoding="utf-8")
         print(f"demo run {len(runs)}: {wall:.0f} s, " + ", ".join(f"{k} {runs[-1][k]}" for _, k in DEMO_FIGURES))
     return runs
+
+
+def trained_epochs(out: Path) -> int | None:
+    """Epochs a demo run trained: the rows of its ``train/results.csv`` (``None`` when the folder is gone)."""
+    from yolo_spine.train.train import read_results_csv
+
+    path = out / "train" / "results.csv"
+    return len(read_results_csv(path)) if path.is_file() else None
 
 
 def _same_measured(commit: str | None) -> bool:
@@ -379,12 +389,14 @@ def demo_table(runs: list[dict[str, Any]]) -> list[str]:
             f"| {label} | {cells} | {sum(vals) / len(vals):.3f} ({min(vals):.3f}–{max(vals):.3f}) | ≥ {target:.2f} | "
             f"{met} of {len(runs)} |"
         )
+    epochs = " | ".join(str(r.get("epochs") or "n/a") for r in runs)
     commits = " | ".join(str(r["commit"]) for r in runs)
     walls = " | ".join(f"{r['wall_seconds'] / 60:.1f}" for r in runs)
     loads = " | ".join(
         "n/a" if r["load_average_1min_at_end"] is None else f"{r['load_average_1min_at_end']}" for r in runs
     )
     rows += [
+        f"| epochs trained | {epochs} | | | |",
         f"| minutes end to end (limit 15) | {walls} | | | |",
         f"| load average at end | {loads} | | | |",
         f"| commit (same measured files) | {commits} | | | |",
@@ -417,6 +429,8 @@ def main() -> None:
         raise SystemExit(f"no results in {args.work}")
     record = args.work / "demo_runs.json"
     runs = json.loads(record.read_text()) if record.is_file() else []
+    for r in runs:  # records made before runs kept their epochs: read them from the run's folder
+        r.setdefault("epochs", trained_epochs(args.work / "demo_runs" / r["folder"]))
     body = report(results, runs, quiet_seconds_per_epoch(args.work))
     if args.no_write:
         print(body)
