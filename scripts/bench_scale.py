@@ -533,7 +533,16 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         per_run = ", ".join(f"{r['ray_daemon_cpu_s']:.2f}" for r in res["ray"][2])
         ray_steady = _med(res["ray"][2]) - res["ray_job"]["total_s"]
         unexplained = ray_steady - (_med(res["local"][2]) - res["local_job"]["total_s"])
+        inside = {k: [s for r in res[k][2] for s in r["study_seconds"]] for k in ("local", "ray")}
+        in_studies = (statistics.median(inside["ray"]) - statistics.median(inside["local"])) * n / 2
         lines += [
+            "",
+            "Inside the studies (each study's ledger seconds, timed in its worker around the conversion alone) at 2 "
+            f"workers: median local {statistics.median(inside['local']):.2f} s "
+            f"({min(inside['local']):.2f}–{max(inside['local']):.2f}), Ray {statistics.median(inside['ray']):.2f} s "
+            f"({min(inside['ray']):.2f}–{max(inside['ray']):.2f}): {n} studies on 2 workers put "
+            f"{in_studies:+.2f} s of Ray's extra wall time inside the conversions themselves, the rest between "
+            "them (dispatch, unpickling, commits, the driver's collection).",
             "",
             f"Where the rest goes: Ray's own processes (GCS server, raylet, agents, monitors; not the task workers) "
             f"used {daemons:.2f} CPU-seconds during a 2-worker run (median; {per_run}) while both cores were busy "
