@@ -406,13 +406,14 @@ TRAIN = ["train", "--data", "d.yaml", "--out", "run"]
 
 
 def test_every_train_key_is_reachable_and_flags_win() -> None:
-    """--set reaches each of the ~36 keys (only 11 have flags); a named flag beats --set and --config."""
+    """--set reaches each of the 39 keys (only 11 have flags); a named flag beats --set and --config."""
     defaults = TrainOptions.load().values()
     changed = {
         "model": "yolo11s-seg", "weights": "w.pt", "channels": 1, "epochs": 7, "patience": 3, "imgsz": 96,
         "batch": -1, "optimizer": "SGD", "lr0": 0.05, "lrf": 0.1, "warmup_epochs": 0.5, "nbs": 8, "cos_lr": True,
         "seed": 5, "deterministic": False,
-        "device": "0", "workers": 0, "threads": 2, "cache": "ram", "amp": False, "fliplr": 0.0, "flipud": 0.5,
+        "device": "0", "workers": 0, "threads": 2, "cache": "ram", "amp": False, "repeat_threshold": 0.3,
+        "fliplr": 0.0, "flipud": 0.5,
         "degrees": 10.0, "translate": 0.2, "scale": 0.25, "shear": -5.0, "perspective": 0.0005, "mosaic": 0.0,
         "close_mosaic": 0, "mixup": 0.1, "copy_paste": 0.2, "hsv_h": 0.1, "hsv_s": 0.2, "hsv_v": 0.3,
         "overlap_mask": False, "mask_ratio": 2, "plots": False, "save_period": 5, "val": False,

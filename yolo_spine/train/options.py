@@ -58,6 +58,8 @@ class TrainOptions(StageOptions):
     threads: int | None = spec(range=(1, None))
     cache: bool | Literal["ram", "disk"]
     amp: bool
+    # sampling
+    repeat_threshold: float = spec(range=_P)
     # online augmentation
     fliplr: float = spec(range=_P)
     flipud: float = spec(range=_P)

@@ -31,7 +31,6 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any, NotRequired, TypedDict, cast
 import yaml
 
 from yolo_spine.errors import DataError, UserError
-from yolo_spine.io.atomic import ResumableOutput, give_folder_default_mode, write_json_atomic
+from yolo_spine.io.atomic import ResumableOutput, give_folder_default_mode, write_json_atomic, write_text_atomic
 from yolo_spine.io.labels import dataset_root
 from yolo_spine.options import resolve_options
 from yolo_spine.parallel import ThreadGovernor, available_cpus
@@ -399,15 +398,32 @@ def _plan_run(
         values["channels"] = int(_dataset_info(train_yaml)[0].get("channels", 3))
         return _RunPlan(train_yaml, device, str(last), "resume", last, start_epoch, values, values["channels"])
     train_yaml = data
+    changes: dict[str, Any] = {}
     if opts.channels != int(data_dict.get("channels", 3)):
+        changes["channels"] = opts.channels
+    if opts.repeat_threshold > 0:
+        changes["train"] = str(_repeat_list(data, out, opts.repeat_threshold, opts.seed))
+    if changes:
         # A derived data.yaml beside the run folder (Ultralytics' DDP launcher empties the run folder before
         # it starts); the user's dataset stays untouched. A copy lands in the finished run folder.
         out.parent.mkdir(parents=True, exist_ok=True)
         train_yaml = derived_yaml
-        derived = {**data_dict, "path": str(data_root), "channels": opts.channels}
-        train_yaml.write_text(yaml.safe_dump(derived, sort_keys=False), encoding="utf-8")
+        derived = {**data_dict, "path": str(data_root), **changes}
+        write_text_atomic(train_yaml, yaml.safe_dump(derived, sort_keys=False))
     model_arg, source = resolve_model(opts.model, opts.weights, weights_dir, opts.channels)
     return _RunPlan(train_yaml, device, model_arg, source, None, 0, values, opts.channels)
+
+
+def _repeat_list(data: Path, out: Path, threshold: float, seed: int) -> Path:
+    """Write the training split's list with repeat-factor sampling beside the run folder; return its path."""
+    from yolo_spine.io.labels import read_data_yaml
+    from yolo_spine.train.sampling import write_repeat_list
+
+    lay = read_data_yaml(data)
+    listed = out.parent / f".{out.name}.train.txt"
+    plan = write_repeat_list(lay.image_dirs["train"], lay.label_dirs["train"], lay.names, threshold, seed, listed)
+    log.info("%s", plan.line())
+    return listed
 
 
 def _fit(plan: _RunPlan, work: Path, data_dict: dict[str, Any], callbacks: dict[str, Any] | None) -> tuple[Path, float]:
@@ -492,7 +508,8 @@ def _run_record(
             "mirror_aware_flip": mirror_map_for(data_dict) is not None and plan.values["fliplr"] > 0,
             "wall_seconds": round(wall, 2),
             "resumed_from_epoch": plan.start_epoch if plan.last is not None else None,
-            **run_results(save_dir, plan.start_epoch, count_images(data_dict, data_root)),
+            # images per epoch as Ultralytics read them (a list with repeats under repeat_threshold)
+            **run_results(save_dir, plan.start_epoch, count_images(*_dataset_info(plan.train_yaml))),
             "weights": {"best": "weights/best.pt", "last": "weights/last.pt"},
         },
         record_paths=record_paths,
@@ -554,8 +571,12 @@ def train(
     write_json_atomic(save_dir / "run.json", manifest)
     derived = plan.train_yaml != data
     if derived:
-        shutil.copyfile(plan.train_yaml, save_dir / "data.yaml")
+        copy = yaml.safe_load(plan.train_yaml.read_text(encoding="utf-8"))
+        if "train" in dataset[0]:  # the split itself, not the list of repeats (run.json has repeat_threshold)
+            copy["train"] = dataset[0]["train"]
+        write_text_atomic(save_dir / "data.yaml", yaml.safe_dump(copy, sort_keys=False))
         plan.train_yaml.unlink(missing_ok=True)
+        (out.parent / f".{out.name}.train.txt").unlink(missing_ok=True)
     # Finished: the folder becomes an output, so Ultralytics' full paths go (an interrupted run needed them to
     # resume) and it leaves the private mode it trained in.
     sanitize_run_folder(save_dir, record_paths=record_paths, data_name="data.yaml" if derived else None)
