@@ -135,7 +135,14 @@ def run_ct2yolo(
         daemons0 = ray_daemon_cpu_s() if ray is not None else 0.0
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        started: set[int] = set()
+        while True:  # on Ray, note the worker processes this job starts (they exit with the job)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if ray is not None:
+                started |= ray_worker_pids(since=time.time() - (time.perf_counter() - t0) - 1.0)
+            time.sleep(0.05)
         seconds = time.perf_counter() - t0
         daemons = ray_daemon_cpu_s() - daemons0 if ray is not None else 0.0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -150,6 +157,8 @@ def run_ct2yolo(
         "ray_daemon_cpu_s": daemons,
         "command_peak_bytes": usage.ru_maxrss * 1024,
         "study_seconds": [r["seconds"] for r in records],
+        "study_cpu_seconds": [r.get("cpu_seconds") for r in records],
+        "ray_workers_started": len(started),
         "study_peak_bytes": [r["peak_memory_bytes"] for r in records],
         "workers": sorted({r["worker"] for r in records}),
         "bytes": sum(p.stat().st_size for p in files),
@@ -207,6 +216,18 @@ def ray_daemon_cpu_s() -> float:
             continue
         total += info["cpu_times"].user + info["cpu_times"].system
     return total
+
+
+def ray_worker_pids(since: float) -> set[int]:
+    """Ray task-worker processes (``default_worker.py``) created after ``since`` (seconds since the epoch)."""
+    import psutil
+
+    pids = set()
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        info = proc.info
+        if "default_worker" in " ".join(info.get("cmdline") or []) and (info.get("create_time") or 0) >= since:
+            pids.add(proc.pid)
+    return pids
 
 
 def _noop(x: int) -> int:
@@ -535,6 +556,8 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         unexplained = ray_steady - (_med(res["local"][2]) - res["local_job"]["total_s"])
         inside = {k: [s for r in res[k][2] for s in r["study_seconds"]] for k in ("local", "ray")}
         in_studies = (statistics.median(inside["ray"]) - statistics.median(inside["local"])) * n / 2
+        cpu = {k: [c for r in res[k][2] for c in r.get("study_cpu_seconds", []) if c is not None] for k in inside}
+        started = [r.get("ray_workers_started", 0) for r in res["ray"][2]]
         lines += [
             "",
             "Inside the studies (each study's ledger seconds, timed in its worker around the conversion alone) at 2 "
@@ -550,6 +573,21 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
                 else f", of the {unexplained:.2f} s Ray adds beyond both sides' start-up; the rest lies between "
                 "them (dispatch, unpickling, commits, the driver's collection)."
             ),
+        ]
+        if cpu["local"] and cpu["ray"]:
+            lines[-1] += (
+                " Their CPU seconds (the worker process, all threads): median local "
+                f"{statistics.median(cpu['local']):.2f} s, Ray {statistics.median(cpu['ray']):.2f} s; "
+                "so a study on Ray "
+                + (
+                    "does more work (its process's own Ray threads, or slower code)"
+                    if statistics.median(cpu["ray"]) - statistics.median(cpu["local"])
+                    > 0.5 * (statistics.median(inside["ray"]) - statistics.median(inside["local"]))
+                    else "does the same work and waits longer for a core"
+                )
+                + f". Ray started {', '.join(map(str, started))} task-worker processes per 2-worker run ({n} studies)."
+            )
+        lines += [
             "",
             f"Where the rest goes: Ray's own processes (GCS server, raylet, agents, monitors; not the task workers) "
             f"used {daemons:.2f} CPU-seconds during a 2-worker run (median; {per_run}) while both cores were busy "

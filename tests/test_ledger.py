@@ -284,3 +284,20 @@ def test_task_memory_sizes_parse_and_cap_local_workers():
             parse_bytes(bad)
     # --workers 0: as many as 16 cores allow at 2 threads each, but only 3 studies of 4 GiB fit in 12 GiB
     assert plan_workers(0, task_cpus=2, task_memory=4 * 2**30, cpu_budget=16, memory_budget=12 * 2**30) == (3, 2)
+
+
+def _busy_then_idle(payload: dict, folder: Path) -> None:
+    """About 0.15 s of CPU, then 0.3 s asleep (a study waiting on I/O)."""
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.15:
+        pass
+    time.sleep(0.3)
+    (folder / "x.txt").write_text(payload["name"])
+
+
+def test_record_separates_cpu_from_wall_time(tmp_path):
+    ledger = StudyLedger(tmp_path / "work")
+    with LocalExecutor(1) as ex:
+        ledger.run(_tasks([{"name": "s1"}]), _busy_then_idle, ex, progress=False)
+    rec = json.loads((tmp_path / "work" / "ledger" / "s1.json").read_text())
+    assert 0.14 <= rec["cpu_seconds"] <= rec["seconds"] - 0.25  # the sleep is wall time, not CPU

@@ -5,7 +5,8 @@ study id, its inputs' SHA-256s and the hash of every option that shapes its outp
 the study's outputs into a folder it is given. The ledger lives in a *work folder* that persists across runs::
 
     WORK/studies/<study>/     the study's finished outputs (its part of the dataset tree)
-    WORK/ledger/<study>.json  its record: inputs, options hash, outputs' SHA-256s, seconds, peak memory, attempts
+    WORK/ledger/<study>.json  its record: inputs, options hash, outputs' SHA-256s, seconds, CPU seconds, peak memory,
+                              attempts
 
 * **Atomic per study.** A study is written into ``WORK/studies/.<study>.<random>.partial``; when the function
   returns, its files are hashed, the folder is renamed to ``WORK/studies/<study>`` and the record is written
@@ -88,6 +89,8 @@ class StudyRecord:
         options_sha256: As in :class:`StudyTask`.
         outputs: SHA-256 of every output file, by path relative to the study's folder (``done`` only).
         seconds: Wall time of the successful (or last) attempt.
+        cpu_seconds: CPU time of the worker process during that attempt, all its threads (on Ray, the worker's
+            own Ray threads too): below ``seconds`` × threads when the study waited for a core or for I/O.
         peak_memory_bytes: Peak resident memory of the process during that attempt (``None`` where unknown).
         attempts: Attempts made in the run that wrote the record.
         worker: ``host:pid`` of the process that wrote the study (which node and worker, on a cluster).
@@ -100,6 +103,7 @@ class StudyRecord:
     options_sha256: str
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float | None = None
     peak_memory_bytes: int | None = None
     attempts: int = 1
     worker: str | None = None
@@ -207,7 +211,15 @@ class StudyLedger:
             return None
         return rec
 
-    def commit(self, task: StudyTask, staged: Path, seconds: float, peak: int | None, attempt: int) -> StudyRecord:
+    def commit(
+        self,
+        task: StudyTask,
+        staged: Path,
+        seconds: float,
+        peak: int | None,
+        attempt: int,
+        cpu_seconds: float | None = None,
+    ) -> StudyRecord:
         """Move a study's finished outputs from ``staged`` into place and write its record (the commit point)."""
         rec = StudyRecord(
             study=task.study,
@@ -216,6 +228,7 @@ class StudyLedger:
             options_sha256=task.options_sha256,
             outputs=hash_tree(staged),
             seconds=round(seconds, 3),
+            cpu_seconds=None if cpu_seconds is None else round(cpu_seconds, 3),
             peak_memory_bytes=peak,
             attempts=attempt,
             worker=f"{socket.gethostname()}:{os.getpid()}",
@@ -377,10 +390,11 @@ def _attempt(work: Path, write: Callable[[Any, Path], Any], attempt: int, item: 
     ledger = StudyLedger(work)
     staged = make_temp_dir(ledger.folder(task.study))
     reset = _reset_peak_memory()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         write(payload, staged)
-        ledger.commit(task, staged, time.perf_counter() - t0, peak_memory_bytes(reset), attempt)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        ledger.commit(task, staged, seconds, peak_memory_bytes(reset), attempt, cpu)
     finally:
         if staged.exists():
             shutil.rmtree(staged, ignore_errors=True)
