@@ -23,11 +23,14 @@ Approaches (``--approach NAME``, repeatable; default all):
     python scripts/bench_demo.py --approach recipe     # one approach; earlier results are kept
     python scripts/bench_demo.py --report-only         # rewrite the section and the picture from the results
     python scripts/bench_demo.py --demo-runs 3         # `yolo_spine demo` itself, 3 times (about 12 min each)
+    python scripts/bench_demo.py --demo-runs 1 --demo-train-set repeat_threshold=0   # the demo without one step
 
 ``--demo-runs N`` runs the product's own ``yolo_spine demo --out WORK/demo_runs/runK`` N times in a subprocess
 (its default thread policy, its default configuration) and tabulates each run's summary beside the targets, with
 how many of the N runs met each target; results in ``WORK/demo_runs.json`` (earlier runs of the same commit are
-kept, so runs can be added one at a time).
+kept, so runs can be added one at a time). ``--demo-train-set KEY=VALUE`` (repeatable) runs a *variant*: the demo
+with those keys of ``configs/train/demo.yaml`` changed (written to ``WORK/variants/``), tabulated apart, beside the
+mean of the default runs of the same commit: what one step of the recipe buys in the demo itself.
 
 Results go to ``--work`` (default ``~/.cache/yolo_spine/bench_demo``, one JSON per approach); the section
 ``demo`` of BENCHMARKS.md and ``docs/demo-curves.png`` are written from every result there.
@@ -286,7 +289,8 @@ def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], rate: floa
             "from is said below its table; the 60-epoch 320 px row was scored at 256 px (the script now scores at "
             "the training size).",
             "",
-            *demo_table(runs),
+            *demo_table([r for r in runs if not r.get("variant")]),
+            *variant_table(runs),
             "### What each step of the recipe buys",
             "",
             *rows,
@@ -314,28 +318,52 @@ DEMO_FIGURES = [
 ]
 
 
-def demo_runs(work: Path, n: int) -> list[dict[str, Any]]:
+def variant_config(work: Path, sets: list[str]) -> tuple[str, Path]:
+    """The demo's train preset with ``KEY=VALUE`` changes, written to ``WORK/variants/``: (its label, its path)."""
+    import yaml
+
+    base = yaml.safe_load((ROOT / "configs" / "train" / "demo.yaml").read_text(encoding="utf-8"))
+    changes = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--demo-train-set needs KEY=VALUE, not {item!r}")
+        changes[key.strip()] = yaml.safe_load(value)
+    label = ", ".join(f"{k}={v}" for k, v in changes.items())
+    path = work / "variants" / ("demo-" + "-".join(f"{k}{v}" for k, v in changes.items()).replace("/", "_") + ".yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({**base, **changes}, sort_keys=False), encoding="utf-8")
+    return label, path
+
+
+def demo_runs(work: Path, n: int, train_sets: list[str] | None = None) -> list[dict[str, Any]]:
     """Run ``yolo_spine demo`` ``n`` more times (a subprocess each, the product's defaults); return every run kept.
 
     Runs made at a commit whose measured files (:data:`MEASURES`) differ from this tree's are dropped: their
     figures belong to another recipe or checkpoint. Each run gets a folder of its own (never a kept run's).
+    ``train_sets``: a variant's changes to the train preset (the run is recorded with its ``variant``).
     """
     import subprocess
 
     record = work / "demo_runs.json"
     commit = git_rev(MEASURES)
     runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if _same_measured(r.get("commit"))]
+    variant, extra = None, []
+    if train_sets:
+        variant, preset = variant_config(work, train_sets)
+        extra = ["--set", f"train_config={preset}"]
     for _ in range(n):
         used = {r.get("folder") for r in runs}
         out = work / "demo_runs" / next(f"run{k}" for k in range(1, len(runs) + 2) if f"run{k}" not in used)
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "yolo_spine", "demo", "--out", str(out), "--overwrite"]
+        cmd = [sys.executable, "-m", "yolo_spine", "demo", "--out", str(out), "--overwrite", *extra]
         subprocess.run(cmd, check=True, cwd=ROOT)
         wall = time.perf_counter() - t0
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         runs.append(
             {
                 "commit": commit,
+                "variant": variant,
                 "folder": out.name,
                 "epochs": trained_epochs(out),
                 "wall_seconds": round(wall, 1),
@@ -405,6 +433,35 @@ def demo_table(runs: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def variant_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Variants of the demo's recipe (``--demo-train-set``) beside the default runs of the same commit."""
+    variants = sorted({r["variant"] for r in runs if r.get("variant")})
+    if not variants:
+        return []
+    rows = [
+        "### One step of the recipe at a time, in the demo itself (`--demo-train-set`)",
+        "",
+        "Each variant is the demo with one change to `configs/train/demo.yaml`, run on the same quiet machine at "
+        "the same commit as the default runs above (same checkpoint, same budget); the default is the mean of "
+        "those runs.",
+        "",
+        "| recipe | runs | epochs | " + " | ".join(label for label, _ in DEMO_FIGURES) + " |",
+        "|---|---|---|" + "---|" * len(DEMO_FIGURES),
+    ]
+    groups = [("the default (`configs/train/demo.yaml`)", [r for r in runs if not r.get("variant")])]
+    groups += [(f"`{v}`", [r for r in runs if r.get("variant") == v]) for v in variants]
+    for label, group in groups:
+        if not group:
+            continue
+        cells = []
+        for _, key in DEMO_FIGURES:
+            vals = [float(r[key]) for r in group if r.get(key) is not None]
+            cells.append(" / ".join(f"{v:.3f}" for v in vals) if vals else "n/a")
+        epochs = " / ".join(str(r.get("epochs") or "n/a") for r in group)
+        rows.append(f"| {label} | {len(group)} | {epochs} | " + " | ".join(cells) + " |")
+    return [*rows, ""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--approach", action="append", choices=list(APPROACHES), help="approach to run (repeatable)")
@@ -413,11 +470,17 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="write the section from the results in --work")
     ap.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
     ap.add_argument("--demo-runs", type=int, default=0, help="run `yolo_spine demo` itself N more times")
+    ap.add_argument(
+        "--demo-train-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --demo-runs: a variant, the demo's train preset with this key changed (repeatable)",
+    )
     ap.add_argument("--threads", type=int, help="torch threads of the approaches' trainings (default: the product's)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.demo_runs:
-        demo_runs(args.work, args.demo_runs)
+        demo_runs(args.work, args.demo_runs, args.demo_train_set)
     elif not args.report_only:
         data = dataset(args.work)
         for name in args.approach or list(APPROACHES):
@@ -428,7 +491,7 @@ def main() -> None:
     if not results:
         raise SystemExit(f"no results in {args.work}")
     record = args.work / "demo_runs.json"
-    runs = json.loads(record.read_text()) if record.is_file() else []
+    runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if _same_measured(r.get("commit"))]
     for r in runs:  # records made before runs kept their epochs: read them from the run's folder
         r.setdefault("epochs", trained_epochs(args.work / "demo_runs" / r["folder"]))
     body = report(results, runs, quiet_seconds_per_epoch(args.work))
