@@ -123,7 +123,13 @@ def study_list(tmp: Path, volume: Path, labels: Path, n: int, name: str) -> Path
 
 # ------------------------------------------------------------------------------------------------- one run
 def run_ct2yolo(
-    csv: Path, out: Path, workers: int, workload: tuple[str, ...], ray: str | None, task_batch: int = 0
+    csv: Path,
+    out: Path,
+    workers: int,
+    workload: tuple[str, ...],
+    ray: str | None,
+    task_batch: int = 0,
+    ray_temp: Path | None = None,
 ) -> dict[str, Any]:
     """One ``ct2yolo --csv`` command in a fresh process: wall seconds, its own peak RSS, the ledger records."""
     cmd = [sys.executable, "-m", "yolo_spine", "--quiet", "ct2yolo", "--csv", str(csv), "--out", str(out)]
@@ -134,16 +140,11 @@ def run_ct2yolo(
     with tempfile.TemporaryFile() as log:
         daemons0 = ray_daemon_cpu_s() if ray is not None else 0.0
         t0 = time.perf_counter()
+        workers0 = ray_worker_logs(ray_temp)
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
-        started: set[int] = set()
-        while True:  # on Ray, note the worker processes this job starts (they exit with the job)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if ray is not None:
-                started |= ray_worker_pids(since=time.time() - (time.perf_counter() - t0) - 1.0)
-            time.sleep(0.05)
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
+        started = ray_worker_logs(ray_temp) - workers0  # task-worker processes this command's job started
         daemons = ray_daemon_cpu_s() - daemons0 if ray is not None else 0.0
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
@@ -168,11 +169,18 @@ def run_ct2yolo(
 
 
 def repeated(
-    n: int, csv: Path, out: Path, workers: int, workload: tuple[str, ...], ray: str | None, task_batch: int = 0
+    n: int,
+    csv: Path,
+    out: Path,
+    workers: int,
+    workload: tuple[str, ...],
+    ray: str | None,
+    task_batch: int = 0,
+    ray_temp: Path | None = None,
 ) -> list[dict]:
     runs = []
     for _ in range(n):
-        runs.append(run_ct2yolo(csv, out, workers, workload, ray, task_batch))
+        runs.append(run_ct2yolo(csv, out, workers, workload, ray, task_batch, ray_temp))
         label = f"{'ray' if ray else 'local'} x{workers}" + (f" task-batch {task_batch}" if task_batch else "")
         print(f"  {label}: {runs[-1]['seconds']:.1f} s", flush=True)
     shutil.rmtree(out, ignore_errors=True)
@@ -184,13 +192,22 @@ def ray_cli() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
-def start_ray(temp: Path) -> float:
-    """Start a Ray head on 127.0.0.1 with 2 CPUs; return the seconds ``ray start`` took."""
+def start_ray(temp: Path, worker_niceness: int | None = 0) -> float:
+    """Start a Ray head on 127.0.0.1 with 2 CPUs; return the seconds ``ray start`` took.
+
+    ``worker_niceness``: the task workers' niceness above the head's (``RAY_worker_niceness``; ``None``: Ray's
+    default, 15, which lets every other process on the node, the command's own included, take the cores first;
+    0: the priority of the command that started them, as the local executor's workers and the executor's own
+    private Ray instance have).
+    """
     cmd = [ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={PORT}", "--num-cpus=2"]
     cmd += ["--object-store-memory=200000000", "--include-dashboard=false", "--disable-usage-stats"]
     cmd += [f"--temp-dir={temp}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **THREAD_ENV}, timeout=300)
+    env = {**os.environ, **THREAD_ENV}
+    if worker_niceness is not None:
+        env["RAY_worker_niceness"] = str(worker_niceness)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"ray start failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
     return time.perf_counter() - t0
@@ -218,16 +235,14 @@ def ray_daemon_cpu_s() -> float:
     return total
 
 
-def ray_worker_pids(since: float) -> set[int]:
-    """Ray task-worker processes (``default_worker.py``) created after ``since`` (seconds since the epoch)."""
-    import psutil
+def ray_worker_logs(temp: Path | None) -> set[str]:
+    """The log files of every Ray task-worker process started so far (one per process).
 
-    pids = set()
-    for proc in psutil.process_iter(["cmdline", "create_time"]):
-        info = proc.info
-        if "default_worker" in " ".join(info.get("cmdline") or []) and (info.get("create_time") or 0) >= since:
-            pids.add(proc.pid)
-    return pids
+    Read after the fact, so counting them costs the run nothing.
+    """
+    if temp is None:
+        return set()
+    return {p.name for p in temp.glob("session_*/logs/python-core-worker-*.log")}
 
 
 def _noop(x: int) -> int:
@@ -349,13 +364,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 res["ray_noop"] = ray_noop_overhead(address, args.noop_tasks)
                 res["ray_job"] = job_startup(address, args.repeat + 1)
                 print("ray executor", flush=True)
-                res["ray"] = {w: repeated(args.repeat, csv, tmp / "out", w, workload, address) for w in (1, 2)}
+                res["ray"] = {w: repeated(args.repeat, csv, tmp / "out", w, workload, address, 0, temp) for w in (1, 2)}
                 # the same 2-worker run with the studies split evenly into one task per worker
                 batch = -(-args.studies // 2)
                 res["ray_batched"] = {
                     "task_batch": batch,
-                    2: repeated(args.repeat, csv, tmp / "out", 2, workload, address, batch),
+                    2: repeated(args.repeat, csv, tmp / "out", 2, workload, address, batch, temp),
                 }
+            finally:
+                subprocess.run([ray_cli(), "stop", "--force"], capture_output=True, timeout=120)
+                shutil.rmtree(temp, ignore_errors=True)
+            temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+            try:  # the same 2-worker runs on a head with Ray's default worker niceness (15)
+                start_ray(temp, worker_niceness=None)
+                print("ray executor, Ray's default worker niceness", flush=True)
+                res["ray_nice15"] = {2: repeated(args.repeat, csv, tmp / "out", 2, workload, address, 0, temp)}
             finally:
                 subprocess.run([ray_cli(), "stop", "--force"], capture_output=True, timeout=120)
                 shutil.rmtree(temp, ignore_errors=True)
@@ -502,7 +525,10 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         f"study ids, the spine preset's conversion with `{res['workload']}` (one thread per worker on both executors; "
         "`OMP_NUM_THREADS=1`, "
         "`OPENCV_FOR_THREADS_NUM=1`). Each run is one whole command in a fresh process (start-up, reading, "
-        f"writing, assembly included), {res['repeat']} runs each; 1 worker runs in the command's own process.",
+        f"writing, assembly included), {res['repeat']} runs each; 1 worker runs in the command's own process. "
+        "Ray's head runs its task workers at the priority of the command (`RAY_worker_niceness=0`), as the local "
+        "executor's workers and the executor's own private Ray instance do; Ray's default (niceness 15) is "
+        "measured apart below.",
         "",
     ]
     l1 = res["local"][1]
@@ -538,7 +564,10 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
             "Ray over the local executor at 2 workers (the same study list, in the same run):",
             "",
         ]
-        for key, what in (("ray", "one study per task (automatic here)"), ("ray_batched", "one task per worker")):
+        variants = [("ray", "one study per task (automatic here)"), ("ray_batched", "one task per worker")]
+        if "ray_nice15" in res:
+            variants.append(("ray_nice15", "one study per task, Ray's default worker niceness (15)"))
+        for key, what in variants:
             raw, steady = ray_overheads(res, key)
             lines.append(
                 f"- {what}: whole commands {100 * raw:+.1f} % "

@@ -3,8 +3,8 @@
 Run as ``unshare --net --pid --fork --mount-proc python tests/ray_batch_check.py WORK RESULT`` (root): it brings up
 ``lo`` (the namespace's only interface), runs five studies through the study ledger on a private Ray instance (2
 CPUs) in tasks of three studies (``task_batch=3``): ``bad`` fails at once (a bad input), ``flaky`` fails on its
-first attempt; then writes RESULT (JSON) with the summary, the ledger records and this process's id. The test
-reads the work folder itself, and gives this script a HOME of its own (a new Ray instance writes
+first attempt; then writes RESULT (JSON) with the summary, the ledger records, this process's id and niceness.
+The test reads the work folder itself, and gives this script a HOME of its own (a new Ray instance writes
 ``~/.ray/auth_token``, which later ``ray start --address`` joins of the same user pick up).
 """
 
@@ -35,12 +35,14 @@ def write(payload: dict, folder: Path) -> None:
     (folder / "a").mkdir()
     (folder / "a" / f"{payload['name']}.txt").write_text(payload["name"])
     (folder / "pid.txt").write_text(str(os.getpid()))
+    (folder / "nice.txt").write_text(str(os.nice(0)))  # the worker's priority
 
 
 def main(work: str, result_path: str) -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
-    result: dict = {"interfaces": [line.split(":")[1].strip() for line in links.splitlines()], "pid": os.getpid()}
+    result: dict = {"interfaces": [line.split(":")[1].strip() for line in links.splitlines()]}
+    result |= {"pid": os.getpid(), "nice": os.nice(0)}
     temp = os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths stay short
     names = ["s0", "bad", "flaky", "s3", "s4"]
     marker = str(Path(work).parent / "flaky.marker")

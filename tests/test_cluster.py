@@ -123,8 +123,10 @@ def test_ray_tasks_of_several_studies_commit_each_study_and_isolate_the_failing_
     assert recs["bad"]["status"] == "failed" and "label map is empty" in recs["bad"]["error"]
     assert recs["flaky"]["attempts"] == 2
     for name in ("s0", "flaky", "s3", "s4"):
-        assert recs[name]["status"] == "done" and set(recs[name]["outputs"]) == {f"a/{name}.txt", "pid.txt"}
+        assert recs[name]["status"] == "done" and set(recs[name]["outputs"]) == {f"a/{name}.txt", "pid.txt", "nice.txt"}
         assert (work / "studies" / name / "a" / f"{name}.txt").read_text() == name
+        # the private instance runs its workers at the command's priority, not Ray's default niceness 15
+        assert int((work / "studies" / name / "nice.txt").read_text()) == result["nice"]
         assert not recs[name]["worker"].endswith(f":{result['pid']}")  # a Ray worker wrote it, not the driver
     assert recs["s3"]["worker"] == recs["s4"]["worker"]  # one task: one worker process, in turn
     assert not (work / "studies" / "bad").exists() and not list(work.rglob("half.txt"))

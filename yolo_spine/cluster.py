@@ -4,8 +4,11 @@ Ray is an optional extra (``pip install -e ".[cluster]"``); this module imports 
 so the package imports, and ``--executor local`` runs, without it.
 
 * ``address=None`` starts a private Ray instance on this machine for the command (``workers`` × ``task_cpus``
-  CPUs, a small object store) and stops it at the end; ``"auto"`` joins the cluster this machine belongs to
-  (``ray start`` ran here) and ``ray://host:port`` connects to a remote head through Ray Client. Every node
+  CPUs, a small object store, task workers at the command's own priority) and stops it at the end; ``"auto"``
+  joins the cluster this machine belongs to (``ray start`` ran here) and ``ray://host:port`` connects to a remote
+  head through Ray Client. A cluster's nodes run task workers at niceness 15 unless ``ray start`` was given
+  ``RAY_worker_niceness=0`` in its environment: at 15 any other process on a node, the driver and Ray's own
+  daemons included, takes the cores first. Every node
   must have yolo_spine installed and see the inputs and the output folder at the same paths (a shared
   filesystem): tasks read the studies and write their outputs themselves; only small reports travel back.
 * ``workers`` means what it means locally: items running at once (here, Ray tasks in flight); 0: as many as
@@ -118,7 +121,14 @@ class RayExecutor(Executor):
             init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": False}
             if address is None:  # a private instance for this command, sized by the request
                 cpus = max(1, workers) * self.threads if workers > 0 else available_cpus()
-                init |= {"num_cpus": cpus, "object_store_memory": object_store_memory}
+                # Ray runs task workers at niceness 15 by default, below every other process on the node; here
+                # they are this command's workers, at its priority as the local executor's are (measured in
+                # BENCHMARKS.md, "scale": the default cost the studies CPU to the driver and Ray's daemons).
+                init |= {
+                    "num_cpus": cpus,
+                    "object_store_memory": object_store_memory,
+                    "_system_config": {"worker_niceness": 0},
+                }
             else:
                 init["address"] = address
             try:
