@@ -690,7 +690,16 @@ def main() -> int:
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             sys.exit("Ray needs a loopback-only network namespace (root and unshare); run with --no-ray otherwise")
         cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", sys.executable, *sys.argv]
-        return subprocess.run(cmd, env={**os.environ, IN_NAMESPACE: "1"}).returncode
+        # A HOME of its own: Ray >= 2.59 writes ~/.ray/auth_token for an instance it starts, and a head started
+        # with `ray start` rejects drivers that present a token left there by an earlier private instance.
+        # The user's cache (the example CT) stays where it is.
+        home = tempfile.mkdtemp(prefix="bench_scale_home_")
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        try:
+            env = {**os.environ, IN_NAMESPACE: "1", "HOME": home, "XDG_CACHE_HOME": cache}
+            return subprocess.run(cmd, env=env).returncode
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
     if not args.no_ray:
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
