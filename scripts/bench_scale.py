@@ -159,6 +159,7 @@ def run_ct2yolo(
         "command_peak_bytes": usage.ru_maxrss * 1024,
         "study_seconds": [r["seconds"] for r in records],
         "study_cpu_seconds": [r.get("cpu_seconds") for r in records],
+        "study_workers": [r["worker"] for r in records],  # records sorted by study: the order they were sent
         "ray_workers_started": len(started),
         "study_peak_bytes": [r["peak_memory_bytes"] for r in records],
         "workers": sorted({r["worker"] for r in records}),
@@ -233,6 +234,12 @@ def ray_daemon_cpu_s() -> float:
             continue
         total += info["cpu_times"].user + info["cpu_times"].system
     return total
+
+
+def cache_file(tiny: bool) -> Path:
+    """Where the last run's measurements are kept (JSON; ``--report-only`` reads them; ``--tiny`` apart)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "yolo_spine" / "bench_scale" / ("results-tiny.json" if tiny else "results.json")
 
 
 def ray_worker_logs(temp: Path | None) -> set[str]:
@@ -439,6 +446,34 @@ def ray_overheads(res: dict[str, Any], key: str = "ray") -> tuple[float, float]:
     return ray2 / local2 - 1, (ray2 - ray_connection_s(res)) / local2 - 1
 
 
+def first_in_process(runs: list[dict]) -> tuple[list[float], list[float], list[int]]:
+    """CPU seconds of studies that ran first in their worker process and of later ones; fresh studies per run."""
+    first, later, fresh = [], [], []
+    for run in runs:
+        seen: set[str] = set()
+        for worker, cpu in zip(run.get("study_workers", []), run.get("study_cpu_seconds", []), strict=False):
+            if cpu is not None:
+                (later if worker in seen else first).append(cpu)
+            seen.add(worker)
+        fresh.append(len(seen))
+    return first, later, fresh
+
+
+def first_in_process_line(res: dict[str, Any]) -> str:
+    """How many studies ran first in a fresh worker process on each side, and what that costs in CPU."""
+    parts = {k: first_in_process(res[k][2]) for k in ("local", "ray")}
+    first = parts["local"][0] + parts["ray"][0]
+    later = parts["local"][1] + parts["ray"][1]
+    if not first or not later:
+        return ""
+    return (
+        f"Studies that ran first in their worker process, per run: local {', '.join(map(str, parts['local'][2]))}, "
+        f"Ray {', '.join(map(str, parts['ray'][2]))} of {res['studies']}; such a study pays the conversion's first-use "
+        f"costs (its lazy imports, first memory touches): median {statistics.median(first):.2f} CPU-s against "
+        f"{statistics.median(later):.2f} for a later one (both executors)."
+    )
+
+
 def plan(res: dict[str, Any], node_mem_gib: float) -> list[str]:
     """The arithmetic past this machine, from the measurements (assumptions said in the text)."""
     n = res["studies"]
@@ -606,15 +641,9 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         if cpu["local"] and cpu["ray"]:
             lines[-1] += (
                 " Their CPU seconds (the worker process, all threads): median local "
-                f"{statistics.median(cpu['local']):.2f} s, Ray {statistics.median(cpu['ray']):.2f} s; "
-                "so a study on Ray "
-                + (
-                    "does more work (its process's own Ray threads, or slower code)"
-                    if statistics.median(cpu["ray"]) - statistics.median(cpu["local"])
-                    > 0.5 * (statistics.median(inside["ray"]) - statistics.median(inside["local"]))
-                    else "does the same work and waits longer for a core"
-                )
-                + f". Ray started {', '.join(map(str, started))} task-worker processes per 2-worker run ({n} studies)."
+                f"{statistics.median(cpu['local']):.2f} s, Ray {statistics.median(cpu['ray']):.2f} s. "
+                f"Ray started {', '.join(map(str, started))} task-worker processes per 2-worker run ({n} studies). "
+                + first_in_process_line(res)
             )
         lines += [
             "",
@@ -674,6 +703,7 @@ def main() -> int:
     ap.add_argument("--noop-tasks", type=int, default=200, help="no-op Ray tasks timed")
     ap.add_argument("--node-memory-gib", type=float, default=64.0, help="memory of a 16-core node in the plan")
     ap.add_argument("--tmp", help="folder for the temporary inputs and outputs")
+    ap.add_argument("--report-only", action="store_true", help="write the section from the last saved measurements")
     ap.add_argument("--job-startup-probe", metavar="ADDRESS", help=argparse.SUPPRESS)  # internal: one fresh driver
     ap.add_argument("--local-startup-probe", action="store_true", help=argparse.SUPPRESS)  # internal: local pool
     args = ap.parse_args()
@@ -686,7 +716,7 @@ def main() -> int:
     args.studies = args.studies or (2 if args.tiny else 4)
     args.repeat = args.repeat or (1 if args.tiny else 2)
     args.depth = args.depth or (200 if args.tiny else 800)
-    if not args.no_ray and os.environ.get(IN_NAMESPACE) != "1":
+    if not args.no_ray and not args.report_only and os.environ.get(IN_NAMESPACE) != "1":
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             sys.exit("Ray needs a loopback-only network namespace (root and unshare); run with --no-ray otherwise")
         cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", sys.executable, *sys.argv]
@@ -700,11 +730,19 @@ def main() -> int:
             return subprocess.run(cmd, env=env).returncode
         finally:
             shutil.rmtree(home, ignore_errors=True)
-    if not args.no_ray:
+    if not args.no_ray and not args.report_only:
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
         assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"], links
-    res = measure(args)
+    saved = cache_file(args.tiny)
+    if args.report_only:
+        if not saved.is_file():
+            sys.exit(f"no saved measurements in {saved}: run without --report-only first")
+        res = json.loads(saved.read_text(encoding="utf-8"))
+    else:
+        res = measure(args)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(res, indent=1), encoding="utf-8")  # a later --report-only needs no re-run
     body = report(res, args)
     print(body)
     if not args.no_write:

@@ -122,8 +122,9 @@ class RayExecutor(Executor):
             if address is None:  # a private instance for this command, sized by the request
                 cpus = max(1, workers) * self.threads if workers > 0 else available_cpus()
                 # Ray runs task workers at niceness 15 by default, below every other process on the node; here
-                # they are this command's workers, at its priority as the local executor's are (measured in
-                # BENCHMARKS.md, "scale": the default cost the studies CPU to the driver and Ray's daemons).
+                # they are this command's workers, at its priority as the local executor's are. On a quiet node
+                # it makes no measurable difference (BENCHMARKS.md, "scale"); beside a second job it decides
+                # who gets the cores.
                 init |= {
                     "num_cpus": cpus,
                     "object_store_memory": object_store_memory,
