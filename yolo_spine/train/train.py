@@ -342,7 +342,8 @@ class _RunPlan:
     """What one training session does, decided before Ultralytics builds the model.
 
     Attributes:
-        train_yaml: The data.yaml Ultralytics reads (the user's, or a derived copy for another ``channels``).
+        train_yaml: The data.yaml Ultralytics reads (the user's, or a derived copy for another ``channels`` or a
+            training list with repeats, ``repeat_threshold``).
         device: Ultralytics' device string.
         model_arg: What ``YOLO()`` loads: a checkpoint, an architecture YAML, or ``last.pt`` to resume.
         source: ``checkpoint``, ``scratch`` or ``resume``.
