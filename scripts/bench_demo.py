@@ -439,16 +439,15 @@ def _median_area_px(labels: Path, cls: int, imgsz: int) -> tuple[int, float]:
     """Instances of ``cls`` in a label folder and their median polygon area in pixels at ``imgsz`` (long side)."""
     import statistics
 
-    import numpy as np
+    from yolo_spine.geometry import polygon_area
+    from yolo_spine.io.labels import read_yolo_labels
 
-    areas = []
-    for f in sorted(labels.glob("*.txt")):
-        for line in f.read_text(encoding="utf-8").splitlines():
-            v = line.split()
-            if v and int(v[0]) == cls:
-                xy = np.array(v[1:], dtype=float).reshape(-1, 2) * imgsz
-                x, y = xy[:, 0], xy[:, 1]
-                areas.append(0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))))
+    areas = [
+        polygon_area(inst.polygon_xy(imgsz, imgsz))
+        for f in sorted(labels.glob("*.txt"))
+        for inst in read_yolo_labels(f).instances
+        if inst.cls == cls
+    ]
     return len(areas), statistics.median(areas) if areas else float("nan")
 
 
