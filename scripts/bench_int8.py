@@ -10,11 +10,11 @@ test split (slabs and poses of the example CT that training never saw), for the 
 2. mask mAP50-95 and mAP50 of the ``.pt``, FP32 and INT8 on ``--split`` (test), with Ultralytics' validator as
    ``export`` uses it (conf 0.001, batch 1, the export's input size); the drop is ``100 × (FP32 − INT8)`` points;
 3. when the plain INT8 drop exceeds ``--max-drop`` (1 point; ``--accuracy-aware always`` forces it, ``never`` skips
-   it): NNCF's accuracy-aware quantisation (``nncf.quantize_with_accuracy_control``, offline, in the installed
-   NNCF), which quantises like step 1 and then returns the layers whose quantisation costs most to FP32 until the
-   validation metric is within ``--max-drop``. Calibration on the calibration split, the metric (mask mAP50-95 by
-   Ultralytics' validator) on val, layers ranked by how far their INT8 outputs move from FP32 on val images: the
-   test split is used only for the final figures. Both INT8 models are reported.
+   it): ``yolo_spine export --int8 --accuracy-aware always`` (:mod:`yolo_spine.predict.quantize`: NNCF's
+   ``quantize_with_accuracy_control``, which quantises like step 1 and then returns the layers whose quantisation
+   costs most to FP32 until the metric on val is within ``--max-drop``). Calibration on the calibration split, the
+   metric (mask mAP50-95 by Ultralytics' validator) on val, layers ranked by how far their INT8 outputs move from
+   FP32 on val images: the test split is used only for the final figures. Both INT8 models are reported.
 
     python scripts/bench_int8.py --data DEMO/dataset/data.yaml --weights DEMO/train/weights/best.pt
     python scripts/bench_int8.py --data DS/data.yaml \
@@ -24,20 +24,18 @@ test split (slabs and poses of the example CT that training never saw), for the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts._bench import ROOT, command_line, git_rev, machine, write_section
+from yolo_spine.predict.quantize import fake_quantize_ops, split_images
 
 #: What this section measures (scripts/check_benchmarks.py).
 MEASURES = ["scripts/bench_int8.py", "yolo_spine/predict/export.py", "configs/export/"]
@@ -48,131 +46,6 @@ def run(cmd: list[Any], env: dict[str, str]) -> None:
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"{' '.join(map(str, cmd[:6]))} failed:\n{proc.stderr[-3000:]}")
-
-
-def split_images(data: Path, split: str) -> list[Path]:
-    """The images of one split of a dataset, sorted."""
-    from yolo_spine.io.labels import read_data_yaml
-    from yolo_spine.io.xray import XRAY_SUFFIXES
-
-    folder = read_data_yaml(data).image_dirs.get(split)
-    if not folder or not folder.is_dir():
-        raise SystemExit(f"{data} has no '{split}' split")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in XRAY_SUFFIXES)
-    if not images:
-        raise SystemExit(f"{data}: the '{split}' split has no images")
-    return images
-
-
-def preprocess(path: Path, size: int) -> Any:
-    """An image as the exported network takes it: letterboxed like the validator's, RGB, float32 in 0..1.
-
-    Returns:
-        ``(1, 3, size, size)`` array.
-    """
-    import cv2
-    import numpy as np
-    from ultralytics.data.augment import LetterBox
-
-    img = LetterBox(new_shape=(size, size), scaleup=False)(image=cv2.imread(str(path), cv2.IMREAD_COLOR))
-    return np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))[None].astype(np.float32) / 255.0
-
-
-@contextlib.contextmanager
-def compiled_model_as(compiled: Any) -> Iterator[None]:
-    """While inside, every ``openvino.Core.compile_model`` returns ``compiled``.
-
-    Ultralytics' validator then runs a model NNCF holds in memory through its usual OpenVINO backend (reading the
-    FP32 folder for class names and input size).
-    """
-    import openvino as ov
-
-    original = ov.Core.compile_model
-    ov.Core.compile_model = lambda self, *a, **k: compiled  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        ov.Core.compile_model = original  # type: ignore[method-assign]
-
-
-def head_ignored_scope(ov_model: Any) -> Any:
-    """Ultralytics' INT8 recipe keeps the detection head's box decoding (its DFL and sigmoids) in FP32."""
-    import nncf
-
-    ops = ov_model.get_ordered_ops()
-    sigmoids = [op.get_friendly_name() for op in ops if op.get_type_name() == "Sigmoid"]
-    head = sigmoids[-1].split("/", 1)[0]
-    names = [
-        op.get_friendly_name()
-        for op in ops
-        if op.get_type_name() == "Sigmoid" or op.get_friendly_name().startswith((f"{head}/", f"{head}.dfl"))
-    ]
-    return nncf.IgnoredScope(names=names, validate=False)
-
-
-def accuracy_aware_int8(
-    fp32: Path, data: Path, calibration_split: str, size: int, max_drop: float, out: Path, scratch: Path
-) -> dict[str, Any]:
-    """Quantise the FP32 OpenVINO export with NNCF's accuracy control; write it to ``out``; return its record."""
-    import nncf
-    import openvino as ov
-    import yaml
-    from nncf.openvino.engine import OVCompiledModelEngine
-
-    from yolo_spine.io.labels import read_data_yaml
-    from yolo_spine.predict.export import mask_map
-    from yolo_spine.ultra import quiet_loggers
-
-    names = dict(enumerate(read_data_yaml(data).names))
-    calib = split_images(data, calibration_split)
-    val = split_images(data, "val")
-    calls = {"n": 0}
-    val_metrics: list[float] = []
-
-    def validate(compiled: Any, items: Any) -> tuple[float, list[list[Any]]]:
-        # The metric over the given val images (Ultralytics' validator on a list file); the per-image outputs
-        # of the network let NNCF rank layers by output change instead of re-validating image by image.
-        paths = [Path(p) for p in items]
-        calls["n"] += 1
-        listing = scratch / f"val_{calls['n']}.txt"
-        listing.write_text("\n".join(str(p) for p in paths) + "\n")
-        doc = {"path": str(scratch), "train": str(listing), "val": str(listing), "names": names}
-        yaml_path = scratch / f"val_{calls['n']}.yaml"
-        yaml_path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        with compiled_model_as(compiled):
-            metric, _ = mask_map(fp32, yaml_path, "val", size, scratch)
-        if len(paths) == len(val):  # the whole val split: NNCF's initial, quantised and each restored model
-            val_metrics.append(metric)
-        engine = OVCompiledModelEngine(compiled, stateful=False)  # NNCF's own engine: its outputs, its order
-        outputs = [list(engine.infer(preprocess(p, size)).values()) for p in paths]
-        return metric, outputs
-
-    core = ov.Core()
-    model = core.read_model(str(next(fp32.glob("*.xml"))))
-    t0 = time.perf_counter()
-    with quiet_loggers("nncf"):  # one INFO line per operation it leaves unquantised; the figures are kept below
-        quantized = nncf.quantize_with_accuracy_control(
-            model,
-            calibration_dataset=nncf.Dataset(calib, lambda p: preprocess(Path(p), size)),
-            validation_dataset=nncf.Dataset([str(p) for p in val], lambda p: preprocess(Path(p), size)),
-            validation_fn=validate,
-            max_drop=max_drop / 100.0,
-            drop_type=nncf.DropType.ABSOLUTE,
-            preset=nncf.QuantizationPreset.MIXED,
-            subset_size=len(calib),
-            ignored_scope=head_ignored_scope(model),
-        )
-    seconds = time.perf_counter() - t0
-    out.mkdir(parents=True)
-    ov.save_model(quantized, str(out / f"{out.name}.xml"), compress_to_fp16=False)
-    shutil.copy(fp32 / "metadata.yaml", out / "metadata.yaml")
-    fq = sum(1 for op in quantized.get_ordered_ops() if op.get_type_name() == "FakeQuantize")
-    return {"seconds": seconds, "validations": calls["n"], "fake_quantize": fq, "val_metrics": val_metrics}
-
-
-def fake_quantize_ops(folder: Path) -> int:
-    """FakeQuantize operations in an OpenVINO model (0: not quantised)."""
-    return next(folder.glob("*.xml")).read_text().count('type="FakeQuantize"')
 
 
 def parse_args() -> argparse.Namespace:
@@ -219,8 +92,8 @@ def main() -> None:
                   "--imgsz", size]  # fmt: skip
         run([*common, "--out", fp32], env)
         t0 = time.perf_counter()
-        run([*common, "--int8", "--data", data, "--set", f"calibration_split={args.calibration_split}",
-             "--max-drop", "100", "--out", int8], env)  # fmt: skip
+        calibrate = ["--int8", "--data", data, "--set", f"calibration_split={args.calibration_split}"]
+        run([*common, *calibrate, "--accuracy-aware", "never", "--max-drop", "100", "--out", int8], env)
         ptq_s = time.perf_counter() - t0
         guard = json.loads(Path(f"{int8}.json").read_text())["int8_check"]
         for name, model in (("pt", pt), ("fp32", fp32), ("int8", int8)):
@@ -230,11 +103,15 @@ def main() -> None:
         aaq: dict[str, Any] | None = None
         if args.accuracy_aware == "always" or (args.accuracy_aware == "auto" and drop > args.max_drop):
             aaq_dir = tmp / "int8_aaq_openvino_model"
-            (tmp / "aaq").mkdir()
-            aaq = accuracy_aware_int8(fp32, data, args.calibration_split, size, args.max_drop, aaq_dir, tmp / "aaq")
+            t0 = time.perf_counter()
+            run([*common, *calibrate, "--accuracy-aware", "always", "--max-drop", args.max_drop, "--out", aaq_dir], env)
+            aaq = {
+                **json.loads(Path(f"{aaq_dir}.json").read_text())["int8_check"],
+                "export_s": time.perf_counter() - t0,
+            }
             rows["int8_aaq"] = mask_map(aaq_dir, data, args.split, size, tmp / "val")
             print("int8_aaq", rows["int8_aaq"], aaq, flush=True)
-        fq = {"int8": fake_quantize_ops(int8), **({"int8_aaq": aaq["fake_quantize"]} if aaq else {})}
+        fq = {"int8": fake_quantize_ops(int8), **({"int8_aaq": fake_quantize_ops(aaq_dir)} if aaq else {})}
     if 100 * rows["fp32"][0] <= args.max_drop:
         notes.append(
             f"FP32 itself scores {100 * rows['fp32'][0]:.2f} ≤ {args.max_drop:g} points on {args.split}: no drop "
@@ -290,11 +167,14 @@ def report(
         f"{guard['drop_points']:.2f} points.",
     ]
     if aaq:
+        aa = aaq["accuracy_aware"]
         lines.append(
-            f"Accuracy-aware INT8: {aaq['seconds']:.0f} s, {aaq['validations']} validations on val "
-            f"(`nncf.quantize_with_accuracy_control`, max_drop {args.max_drop / 100:g} absolute); val mask "
-            f"mAP50-95 (%) at each whole-split validation (FP32, INT8, then each model with layers restored): "
-            f"{', '.join(f'{100 * m:.2f}' for m in aaq['val_metrics'])}."
+            f"Accuracy-aware INT8 (`yolo_spine export --int8 --accuracy-aware always`): {aaq['export_s']:.0f} s in "
+            f"all, of which NNCF's `quantize_with_accuracy_control` {aa['seconds']:.0f} s, {aa['validations']} "
+            f"validations on {aa['tuning_split']} (max_drop {args.max_drop / 100:g} absolute); {aa['tuning_split']} "
+            "mask mAP50-95 (%) at each whole-split validation (FP32, INT8, then each model with layers restored): "
+            f"{', '.join(f'{100 * m:.2f}' for m in aa['split_metrics'])}; the export's guard on "
+            f"{aaq['eval_split']}: drop {aaq['drop_points']:.2f} points."
         )
     else:
         lines.append(

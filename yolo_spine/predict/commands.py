@@ -55,7 +55,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _export_options(args: argparse.Namespace) -> ExportOptions:
     from yolo_spine.predict.options import ExportOptions
 
-    same = ("format", "imgsz", "max_drop", "eval_split")
+    same = ("format", "imgsz", "max_drop", "eval_split", "accuracy_aware")
     return stage_options(ExportOptions, args, same=same, on=("int8", "dynamic"))
 
 
@@ -158,6 +158,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         choices=["train", "val", "test"],
         help="--int8: split on which INT8 is compared with FP32 (default val; calibration never uses test)",
+    )
+    e.add_argument(
+        "--accuracy-aware",
+        default=None,
+        choices=["auto", "always", "never"],
+        help="--int8: NNCF accuracy-aware quantisation (sensitive layers kept in FP32, tuned on val; minutes) when "
+        "plain INT8 misses --max-drop (auto, the default), instead of it (always), or never",
     )
     e.add_argument("--dynamic", action="store_true", help="dynamic input shapes (rectangular frames)")
     add_record_paths(e)

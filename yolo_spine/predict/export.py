@@ -9,11 +9,11 @@ try to pip-install them at export time, which fails offline, so a missing one is
 INT8 guard: ``--int8`` quantises with NNCF's post-training quantisation (Ultralytics' recipe: mixed preset,
 calibrated on every image of ``calibration_split``, train or val, never test), then also exports FP32 OpenVINO
 and validates both on ``eval_split`` (Ultralytics' validator, conf 0.001, batch 1). The drop is
-``100 × (FP32 − INT8)`` mask mAP50-95, in points; above ``max_drop`` the export is refused and nothing is
-written. The figures go into the run manifest (``int8_check``). When plain post-training quantisation misses,
-NNCF's accuracy-aware quantisation (``nncf.quantize_with_accuracy_control``, which keeps the most sensitive
-layers in FP32 until the validation metric is within a limit) is the documented next step; it is not built in
-yet.
+``100 × (FP32 − INT8)`` mask mAP50-95, in points. When it exceeds ``max_drop`` and ``accuracy_aware`` is ``auto``
+(the default), NNCF's accuracy-aware quantisation (:mod:`yolo_spine.predict.quantize`: the most sensitive layers
+go back to FP32 until the metric on ``tuning_split`` is within the limit) replaces it and the guard measures
+again; ``always`` skips the plain attempt, ``never`` refuses at once. A model still above the limit is refused
+and nothing is written. The figures go into the run manifest (``int8_check``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import shutil
 import typing
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class Int8Check:
         drop_points: ``100 × (fp32_mask_map50_95 − int8_mask_map50_95)`` (negative: INT8 scored higher).
         max_drop: The limit, points.
         passed: ``drop_points <= max_drop``.
+        method: ``post-training`` (Ultralytics' NNCF recipe) or ``accuracy-aware``.
+        post_training_drop_points: The plain recipe's drop when accuracy-aware quantisation replaced it.
+        accuracy_aware: The accuracy-aware run's record (:class:`~yolo_spine.predict.quantize.AccuracyAwareRecord`).
     """
 
     eval_split: str
@@ -71,6 +74,9 @@ class Int8Check:
     drop_points: float
     max_drop: float
     passed: bool
+    method: str = "post-training"
+    post_training_drop_points: float | None = None
+    accuracy_aware: dict[str, Any] | None = None
 
     @property
     def vacuous(self) -> bool:
@@ -82,8 +88,13 @@ class Int8Check:
         text = (
             f"INT8 mask mAP50-95 on {self.eval_split} ({self.images} images) {100 * self.int8_mask_map50_95:.2f} "
             f"vs FP32 {100 * self.fp32_mask_map50_95:.2f}: drop {self.drop_points:.2f} points "
-            f"(limit {self.max_drop:g}; calibrated on {self.calibration_split})"
+            f"(limit {self.max_drop:g}; {self.method} quantisation calibrated on {self.calibration_split})"
         )
+        if self.post_training_drop_points is not None:
+            text += f"; plain post-training INT8 had dropped {self.post_training_drop_points:.2f} points"
+        if self.accuracy_aware:
+            aa = self.accuracy_aware
+            text += f"; tuned on {aa['tuning_split']} ({aa['tuning_images']} images)"
         if self.vacuous:
             text += (
                 f"; FP32 itself scores no more than the limit on {self.eval_split}, so this check cannot fail: "
@@ -147,8 +158,11 @@ def export_model(
     if data is not None and not Path(data).is_file():
         raise UserError(f"dataset not found: {data}")
     if int8 and data is not None:  # (int8 without data was refused above)
-        _split_images(data, opts.calibration_split)  # a missing split is an error before any work
-        n_eval = _split_images(data, opts.eval_split)
+        from yolo_spine.predict.quantize import split_images
+
+        for split in {opts.calibration_split, opts.tuning_split} - {opts.eval_split}:
+            split_images(data, split)  # a missing split is an error before any work
+        n_eval = len(split_images(data, opts.eval_split))
     require_export_dependencies(format, int8)
     out = Path(out) if out else default_export_path(weights, format, int8)
     with atomic_output(out, overwrite, is_dir=False) as target:
@@ -165,18 +179,7 @@ def export_model(
         exported = _run_export(model, args, format)
         check: Int8Check | None = None
         if int8 and data is not None:  # the plain export above is the FP32 reference (Ultralytics exports a copy)
-            data = Path(data).resolve()
-            fp32 = exported
-            # quantize=8: Ultralytics' name (`int8` is deprecated); calibration on calibration_split only
-            int8_args = {**args, "quantize": 8, "data": str(data), "split": opts.calibration_split}
-            exported = _run_export(model, int8_args, format)
-            check = measure_int8_drop(fp32, exported, data, opts, n_eval, scratch=target.parent)
-            log.log(logging.WARNING if check.vacuous else logging.INFO, "%s", check.sentence())
-            if not check.passed:
-                raise UserError(
-                    f"refusing to write the INT8 model: {check.sentence()} exceeds --max-drop; nothing was written "
-                    "(calibrate on more images, raise --max-drop, or use FP32 OpenVINO)"
-                )
+            exported, check = _int8(model, args, exported, Path(data).resolve(), opts, n_eval, target.parent)
         os.replace(exported, target)
     out = out.resolve()
     manifest = run_manifest(
@@ -188,6 +191,68 @@ def export_model(
     write_json_atomic(Path(f"{out}.json"), manifest)
     log.debug("exported %s -> %s", weights.name, out)  # the command says where it went
     return out
+
+
+def _int8(
+    model: Any, args: dict[str, Any], fp32: Path, data: Path, opts: ExportOptions, n_eval: int, work: Path
+) -> tuple[Path, Int8Check]:
+    """Quantise (post-training, then accuracy-aware if that misses) and guard; return the INT8 folder and check.
+
+    Raises:
+        UserError: The INT8 model's drop exceeds ``max_drop`` (nothing is written).
+    """
+    from yolo_spine.predict.quantize import accuracy_aware_int8
+
+    check: Int8Check | None = None
+    exported = fp32
+    if opts.accuracy_aware != "always":
+        # quantize=8: Ultralytics' name (`int8` is deprecated); calibration on calibration_split only
+        int8_args = {**args, "quantize": 8, "data": str(data), "split": opts.calibration_split}
+        exported = _run_export(model, int8_args, "openvino")
+        check = measure_int8_drop(fp32, exported, data, opts, n_eval, scratch=work)
+        log.log(logging.WARNING if check.vacuous else logging.INFO, "%s", check.sentence())
+    if opts.accuracy_aware == "always" or (opts.accuracy_aware == "auto" and check is not None and not check.passed):
+        log.info(
+            "accuracy-aware INT8: returning the most sensitive layers to FP32 until mask mAP50-95 on %s is within "
+            "%g points (minutes: it validates once per step) ...",
+            opts.tuning_split,
+            opts.max_drop,
+        )
+        aa_dir = work / f"{fp32.name.removesuffix('_openvino_model')}_int8_aa_openvino_model"
+        record = accuracy_aware_int8(
+            fp32,
+            data,
+            calibration_split=opts.calibration_split,
+            tuning_split=opts.tuning_split,
+            size=_square(_export_imgsz(fp32)),
+            max_drop=opts.max_drop,
+            out=aa_dir,
+            scratch=work / "accuracy_aware",
+        )
+        plain = check.drop_points if check is not None else None
+        check = replace(
+            measure_int8_drop(fp32, aa_dir, data, opts, n_eval, scratch=work),
+            method="accuracy-aware",
+            post_training_drop_points=plain,
+            accuracy_aware=asdict(record),
+        )
+        exported = aa_dir
+        log.log(logging.WARNING if check.vacuous else logging.INFO, "%s", check.sentence())
+    if check is None or not check.passed:
+        raise UserError(
+            f"refusing to write the INT8 model: {check.sentence() if check else 'no check'} exceeds --max-drop; "
+            "nothing was written (calibrate on more images, raise --max-drop, or use FP32 OpenVINO)"
+        )
+    return exported, check
+
+
+def _square(size: int | list[int]) -> int:
+    """The side of a square input size (accuracy-aware quantisation letterboxes to a square)."""
+    if isinstance(size, int):
+        return size
+    if size[0] != size[1]:
+        raise UserError(f"accuracy-aware INT8 needs a square input size, not {size[0]}x{size[1]}")
+    return size[0]
 
 
 def _run_export(model: Any, args: dict[str, Any], format: str) -> Path:
@@ -206,20 +271,6 @@ def _run_export(model: Any, args: dict[str, Any], format: str) -> Path:
     if not exported.exists():
         raise UserError(f"export to {format} wrote nothing")
     return exported
-
-
-def _split_images(data: str | Path, split: str) -> int:
-    """Number of images in a split of a dataset; a missing or empty split is a one-sentence error."""
-    from yolo_spine.errors import DataError
-    from yolo_spine.io.labels import read_data_yaml
-    from yolo_spine.io.xray import XRAY_SUFFIXES
-
-    lay = read_data_yaml(data)
-    folder = lay.image_dirs.get(split)
-    n = sum(1 for p in folder.iterdir() if p.suffix.lower() in XRAY_SUFFIXES) if folder and folder.is_dir() else 0
-    if not n:
-        raise DataError(f"{data} has no images in a '{split}' split, which the INT8 check needs")
-    return n
 
 
 def mask_map(model_path: Path, data: Path, split: str, imgsz: int | list[int], scratch: Path) -> tuple[float, float]:

@@ -18,6 +18,8 @@ ExportFormat = Literal["onnx", "openvino"]
 #: Dataset splits the INT8 guard may measure on, and the ones it may calibrate on (never the test split).
 GuardSplit = Literal["train", "val", "test"]
 CalibrationSplit = Literal["train", "val"]
+#: When INT8 export uses NNCF's accuracy-aware quantisation.
+AccuracyAware = Literal["auto", "always", "never"]
 
 
 def _fourcc(code: str) -> str | None:
@@ -76,6 +78,8 @@ class ExportOptions(StageOptions):
     calibration_split: CalibrationSplit
     eval_split: GuardSplit
     max_drop: float = spec(range=(0, 100))
+    accuracy_aware: AccuracyAware
+    tuning_split: CalibrationSplit
 
     def __post_init__(self) -> None:
         if self.int8 and self.format != "openvino":
