@@ -95,7 +95,12 @@ def check_summary_against_the_files(out: Path, s: dict, wall: float) -> None:
     # review: the summary reports the mask (not the box) mAP50 of the test split that review measured
     metrics = json.loads((out / "review" / "metrics.json").read_text())
     assert s["mask_mAP50_test"] == metrics["mask"]["mAP50"] and s["box_mAP50_test"] == metrics["box"]["mAP50"]
-    assert s["best_f1_conf"] == metrics["best_conf"]["mask"]["all"]["conf"]
+    # the operating point comes from the validation split's review, never from test: predict used that confidence
+    val_metrics = json.loads((out / "review_val" / "metrics.json").read_text())
+    assert val_metrics["split"] == "val" and metrics["split"] == "test"
+    assert s["best_f1_conf"] == val_metrics["best_conf"]["mask"]["all"]["conf"] is not None
+    predict_conf = json.loads((out / "predict" / "run.json").read_text())["conf"]
+    assert predict_conf == {"value": s["best_f1_conf"], "from": "auto (review_val/metrics.json)"}, predict_conf
     test_labels = sorted((out / "dataset" / "labels" / "test").glob("*.txt"))
     assert metrics["split"] == "test" and metrics["images"] == len(test_labels) > 0
     assert metrics["instances"] == sum(len(p.read_text().splitlines()) for p in test_labels)

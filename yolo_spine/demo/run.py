@@ -1,7 +1,9 @@
 """``yolo_spine demo``: the real example CT through every stage, with a summary a reader can check.
 
 Stages (each writes its usual outputs under ``OUT``): ``dataset/`` (``ct2yolo``), ``train/`` (``train``),
-``review/`` (``val`` on the test split), ``predict/`` (``predict --save-txt`` on the held-out test images),
+``review_val/`` (``val`` on the validation split: its best-F1 confidence is the one ``predict`` uses, so the
+operating point is never chosen on test), ``review/`` (``val`` on the test split: the figures),
+``predict/`` (``predict --save-txt`` on the held-out test images),
 ``lift/seg.nii.gz`` and ``lift/seg.centroids.json`` (``lift``), ``eval/`` (``eval3d`` on slices and on the
 DRR-triangulated centroids), ``summary.json`` and ``summary.md``.
 
@@ -41,7 +43,7 @@ class DemoSummary(TypedDict):
     per_vertebra: dict[str, dict[str, Any]]  # vertebra → Dice, identified, centroid error (slices, DRRs)
     mask_mAP50_test: float
     box_mAP50_test: float
-    best_f1_conf: float | None
+    best_f1_conf: float | None  # the validation split's best mask F1 confidence: the one predict used (conf auto)
     model_not_usable: str | None  # the review's verdict when the model is not usable
     dice_per_vertebra: dict[str, float]
     mean_dice: float | None
@@ -104,11 +106,11 @@ def _run_stages(out: Path, opts: DemoOptions) -> DemoSummary:
     ds = out / "dataset"
     ct2yolo(ds, CtOptions.load(opts.ct_config), volume=ex.volume, labels=ex.labels, study="lidc0001", anatomy="spine")
     clock.done("ct2yolo")
-    best, metrics = _train_and_review(ds / "data.yaml", out, opts, clock)
-    lifted = _predict_and_lift(best, ds, out, opts, metrics, clock)
+    best, metrics, val_metrics = _train_and_review(ds / "data.yaml", out, opts, clock)
+    lifted = _predict_and_lift(best, ds, out, opts, val_metrics, clock)
     seg, drr = _evaluate(lifted, ex, out, opts)
     clock.done("eval3d")
-    summary = _summary(out, metrics, seg[0], drr[0], seg[1], drr[1], lifted, clock.seconds)
+    summary = _summary(out, metrics, val_metrics, seg[0], drr[0], seg[1], drr[1], lifted, clock.seconds)
     picture = _picture(ds, out / "predict", out)
     summary["picture"] = None if picture is None else str(picture)
     shown = sanitize(_relative(summary, out, records_paths()), relative_paths=False)
@@ -117,11 +119,13 @@ def _run_stages(out: Path, opts: DemoOptions) -> DemoSummary:
     return summary
 
 
-def _train_and_review(data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clock) -> tuple[Path, ReviewMetrics]:
-    """Fine-tune YOLO11n-seg (train preset ``train_config``), then review it once on the test split.
+def _train_and_review(
+    data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clock
+) -> tuple[Path, ReviewMetrics, ReviewMetrics]:
+    """Fine-tune YOLO11n-seg (train preset ``train_config``), then review it on the validation and test splits.
 
     Returns:
-        The best weights and the review's metrics.
+        The best weights, the test review's metrics (the figures) and the validation review's (the confidence).
     """
     from yolo_spine.review.val import review
     from yolo_spine.train.options import TrainOptions
@@ -153,16 +157,17 @@ def _train_and_review(data_yaml: Path, out: Path, opts: DemoOptions, clock: _Clo
         callbacks=_train_callbacks(opts, topts),
     )
     clock.done("train")
-    log.info("demo: [4/7] review on the held-out test split")
+    log.info("demo: [4/7] review on the validation split (it chooses the confidence) and the held-out test split")
+    val_metrics = review(tr.best, data_yaml, out / "review_val", split="val", imgsz=opts.imgsz, device=opts.device)
     metrics = review(tr.best, data_yaml, out / "review", split="test", imgsz=opts.imgsz, device=opts.device)
     clock.done("review")
-    return tr.best, metrics
+    return tr.best, metrics, val_metrics
 
 
 def _predict_and_lift(
-    best: Path, ds: Path, out: Path, opts: DemoOptions, metrics: ReviewMetrics, clock: _Clock
+    best: Path, ds: Path, out: Path, opts: DemoOptions, val_metrics: ReviewMetrics, clock: _Clock
 ) -> LiftResult:
-    """Predict the held-out test images, then lift the predictions back into the CT's geometry."""
+    """Predict the held-out test images (at the validation review's confidence), then lift them into the CT."""
     from yolo_spine.lift.lift import lift
     from yolo_spine.predict.run import predict
 
@@ -172,8 +177,8 @@ def _predict_and_lift(
         best,
         ds / "images" / "test",
         pred,
-        conf=_demo_conf(opts.conf, metrics),
-        review=out / "review",
+        conf=_demo_conf(opts.conf, val_metrics),
+        review=out / "review_val",
         save_txt=True,
         imgsz=opts.imgsz,
         device=opts.device,
@@ -374,7 +379,7 @@ def _per_vertebra(seg_result: Any, drr_result: Any) -> dict[str, dict[str, Any]]
     return rows
 
 
-def _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds) -> DemoSummary:
+def _summary(out, metrics, val_metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds) -> DemoSummary:
     dice = {}
     if seg_result is not None:
         dice = {name: m.dice for name, m in seg_result.per_class.items() if m.gt_present}
@@ -383,7 +388,7 @@ def _summary(out, metrics, seg_result, drr_result, seg_files, drr_files, lifted,
         "per_vertebra": _per_vertebra(seg_result, drr_result),
         "mask_mAP50_test": metrics["mask"]["mAP50"],
         "box_mAP50_test": metrics["box"]["mAP50"],
-        "best_f1_conf": metrics["best_conf"]["mask"]["all"]["conf"],
+        "best_f1_conf": val_metrics["best_conf"]["mask"]["all"]["conf"],
         "model_not_usable": (metrics.get("usability") or {}).get("message"),
         "dice_per_vertebra": dice,
         "mean_dice": None if seg_result is None or seg_result.mean is None else seg_result.mean.values["dice"],
@@ -455,6 +460,15 @@ def _markdown(s: dict[str, Any]) -> str:
         ],
         "",
         *([f"![predictions over ground truth]({s['picture']})", ""] if s.get("picture") else []),
+        *(
+            [
+                f"Predictions at confidence {s['best_f1_conf']:.3f}: the best mask F1 on the validation split (never "
+                "chosen on test).",
+                "",
+            ]
+            if s.get("best_f1_conf") is not None
+            else []
+        ),
         f"Report: {s['report']}  ",
         f"NIfTI: {s['nifti']}  ",
         f"Seconds per stage: {s['seconds']}",
