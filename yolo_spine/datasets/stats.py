@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolo_spine.io.labels import read_data_yaml, read_yolo_labels
-from yolo_spine.io.xray import XRAY_SUFFIXES
+from yolo_spine.io.xray import list_images
 
 
 @dataclass
@@ -49,7 +49,7 @@ def dataset_stats(data_yaml: str | Path) -> DatasetStats:
     lay = read_data_yaml(data_yaml)
     images, empty, instances = {}, {}, {}
     for split, img_dir in lay.image_dirs.items():
-        files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in XRAY_SUFFIXES) if img_dir.is_dir() else []
+        files = list_images(img_dir)
         images[split] = len(files)
         counts: Counter = Counter()
         n_empty = 0

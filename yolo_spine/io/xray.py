@@ -68,6 +68,17 @@ class XrayImage:
         return self.pixels
 
 
+def list_images(folder: str | Path, suffixes: set[str] | frozenset[str] = XRAY_SUFFIXES) -> list[Path]:
+    """The images directly in ``folder`` (suffix in ``suffixes``, any case), sorted; ``[]`` for a missing folder.
+
+    Sorted by path, as Ultralytics sorts a split's images: the order training lists and reviews rely on.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+
+
 def is_dicom(path: str | Path) -> bool:
     """Return whether a file is DICOM, by suffix or by the ``DICM`` marker at byte 128."""
     path = Path(path)

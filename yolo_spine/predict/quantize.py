@@ -48,12 +48,10 @@ def split_images(data: str | Path, split: str) -> list[Path]:
     """The images of one split of a dataset, sorted (a missing or empty split is a one-sentence error)."""
     from yolo_spine.errors import DataError
     from yolo_spine.io.labels import read_data_yaml
-    from yolo_spine.io.xray import XRAY_SUFFIXES
+    from yolo_spine.io.xray import list_images
 
     folder = read_data_yaml(data).image_dirs.get(split)
-    images = []
-    if folder and folder.is_dir():
-        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in XRAY_SUFFIXES)
+    images = list_images(folder) if folder else []
     if not images:
         raise DataError(f"{data} has no images in a '{split}' split, which the INT8 check needs")
     return images

@@ -213,9 +213,9 @@ def review(
 
     from PIL import Image
 
-    from yolo_spine.io.xray import XRAY_SUFFIXES
+    from yolo_spine.io.xray import list_images
 
-    images = sorted(p for p in lay.image_dirs[split].iterdir() if p.suffix.lower() in XRAY_SUFFIXES)
+    images = list_images(lay.image_dirs[split])
     if not images:
         raise DataError(f"the '{split}' split of {data} has no images")
     sizes = {}

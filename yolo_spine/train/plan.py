@@ -112,9 +112,9 @@ def _image_header(path: Path) -> tuple[int, int, int, int] | None:
 
 
 def _images(folder: Path) -> list[Path]:
-    from yolo_spine.io.xray import RASTER_SUFFIXES
+    from yolo_spine.io.xray import RASTER_SUFFIXES, list_images
 
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in RASTER_SUFFIXES) if folder.is_dir() else []
+    return list_images(folder, RASTER_SUFFIXES)
 
 
 def dataset_fingerprint(data_yaml: str | Path) -> Fingerprint:

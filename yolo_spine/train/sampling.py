@@ -100,9 +100,9 @@ def write_repeat_list(
     """
     from yolo_spine.io.atomic import write_text_atomic
     from yolo_spine.io.labels import read_yolo_labels
-    from yolo_spine.io.xray import RASTER_SUFFIXES
+    from yolo_spine.io.xray import RASTER_SUFFIXES, list_images
 
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in RASTER_SUFFIXES) if image_dir.is_dir() else []
+    images = list_images(image_dir, RASTER_SUFFIXES)
     if not images:
         raise DataError(f"repeat-factor sampling found no training image in {image_dir}")
     class_sets = []
