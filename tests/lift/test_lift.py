@@ -246,7 +246,8 @@ def test_largest_cc_and_order_fix(tmp_path: Path, spine_volume: np.ndarray) -> N
     np.testing.assert_array_equal(plain, dup)  # without --order-fix nothing is relabelled
 
 
-def test_input_errors_and_accounting(tmp_path: Path, spine_volume: np.ndarray) -> None:
+def test_input_errors_and_accounting(tmp_path: Path, spine_volume: np.ndarray, monkeypatch) -> None:
+    import yolo_spine.lift.io as lift_io
     from yolo_spine.errors import OutputExistsError
     from yolo_spine.lift.lift import lift
 
@@ -259,9 +260,13 @@ def test_input_errors_and_accounting(tmp_path: Path, spine_volume: np.ndarray) -
     with pytest.raises(UserError, match="choose one with --study"):
         lift(root, tmp_path / "x.nii.gz")
     (root / "labels" / "test" / "orphan.txt").write_text("0 0.1 0.1 0.2 0.1 0.2 0.2\n")
+    parsed: list[str] = []
+    read_sidecar = lift_io.read_sidecar
+    monkeypatch.setattr(lift_io, "read_sidecar", lambda p: parsed.append(Path(p).stem) or read_sidecar(p))
     res = lift(root, tmp_path / "x.nii.gz", study="synthetic-1")
     assert res.counts["labels_without_sidecar"] == 1
-    assert res.counts["other_studies"] == SIZE[1]
+    assert res.counts["other_studies"] == SIZE[1]  # counted from their names: never parsed
+    assert parsed and all(stem.startswith("synthetic-1_") for stem in parsed), parsed
     np.testing.assert_array_equal(_read(res.labels)[0], spine_volume)
     with pytest.raises(OutputExistsError):
         lift(root, tmp_path / "x.nii.gz", study="synthetic-1")

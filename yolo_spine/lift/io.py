@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,15 +124,20 @@ def read_lift_inputs(
     if not index:
         where = sidecars or labels_dir
         raise UserError(f"no CT sidecars found under {where}; point --sidecars at the ct2yolo output folder")
-    side = {stem: read_sidecar(p) for stem, p in index.items()}
+    # ct2yolo names a study's files <study>_*: with --study, only those sidecars are read (a batch over thousands
+    # of studies would otherwise parse every study's sidecars once per study); the others count as other studies.
+    # Files renamed away from that pattern: every sidecar is read, as without --study.
+    named = [stem for stem in index if study is not None and stem.startswith(f"{study}_")]
+    chosen = named or list(index)
+    side = {stem: read_sidecar(index[stem]) for stem in chosen}
     study = _one_study(side, study)
-    label_files, unmatched = _label_files(labels_dir, split, side)
+    label_files, unmatched = _label_files(labels_dir, split, index.keys())
     counts = Counter(
         label_files=len(label_files),
         labels_without_sidecar=len(unmatched),
         sidecars=0,
         sidecars_without_labels=0,
-        other_studies=0,
+        other_studies=len(index) - len(chosen),
         other_planes=0,
         box_rows=0,
         malformed_rows=0,
@@ -166,7 +172,7 @@ def _one_study(side: dict[str, dict[str, Any]], study: str | None) -> str:
 
 
 def _label_files(
-    labels_dir: Path, split: str | None, side: dict[str, dict[str, Any]]
+    labels_dir: Path, split: str | None, sidecar_stems: Iterable[str]
 ) -> tuple[dict[str, Path], list[str]]:
     """The label files by stem, and the stems that have no sidecar (warned about; all of them is an error).
 
@@ -175,7 +181,8 @@ def _label_files(
     """
     label_root = _label_dir(labels_dir, split)
     label_files = {p.stem: p for p in sorted(label_root.rglob("*.txt"))}
-    unmatched = sorted(stem for stem in label_files if stem not in side)
+    stems = set(sidecar_stems)  # every sidecar found, of any study
+    unmatched = sorted(stem for stem in label_files if stem not in stems)
     if label_files and len(unmatched) == len(label_files):
         raise UserError(
             f"none of the {len(label_files)} label files in {label_root} has a sidecar (first: {unmatched[0]}.txt); "
