@@ -256,6 +256,11 @@ def budget_lines(results: list[dict[str, Any]], rate: float | None) -> list[str]
 
 
 def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], work: Path, rate: float | None = None) -> str:
+    from yolo_spine.demo.options import DemoOptions
+    from yolo_spine.train.options import TrainOptions
+
+    demo_opts = DemoOptions.load(None)
+    recipe = TrainOptions.load(demo_opts.train_config)
     rows = [
         "| approach | epochs | test mask mAP50 | test box mAP50 | test mask mAP50-95 | training s (load at end) | "
         "mask mAP50 per point (epoch: value) |",
@@ -283,7 +288,8 @@ def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], work: Path
             "phantom checkpoint never saw the example CT. The recipe before issue 13 (from scratch, nbs 64, mosaic) "
             "reached 0.005 after its 30 epochs (issue 13's measurement; `--approach today` re-runs it). The demo "
             "itself (`--demo-runs`, table below) trains `configs/train/demo.yaml` at 320 px (with repeat-factor "
-            "sampling of the rarest levels, `repeat_threshold` 0.5) for a 12-minute budget "
+            f"sampling of the rarest levels, `repeat_threshold` {recipe.repeat_threshold:g}) for a "
+            f"`train_budget` of {demo_opts.train_budget} "
             "(the epochs each run trained are in the table below) from the packaged checkpoint, then reviews, "
             "predicts, lifts (filling "
             "gaps of up to 20 slices between held-out slabs) and scores. Which checkpoint each approach's row started "
