@@ -46,13 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     cam = drr.make_camera(geom, det, "ap", iso)
     mass = renderer.render_materials(cam, args.size)
     pixel_mm = det.sdd_mm / float(cam.K[0, 0])
+    # as ct2yolo passes them: the CT voxel's blur already in the DRR, the collimator edge's penumbra
+    optics = {
+        "source_sigma_mm": R.ct_footprint_sigma_mm(geom.spacing_xyz, det.sdd_mm / det.sod_mm),
+        "sdd_mm": det.sdd_mm,
+    }
     panels = [("off", drr.display_radiograph(renderer.render_image(cam, args.size), (0.5, 99.5)))]
     for name, draws in (("physics", 1), ("randomized", 3)):
         preset = R.load_preset(name)
         for k in range(draws):
             rng = R.image_rng(0, f"phantom{args.seed}_drr_ap_p{k:03d}")
             params = R.draw_parameters(preset, rng)
-            look = R.apply_realism(mass, params, pixel_mm, det.sdd_mm / det.sod_mm, "R", rng)
+            look = R.apply_realism(mass, params, pixel_mm, det.sdd_mm / det.sod_mm, "R", rng, **optics)
             panels.append((name if draws == 1 else f"{name} #{k + 1}", look.pixels))
     tiles = []
     for title, gray in panels:

@@ -152,6 +152,51 @@ def test_detector_blur_lowers_the_edge_response():
     assert _edge_strength(focal.signal) < 0.9 * e_sharp  # geometric unsharpness of the focal spot
 
 
+def test_detector_blur_adds_only_what_the_ct_voxels_have_not_blurred():
+    # a DRR images the CT, already blurred by its voxels: the detector's σ is added in quadrature beyond that
+    tissue = np.full((96, 96), 100.0, np.float32)
+    bone = np.zeros_like(tissue)
+    bone[:, 48:] = 20.0
+    p = _params(detector_sigma_mm=1.0, detector_kerma_ugy=500.0)
+
+    def det(source: float):
+        return R.detector_image(
+            _slabs(tissue, bone), p, PIXEL_MM, 1.0, "R", np.random.default_rng(3), source_sigma_mm=source
+        )
+
+    full, partial, none = det(0.0), det(0.6), det(1.2)
+    sharp = R.detector_image(
+        _slabs(tissue, bone), _params(detector_kerma_ugy=500.0), PIXEL_MM, 1.0, "R", np.random.default_rng(3)
+    )
+    np.testing.assert_array_equal(none.signal, sharp.signal)  # the CT is already blurrier: nothing added
+    assert none.record["added_blur_sigma_mm"] == 0.0 and none.record["blur_sigma_mm"] == 1.0
+    assert partial.record["added_blur_sigma_mm"] == pytest.approx(0.8, abs=1e-4)  # sqrt(1.0² − 0.6²)
+    assert _edge_strength(full.signal) < _edge_strength(partial.signal) < _edge_strength(none.signal)
+    # the finest voxel edge, projected: 0.7 mm voxels at magnification 1.25 → 0.7·1.25/√12
+    assert R.ct_footprint_sigma_mm((0.7, 0.7, 2.5), 1.25) == pytest.approx(0.7 * 1.25 / 12**0.5)
+
+
+def test_collimator_edge_has_the_focal_spot_penumbra():
+    tissue = np.full((64, 160), 100.0, np.float32)
+    p = _params(collimation_left=0.25, focal_spot_mm=1.2, collimator_mm=200.0, detector_kerma_ugy=500.0)
+    soft = R.detector_image(_slabs(tissue), p, PIXEL_MM, 1.0, "R", np.random.default_rng(2), sdd_mm=1000.0)
+    hard = R.detector_image(_slabs(tissue), p, PIXEL_MM, 1.0, "R", np.random.default_rng(2))  # parallel beam
+    assert soft.record["collimator_penumbra_mm"] == pytest.approx(1.2 * 800.0 / 200.0)  # focal spot · (SDD−d)/d
+    row = soft.expected[32] / soft.expected[32, -1]
+    edge = 40 - 0.5  # the window's nominal edge (25 % of 160 columns)
+    centre = np.interp(0.5, row[:80], np.arange(80))
+    assert centre == pytest.approx(edge, abs=0.3)  # the nominal edge passes half the primary
+    rise = np.interp(0.9, row[:80], np.arange(80)) - np.interp(0.1, row[:80], np.arange(80))
+    sigma_px = 4.8 / PIXEL_MM / 2.355
+    assert rise == pytest.approx(2.563 * sigma_px, rel=0.1)  # 10-90 % of an error function: 2.563 σ
+    assert np.allclose(row[100:], 1.0)  # the open sides keep the full beam
+    assert (hard.expected[32, :40] == 0).all() and np.allclose(hard.expected[32, 40:] / hard.expected[32, -1], 1.0)
+    img = R.clinical_look(soft, p, PIXEL_MM)
+    assert (img[:, :15] == 255).all()  # far outside: white
+    assert img[32, 36:44].min() < 255 and np.diff(img[32, 30:50].astype(int)).max() < 128  # a soft border
+    np.testing.assert_array_equal(soft.visible, hard.visible)  # labels are clipped at the nominal edge either way
+
+
 def test_heel_effect_falls_from_cathode_to_anode():
     tissue = np.full((128, 64), 100.0, np.float32)
     det = R.detector_image(
@@ -230,6 +275,18 @@ def test_material_slab_sums_equal_the_slabs_of_the_material_volumes(axis):
     assert slabs.shape == (*ref[0][0].shape, 3)
     for m in range(3):
         np.testing.assert_allclose(slabs[..., m], ref[m][0], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("group", [1, 2, 4, 5])
+def test_group_sums_equal_reduceat_also_with_a_short_last_run(axis, group):
+    from yolo_spine.ct import shearwarp
+
+    arr = np.random.default_rng(3).uniform(-1.0, 2.0, (23, 19, 37)).astype(np.float32)  # no group divides all
+    ref = np.add.reduceat(arr, np.arange(0, arr.shape[axis], group), axis=axis, dtype=np.float32)
+    out = shearwarp.group_sums(arr, group, axis)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
 
 
 def test_material_slab_sums_of_several_axes_in_one_pass_equal_each_axis_alone():

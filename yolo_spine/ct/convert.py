@@ -651,7 +651,14 @@ def _realistic(
     pixel_mm = 1.0 / float(cam.K[0, 0]) * (1.0 if det.orthographic else det.sdd_mm)
     magnification = 1.0 if det.orthographic else det.sdd_mm / det.sod_mm
     look = realism_mod.apply_realism(
-        renderer.render_materials(cam, size), params, pixel_mm, magnification, "R" if view == "ap" else "L", rng
+        renderer.render_materials(cam, size),
+        params,
+        pixel_mm,
+        magnification,
+        "R" if view == "ap" else "L",
+        rng,
+        source_sigma_mm=realism_mod.ct_footprint_sigma_mm(renderer.geom.spacing_xyz, magnification),
+        sdd_mm=None if det.orthographic else det.sdd_mm,
     )
     look.record = {"preset": preset.name, "seed": options.realism.seed, **look.record}
     return look

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from yolo_spine.ct import shearwarp
 from yolo_spine.errors import UserError
 
 log = logging.getLogger("yolo_spine")
@@ -105,6 +106,7 @@ NUMERIC: dict[str, tuple[float, float]] = {
     "unsharp_sigma_mm": (0.1, 100.0),
     "collimation": (0.0, 0.3),
     "marker": (0.0, 1.0),
+    "collimator_mm": (20.0, 1000.0),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "lut": ("linear", "gamma", "sigmoid"),
@@ -344,17 +346,13 @@ def material_slab_sums_axes(
         x = hu[a : a + block].astype(np.float32, copy=False)
         rho = _density(x)
         air, bone = np.where(x < air_max_hu, rho, zero), np.where(x >= bone_min_hu, rho, zero)
-        for along, group, starts, _, out in plans.values():
-            if along == 0:
-                local = starts[(starts >= a) & (starts < a + x.shape[0])] - a
-                rows = slice(a // group, a // group + len(local))
-                total, air_s, bone_s = (np.add.reduceat(v, local, axis=0) for v in (rho, air, bone))
-            else:  # (slabs, block rows, cols)
-                rows = slice(a, a + x.shape[0])
-                total, air_s, bone_s = (
-                    np.moveaxis(np.add.reduceat(v, starts, axis=along), along, 0) for v in (rho, air, bone)
-                )
-            dest = out[rows] if along == 0 else out[:, rows]
+        for along, group, _, _, out in plans.values():
+            # blocks along k start at a multiple of the group, so their runs are the slabs' own
+            total, air_s, bone_s = (
+                np.moveaxis(shearwarp.group_sums(v, group, along), along, 0) for v in (rho, air, bone)
+            )
+            # along k: this block's slabs; otherwise its rows of every slab, (slabs, block rows, cols)
+            dest = out[a // group : a // group + total.shape[0]] if along == 0 else out[:, a : a + x.shape[0]]
             dest[..., 0] = air_s
             dest[..., 2] = bone_s
             np.subtract(total, air_s, out=total)
@@ -513,6 +511,7 @@ class DetectorImage:
         body: ``(h, w)`` bool, pixels the body covers (transmission below 0.98).
         record: Drawn parameters and derived quantities.
         field: ``(h, w)`` bool, the collimator window (the exposed field); all True without collimation.
+        profile: ``(h, w)`` float32, the share of the primary the collimator lets through (its edges' penumbra).
     """
 
     signal: np.ndarray
@@ -522,6 +521,7 @@ class DetectorImage:
     body: np.ndarray
     record: dict[str, Any]
     field: np.ndarray | None = None
+    profile: np.ndarray | None = None
 
 
 def detector_image(
@@ -531,6 +531,8 @@ def detector_image(
     magnification: float,
     marker_text: str,
     rng: np.random.Generator,
+    source_sigma_mm: float = 0.0,
+    sdd_mm: float | None = None,
 ) -> DetectorImage:
     """Simulate the detector signal of one view from its material line integrals.
 
@@ -543,6 +545,12 @@ def detector_image(
             focal spot's geometric unsharpness.
         marker_text: Letter of the side marker (``R`` or ``L``).
         rng: The image's generator (after :func:`draw_parameters`): noise and marker corner.
+        source_sigma_mm: Unsharpness the line integrals already carry, as a Gaussian σ at the detector plane
+            (the CT voxel's footprint, :func:`ct_footprint_sigma_mm`). A real radiograph images sharp anatomy
+            through the detector's blur alone; a DRR images the CT, already blurred by its voxels. So only what
+            the detector adds beyond that is applied, in quadrature: ``sqrt(max(σ_det² − σ_source², 0))``.
+        sdd_mm: Source-detector distance, for the collimator edge's penumbra (``None``: a parallel beam, whose
+            collimator edge is sharp).
     """
     p = params
     h, w = mass_mm.shape[:2]
@@ -557,8 +565,12 @@ def detector_image(
     field = _heel_field((h, w), p["heel"], p["cathode_side"])
     collimated = np.zeros((h, w), np.float32)
     collimated[window[1] : window[3], window[0] : window[2]] = 1.0
-    primary = open_quanta * t * field * collimated
-    scatter = scatter_field(primary, t, body, p["scatter_to_primary"], p["scatter_sigma_mm"] / pixel_mm)
+    penumbra_mm = _collimator_penumbra_mm(p["focal_spot_mm"], p["collimator_mm"], sdd_mm)
+    profile = _field_profile((h, w), window, cl, penumbra_mm / pixel_mm)
+    primary = open_quanta * t * field * profile
+    # the ratio is set over the body inside the window (the penumbra's tails carry almost no primary)
+    in_window = body & (collimated > 0)
+    scatter = scatter_field(primary, t, in_window, p["scatter_to_primary"], p["scatter_sigma_mm"] / pixel_mm)
     expected = primary + scatter
     visible = collimated.astype(bool)
     record: dict[str, Any] = {**p}
@@ -570,7 +582,8 @@ def detector_image(
     counts = rng.poisson(np.maximum(expected, 0.0)).astype(np.float32)
     sigma_fs = p["focal_spot_mm"] * max(magnification - 1.0, 0.0) / 2.355  # FWHM → σ
     sigma = float(np.hypot(p["detector_sigma_mm"], sigma_fs))
-    signal = mtf_blur(counts, pixel_mm, sigma, p["glare_fraction"], p["glare_gamma_mm"])
+    added = float(np.sqrt(max(sigma**2 - float(source_sigma_mm) ** 2, 0.0)))
+    signal = mtf_blur(counts, pixel_mm, added, p["glare_fraction"], p["glare_gamma_mm"])
     signal += rng.normal(0.0, p["electronic_noise_quanta"], signal.shape).astype(np.float32)
     e, wts = spectrum(p["kvp"], p["filtration_mm_al"])
     record.update(
@@ -579,10 +592,62 @@ def detector_image(
         open_field_quanta_per_px=round(float(open_quanta), 1),
         body_median_transmission=round(t_ref, 5),
         blur_sigma_mm=round(sigma, 4),
+        source_sigma_mm=round(float(source_sigma_mm), 4),
+        added_blur_sigma_mm=round(added, 4),
+        collimator_penumbra_mm=round(penumbra_mm, 3),
         pixel_mm=round(float(pixel_mm), 5),
     )
     field_mask = collimated.astype(bool)
-    return DetectorImage(signal, expected.astype(np.float32), float(open_quanta), visible, body, record, field_mask)
+    return DetectorImage(
+        signal, expected.astype(np.float32), float(open_quanta), visible, body, record, field_mask, profile
+    )
+
+
+def ct_footprint_sigma_mm(spacing_xyz: Sequence[float], magnification: float) -> float:
+    """Gaussian σ (mm at the detector) of the finest CT voxel edge projected there: ``min(spacing)·m/√12``.
+
+    A voxel is a box; its width ``d`` blurs like a Gaussian of σ = d/√12. The finest spacing is used, so the
+    estimate errs toward adding detector blur (the CT's reconstruction kernel and coarser axes blur more).
+    """
+    return float(min(float(s) for s in spacing_xyz)) * float(magnification) / float(np.sqrt(12.0))
+
+
+def _collimator_penumbra_mm(focal_spot_mm: float, collimator_mm: float, sdd_mm: float | None) -> float:
+    """Geometric unsharpness of the collimator's edge at the detector: ``focal spot · (SDD − d_c)/d_c``.
+
+    The blades sit close to the focal spot (``collimator_mm`` from it), so their edge is magnified about
+    ``SDD/d_c`` times as much as anatomy's: centimetre-wide soft borders, not a pixel-sharp step.
+    """
+    if sdd_mm is None or collimator_mm >= sdd_mm:
+        return 0.0
+    return float(focal_spot_mm) * (float(sdd_mm) - float(collimator_mm)) / float(collimator_mm)
+
+
+def _field_profile(
+    shape: tuple[int, int], window: tuple[int, int, int, int], sides: Sequence[int], penumbra_px: float
+) -> np.ndarray:
+    """Share of the primary that passes the collimator: 1 inside, an error-function ramp across each closed side.
+
+    ``penumbra_px`` is the ramp's FWHM; the nominal edge (the window's pixel edge) passes half. Sides the
+    collimator does not close (``sides`` 0, in left, top, right, bottom order) stay open.
+    """
+    from scipy.special import ndtr
+
+    h, w = shape
+    sigma = penumbra_px / 2.355
+    prof = []
+    for n, lo, hi, lo_closed, hi_closed in (
+        (w, window[0], window[2], sides[0], sides[2]),
+        (h, window[1], window[3], sides[1], sides[3]),
+    ):
+        x = np.arange(n, dtype=np.float64)
+        if sigma > 0:
+            a = ndtr((x - (lo - 0.5)) / sigma) if lo_closed else np.ones(n)
+            b = ndtr(((hi - 0.5) - x) / sigma) if hi_closed else np.ones(n)
+            prof.append(a * b)
+        else:
+            prof.append(((x >= lo) & (x < hi)).astype(np.float64))
+    return (prof[1][:, None] * prof[0][None, :]).astype(np.float32)
 
 
 def clinical_look(det: DetectorImage, params: Mapping[str, Any], pixel_mm: float) -> np.ndarray:
@@ -611,7 +676,10 @@ def clinical_look(det: DetectorImage, params: Mapping[str, Any], pixel_mm: float
     if p["unsharp_amount"] > 0:
         x = np.clip(x + p["unsharp_amount"] * (x - _smooth(x, p["unsharp_sigma_mm"] / pixel_mm)), 0.0, 1.0)
     x = look_up(x, p["lut"], p["lut_gamma"], p["lut_sigmoid_gain"])
-    x[outside] = 1.0
+    if outside.any() and det.profile is not None:  # white outside, reached across the edge's penumbra
+        x = det.profile * x + (1.0 - det.profile)
+    elif outside.any():
+        x[outside] = 1.0
     return (x * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -622,9 +690,11 @@ def apply_realism(
     magnification: float,
     marker_text: str,
     rng: np.random.Generator,
+    source_sigma_mm: float = 0.0,
+    sdd_mm: float | None = None,
 ) -> RealismResult:
     """The realistic radiograph of one view: :func:`detector_image` then :func:`clinical_look` (same arguments)."""
-    det = detector_image(mass_mm, params, pixel_mm, magnification, marker_text, rng)
+    det = detector_image(mass_mm, params, pixel_mm, magnification, marker_text, rng, source_sigma_mm, sdd_mm)
     return RealismResult(pixels=clinical_look(det, params, pixel_mm), visible=det.visible, record=det.record)
 
 
