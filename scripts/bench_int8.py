@@ -35,7 +35,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts._bench import ROOT, command_line, git_rev, machine, write_section
-from yolo_spine.predict.quantize import fake_quantize_ops, split_images
+from yolo_spine.io.labels import split_images
+from yolo_spine.predict.quantize import fake_quantize_ops
 
 #: What this section measures (scripts/check_benchmarks.py).
 MEASURES = ["scripts/bench_int8.py", "yolo_spine/predict/export.py", "configs/export/"]

@@ -36,9 +36,13 @@ class _Stubs:
         kw["out"].mkdir()
         return AccuracyAwareRecord(1.0, 5, 60, kw["tuning_split"], 3, [0.3, 0.2, 0.3])
 
-    def measure(self, fp32: Path, int8: Path, data: Path, opts: Any, images: int, scratch: Path) -> Any:
+    def measure(
+        self, fp32: Path, int8: Path, data: Path, opts: Any, images: int, scratch: Path, fp32_scores: Any = None
+    ) -> Any:
         from yolo_spine.predict.export import Int8Check
 
+        if fp32_scores is None:
+            self.calls.append("fp32")  # the FP32 model validated (again)
         drop = self.drops["aa" if "_aa_" in int8.name else "plain"]
         return Int8Check(opts.eval_split, opts.calibration_split, images, 0.3, 0.3 - drop / 100, 0.6, 0.6, drop,
                          opts.max_drop, drop <= opts.max_drop)  # fmt: skip
@@ -66,13 +70,15 @@ def _int8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, plain_drop
 
 def test_auto_keeps_a_plain_model_within_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (folder, check), calls = _int8(tmp_path, monkeypatch, "auto", plain_drop=0.5, aa_drop=0.1)
-    assert calls == ["plain"] and folder.name == "plain_int8_openvino_model"
+    assert calls == ["plain", "fp32"] and folder.name == "plain_int8_openvino_model"
     assert check.method == "post-training" and check.post_training_drop_points is None and check.passed
 
 
 def test_auto_falls_back_to_accuracy_aware_when_plain_misses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (folder, check), calls = _int8(tmp_path, monkeypatch, "auto", plain_drop=3.0, aa_drop=0.2)
-    assert calls == ["plain", "aa"] and folder.name == "best_int8_aa_openvino_model"
+    # FP32 validated once: the accuracy-aware model's check reuses the plain check's FP32 figures
+    assert calls == ["plain", "fp32", "aa"] and folder.name == "best_int8_aa_openvino_model"
+    assert check.fp32_mask_map50_95 == 0.3 and check.fp32_mask_map50 == 0.6
     assert check.method == "accuracy-aware" and check.post_training_drop_points == 3.0 and check.drop_points == 0.2
     assert check.accuracy_aware["tuning_split"] == "val" and check.accuracy_aware["fake_quantize"] == 60
     said = check.sentence()
@@ -83,13 +89,21 @@ def test_never_refuses_and_always_skips_the_plain_model(tmp_path: Path, monkeypa
     (tmp_path / "never").mkdir()
     (tmp_path / "always").mkdir()
     refused, calls = _int8(tmp_path / "never", monkeypatch, "never", plain_drop=3.0, aa_drop=0.2)
-    assert isinstance(refused, UserError) and "refusing to write the INT8 model" in str(refused) and calls == ["plain"]
+    assert (
+        isinstance(refused, UserError)
+        and "refusing to write the INT8 model" in str(refused)
+        and calls == ["plain", "fp32"]
+    )
     (folder, check), calls = _int8(tmp_path / "always", monkeypatch, "always", plain_drop=0.1, aa_drop=0.2)
-    assert calls == ["aa"] and folder.name == "best_int8_aa_openvino_model" and check.post_training_drop_points is None
+    assert (
+        calls == ["aa", "fp32"]
+        and folder.name == "best_int8_aa_openvino_model"
+        and check.post_training_drop_points is None
+    )
     assert check.method == "accuracy-aware" and check.passed
 
 
 def test_an_accuracy_aware_model_that_still_misses_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     refused, calls = _int8(tmp_path, monkeypatch, "auto", plain_drop=3.0, aa_drop=1.5)
-    assert calls == ["plain", "aa"] and isinstance(refused, UserError)
+    assert calls == ["plain", "fp32", "aa"] and isinstance(refused, UserError)
     assert "accuracy-aware quantisation" in str(refused) and "exceeds --max-drop" in str(refused)

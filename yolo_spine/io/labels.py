@@ -179,6 +179,23 @@ class DatasetLayout:
     anatomy: str | None
 
 
+def split_images(data_yaml: str | Path, split: str, needed_for: str = "this step") -> list[Path]:
+    """The images of one split of a dataset, sorted; a missing or empty split is a one-sentence error.
+
+    Args:
+        data_yaml: The dataset's ``data.yaml``.
+        split: ``train``, ``val`` or ``test``.
+        needed_for: What needs the split, for the error message.
+    """
+    from yolo_spine.io.xray import list_images
+
+    folder = read_data_yaml(data_yaml).image_dirs.get(split)
+    images = list_images(folder) if folder else []
+    if not images:
+        raise DataError(f"{data_yaml} has no images in a '{split}' split, which {needed_for} needs")
+    return images
+
+
 def read_data_yaml(data_yaml: str | Path) -> DatasetLayout:
     """Resolve a ``data.yaml`` into folders and names.
 

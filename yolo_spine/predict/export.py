@@ -158,11 +158,11 @@ def export_model(
     if data is not None and not Path(data).is_file():
         raise UserError(f"dataset not found: {data}")
     if int8 and data is not None:  # (int8 without data was refused above)
-        from yolo_spine.predict.quantize import split_images
+        from yolo_spine.io.labels import split_images
 
         for split in {opts.calibration_split, opts.tuning_split} - {opts.eval_split}:
-            split_images(data, split)  # a missing split is an error before any work
-        n_eval = len(split_images(data, opts.eval_split))
+            split_images(data, split, "the INT8 check")  # a missing split is an error before any work
+        n_eval = len(split_images(data, opts.eval_split, "the INT8 check"))
     require_export_dependencies(format, int8)
     out = Path(out) if out else default_export_path(weights, format, int8)
     with atomic_output(out, overwrite, is_dir=False) as target:
@@ -201,49 +201,61 @@ def _int8(
     Raises:
         UserError: The INT8 model's drop exceeds ``max_drop`` (nothing is written).
     """
-    from yolo_spine.predict.quantize import accuracy_aware_int8
-
-    check: Int8Check | None = None
-    exported = fp32
+    plain: Int8Check | None = None
     if opts.accuracy_aware != "always":
         # quantize=8: Ultralytics' name (`int8` is deprecated); calibration on calibration_split only
         int8_args = {**args, "quantize": 8, "data": str(data), "split": opts.calibration_split}
         exported = _run_export(model, int8_args, "openvino")
-        check = measure_int8_drop(fp32, exported, data, opts, n_eval, scratch=work)
-        log.log(logging.WARNING if check.vacuous else logging.INFO, "%s", check.sentence())
-    if opts.accuracy_aware == "always" or (opts.accuracy_aware == "auto" and check is not None and not check.passed):
-        log.info(
-            "accuracy-aware INT8: returning the most sensitive layers to FP32 until mask mAP50-95 on %s is within "
-            "%g points (minutes: it validates once per step) ...",
-            opts.tuning_split,
-            opts.max_drop,
-        )
-        aa_dir = work / f"{fp32.name.removesuffix('_openvino_model')}_int8_aa_openvino_model"
-        record = accuracy_aware_int8(
-            fp32,
-            data,
-            calibration_split=opts.calibration_split,
-            tuning_split=opts.tuning_split,
-            size=_square(_export_imgsz(fp32)),
-            max_drop=opts.max_drop,
-            out=aa_dir,
-            scratch=work / "accuracy_aware",
-        )
-        plain = check.drop_points if check is not None else None
-        check = replace(
-            measure_int8_drop(fp32, aa_dir, data, opts, n_eval, scratch=work),
-            method="accuracy-aware",
-            post_training_drop_points=plain,
-            accuracy_aware=asdict(record),
-        )
-        exported = aa_dir
-        log.log(logging.WARNING if check.vacuous else logging.INFO, "%s", check.sentence())
-    if check is None or not check.passed:
+        plain = measure_int8_drop(fp32, exported, data, opts, n_eval, scratch=work)
+        log.log(logging.WARNING if plain.vacuous else logging.INFO, "%s", plain.sentence())
+        if plain.passed or opts.accuracy_aware == "never":
+            return exported, _guard(plain)
+    exported, check = _accuracy_aware(fp32, data, opts, n_eval, work, plain)
+    return exported, _guard(check)
+
+
+def _accuracy_aware(
+    fp32: Path, data: Path, opts: ExportOptions, n_eval: int, work: Path, plain: Int8Check | None
+) -> tuple[Path, Int8Check]:
+    """NNCF's accuracy-aware INT8 of the FP32 export, checked like the plain one (FP32 scored once: ``plain``'s)."""
+    from yolo_spine.predict.quantize import accuracy_aware_int8
+
+    log.info(
+        "accuracy-aware INT8: returning the most sensitive layers to FP32 until mask mAP50-95 on %s is within "
+        "%g points (minutes: it validates once per step) ...",
+        opts.tuning_split,
+        opts.max_drop,
+    )
+    aa_dir = work / f"{fp32.name.removesuffix('_openvino_model')}_int8_aa_openvino_model"
+    record = accuracy_aware_int8(
+        fp32,
+        data,
+        calibration_split=opts.calibration_split,
+        tuning_split=opts.tuning_split,
+        size=_square(_export_imgsz(fp32)),
+        max_drop=opts.max_drop,
+        out=aa_dir,
+        scratch=work / "accuracy_aware",
+    )
+    fp32_scores = None if plain is None else (plain.fp32_mask_map50_95, plain.fp32_mask_map50)
+    check = replace(
+        measure_int8_drop(fp32, aa_dir, data, opts, n_eval, scratch=work, fp32_scores=fp32_scores),
+        method="accuracy-aware",
+        post_training_drop_points=None if plain is None else plain.drop_points,
+        accuracy_aware=asdict(record),
+    )
+    log.log(logging.WARNING if check.vacuous else logging.INFO, "%s", check.sentence())
+    return aa_dir, check
+
+
+def _guard(check: Int8Check) -> Int8Check:
+    """``check`` when its drop is within ``--max-drop``; otherwise refuse in one sentence."""
+    if not check.passed:
         raise UserError(
-            f"refusing to write the INT8 model: {check.sentence() if check else 'no check'} exceeds --max-drop; "
-            "nothing was written (calibrate on more images, raise --max-drop, or use FP32 OpenVINO)"
+            f"refusing to write the INT8 model: {check.sentence()} exceeds --max-drop; nothing was written "
+            "(calibrate on more images, raise --max-drop, or use FP32 OpenVINO)"
         )
-    return exported, check
+    return check
 
 
 def _square(size: int | list[int]) -> int:
@@ -299,7 +311,15 @@ def mask_map(model_path: Path, data: Path, split: str, imgsz: int | list[int], s
     return float(metrics.seg.map), float(metrics.seg.map50)
 
 
-def measure_int8_drop(fp32: Path, int8: Path, data: Path, opts: ExportOptions, images: int, scratch: Path) -> Int8Check:
+def measure_int8_drop(
+    fp32: Path,
+    int8: Path,
+    data: Path,
+    opts: ExportOptions,
+    images: int,
+    scratch: Path,
+    fp32_scores: tuple[float, float] | None = None,
+) -> Int8Check:
     """Validate the FP32 and the INT8 OpenVINO exports on ``opts.eval_split`` and compare their mask mAP50-95.
 
     Args:
@@ -309,12 +329,13 @@ def measure_int8_drop(fp32: Path, int8: Path, data: Path, opts: ExportOptions, i
         opts: Export options (``eval_split``, ``calibration_split``, ``max_drop``).
         images: Images in the split (recorded).
         scratch: A folder for the validator's run files.
+        fp32_scores: The FP32 model's ``(mask mAP50-95, mask mAP50)`` on that split when already measured.
 
     Returns:
         The figures and whether the drop is within ``opts.max_drop``.
     """
     imgsz = _export_imgsz(int8)
-    fp32_map, fp32_map50 = mask_map(fp32, data, opts.eval_split, imgsz, scratch)
+    fp32_map, fp32_map50 = fp32_scores or mask_map(fp32, data, opts.eval_split, imgsz, scratch)
     int8_map, int8_map50 = mask_map(int8, data, opts.eval_split, imgsz, scratch)
     drop = 100.0 * (fp32_map - int8_map)
     return Int8Check(

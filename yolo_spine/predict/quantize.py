@@ -44,19 +44,6 @@ class AccuracyAwareRecord:
     split_metrics: list[float] = field(default_factory=list)
 
 
-def split_images(data: str | Path, split: str) -> list[Path]:
-    """The images of one split of a dataset, sorted (a missing or empty split is a one-sentence error)."""
-    from yolo_spine.errors import DataError
-    from yolo_spine.io.labels import read_data_yaml
-    from yolo_spine.io.xray import list_images
-
-    folder = read_data_yaml(data).image_dirs.get(split)
-    images = list_images(folder) if folder else []
-    if not images:
-        raise DataError(f"{data} has no images in a '{split}' split, which the INT8 check needs")
-    return images
-
-
 def preprocess(path: Path, size: int) -> Any:
     """An image as the exported network takes it: letterboxed like the validator's, RGB, float32 in 0..1.
 
@@ -139,13 +126,13 @@ def accuracy_aware_int8(
     import yaml
     from nncf.openvino.engine import OVCompiledModelEngine
 
-    from yolo_spine.io.labels import read_data_yaml
+    from yolo_spine.io.labels import read_data_yaml, split_images
     from yolo_spine.predict.export import mask_map
     from yolo_spine.ultra import quiet_loggers
 
     names = dict(enumerate(read_data_yaml(data).names))
-    calib = split_images(data, calibration_split)
-    tuning = split_images(data, tuning_split)
+    calib = split_images(data, calibration_split, "INT8 calibration")
+    tuning = split_images(data, tuning_split, "accuracy-aware INT8 tuning")
     scratch.mkdir(parents=True, exist_ok=True)
     calls = {"n": 0}
     split_metrics: list[float] = []
