@@ -570,7 +570,8 @@ def _card_markdown(card: Mapping[str, Any]) -> str:
         f"created {card['created_utc']}",
         f"- Epochs completed: {card['epochs_completed']}"
         + (
-            f" of a {card['recipe']['epochs']}-epoch schedule (stopped there; `--resume` continues it)"
+            f" of a {card['recipe']['epochs']}-epoch schedule (stopped there; `--resume` continues it from the run's "
+            "work folder, which holds the optimiser state and is not shipped)"
             if card["in_progress"]
             else ""
         )
