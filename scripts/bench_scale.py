@@ -543,9 +543,10 @@ def plan(res: dict[str, Any], node_mem_gib: float) -> list[str]:
         "under 64 KiB) and returns no record (the driver reads it from the work folder); images never travel "
         "through Ray. Ray's cost is per command (its worker processes start per job, above), not per study: "
         "`--task-batch` (automatic: up to 8 studies per task for long lists) only saves the ms-sized round trips.",
-        "5. Not measured here: `lift --csv` over one dataset reads every study's sidecars for each study (lift "
-        "pairs labels with sidecars by reading the whole sidecar folder), quadratic in the studies of a dataset: "
-        "convert and lift in shards of a few hundred studies (one ct2yolo dataset per shard).",
+        "5. Not measured here: `lift --csv` over one dataset parses only each study's own sidecars "
+        "(`<study>_*`), but still lists the dataset's sidecar and label folders once per study (a directory "
+        "listing, quadratic in the studies of a dataset, though far cheaper than parsing): for very long lists, "
+        "convert and lift in shards of a few thousand studies (one ct2yolo dataset per shard).",
     ]
 
 
