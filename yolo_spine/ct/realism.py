@@ -616,7 +616,7 @@ def _collimator_penumbra_mm(focal_spot_mm: float, collimator_mm: float, sdd_mm: 
     """Geometric unsharpness of the collimator's edge at the detector: ``focal spot · (SDD − d_c)/d_c``.
 
     The blades sit close to the focal spot (``collimator_mm`` from it), so their edge is magnified about
-    ``SDD/d_c`` times as much as anatomy's: centimetre-wide soft borders, not a pixel-sharp step.
+    ``SDD/d_c`` times as much as anatomy's: borders soft over several millimetres, not a pixel-sharp step.
     """
     if sdd_mm is None or collimator_mm >= sdd_mm:
         return 0.0
@@ -676,10 +676,9 @@ def clinical_look(det: DetectorImage, params: Mapping[str, Any], pixel_mm: float
     if p["unsharp_amount"] > 0:
         x = np.clip(x + p["unsharp_amount"] * (x - _smooth(x, p["unsharp_sigma_mm"] / pixel_mm)), 0.0, 1.0)
     x = look_up(x, p["lut"], p["lut_gamma"], p["lut_sigmoid_gain"])
-    if outside.any() and det.profile is not None:  # white outside, reached across the edge's penumbra
-        x = det.profile * x + (1.0 - det.profile)
-    elif outside.any():
-        x[outside] = 1.0
+    if outside.any():  # white outside, reached across the edge's penumbra (a hard step without one)
+        share = det.profile if det.profile is not None else field.astype(np.float32)
+        x = share * x + (1.0 - share)
     return (x * 255.0 + 0.5).astype(np.uint8)
 
 

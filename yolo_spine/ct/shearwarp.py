@@ -69,8 +69,8 @@ def group_sums(arr: np.ndarray, group: int, axis: int) -> np.ndarray:
     m = -(-n // group)
     index: list[slice] = [slice(None)] * arr.ndim
 
-    def part(offset: int, stop: int | None = None) -> np.ndarray:
-        index[axis] = slice(offset, stop, group)
+    def part(offset: int) -> np.ndarray:
+        index[axis] = slice(offset, None, group)
         return arr[tuple(index)]
 
     out = np.array(part(0), dtype=np.float32)
