@@ -101,6 +101,17 @@ def check_summary_against_the_files(out: Path, s: dict, wall: float) -> None:
     assert s["best_f1_conf"] == val_metrics["best_conf"]["mask"]["all"]["conf"] is not None
     predict_conf = json.loads((out / "predict" / "run.json").read_text())["conf"]
     assert predict_conf == {"value": s["best_f1_conf"], "from": "auto (review_val/metrics.json)"}, predict_conf
+    # lift read predictions saved down to lift_floor_conf, at the operating confidence: its slices hold exactly
+    # predict's instances, and only the DRR views' combination sees the weaker ones
+    lift_record = json.loads((out / "lift" / "seg.json").read_text())
+    assert lift_record["options"]["conf"] == s["best_f1_conf"]
+    floor = json.loads((out / "predict_lift" / "run.json").read_text())["conf"]["value"]
+    assert floor == 0.05 < s["best_f1_conf"]
+    for path in sorted((out / "predict" / "labels").glob("*.txt")):
+        weak = (out / "predict_lift" / "labels" / path.name).read_text().splitlines()
+        assert sorted(path.read_text().splitlines()) == sorted(
+            r for r in weak if float(r.split()[-1]) >= predict_conf["value"]
+        )
     test_labels = sorted((out / "dataset" / "labels" / "test").glob("*.txt"))
     assert metrics["split"] == "test" and metrics["images"] == len(test_labels) > 0
     assert metrics["instances"] == sum(len(p.read_text().splitlines()) for p in test_labels)

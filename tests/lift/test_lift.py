@@ -419,6 +419,66 @@ def test_lifts_with_other_output_names_share_a_folder(tmp_path: Path) -> None:
     assert doc["landmarks"]["identification_rate"] == 1.0 and doc["landmarks"]["n_gt"] == 2
 
 
+def _with_confidences(root: Path, conf: dict[str, dict[str, float]], decoy: float | None = None) -> Path:
+    """Rewrite ``write_drr_dataset``'s labels as predictions: ``conf[view][class]`` per instance.
+
+    ``decoy``: also a weaker C3 instance far from the true one in the AP view (a neighbour's weak guess).
+    """
+    from yolo_spine.io.labels import read_yolo_labels
+    from yolo_spine.registry import load_registry
+
+    reg = load_registry("spine")
+    for view in ("ap", "lat"):
+        path = root / "labels" / "test" / f"s1_{view}.txt"
+        rows = read_yolo_labels(path).instances
+        insts = [SegInstance(i.cls, i.polygon_xy_norm, conf[view][reg.names[i.cls]]) for i in rows]
+        if decoy is not None and view == "ap":
+            c3 = next(i for i in insts if reg.names[i.cls] == "C3")
+            insts.append(SegInstance(c3.cls, np.array([[0.02, 0.02], [0.1, 0.02], [0.1, 0.1], [0.02, 0.1]]), decoy))
+        write_yolo_labels(path, insts)
+    return root
+
+
+def test_drr_views_combine_their_confidences(tmp_path: Path) -> None:
+    """With --conf, weak views that agree place a class (1 - prod(1 - c) >= conf); too little evidence does not."""
+    from yolo_spine.lift.drr import combined_confidence
+    from yolo_spine.lift.lift import lift
+
+    assert combined_confidence([0.3, 0.3]) == pytest.approx(0.51)
+    assert combined_confidence([0.2]) == pytest.approx(0.2)
+    conf = {"ap": {"C3": 0.3, "C4": 0.2}, "lat": {"C3": 0.3, "C4": 0.2}}
+    root = _with_confidences(write_drr_dataset(tmp_path / "drr"), conf, decoy=0.25)
+    res = lift(root, tmp_path / "a.nii.gz", conf=0.5)
+    doc = json.loads(res.centroids.read_text())
+    assert list(doc["centroids_lps_mm"]) == ["C3"]  # 0.51 placed; C4's 0.36 is not
+    assert doc["below_conf_classes"] == ["C4"] and doc["single_view_classes"] == []
+    assert doc["classes"]["C3"]["combined_conf"] == pytest.approx(0.51)
+    lo, hi = DRR_BOXES["C3"]
+    # each view's most confident instance: the decoy in the AP view's corner does not pull the centroid
+    np.testing.assert_allclose(doc["centroids_lps_mm"]["C3"], (lo + hi) / 2, atol=1.0)
+    manifest = json.loads(res.manifest.read_text())
+    assert manifest["lift"]["drr"]["below_conf"] == ["C4"]
+    # without conf every instance counts as before: both placed, and the decoy joins C3's union mask
+    doc0 = json.loads(lift(root, tmp_path / "b.nii.gz").centroids.read_text())
+    assert sorted(doc0["centroids_lps_mm"]) == ["C3", "C4"]
+    assert np.abs(np.subtract(doc0["centroids_lps_mm"]["C3"], (lo + hi) / 2)).max() > 2.0
+
+
+def test_conf_drops_weak_slice_instances_and_counts_them(tmp_path: Path, spine_volume: np.ndarray) -> None:
+    from yolo_spine.lift.lift import lift
+
+    conf = {"axial": 0.8, "coronal": 0.3}
+    root = write_slice_dataset(tmp_path / "ds", spine_volume, planes=("axial", "coronal"), conf=conf)
+    kept = lift(root, tmp_path / "a.nii.gz", conf=0.5)
+    every = lift(root, tmp_path / "b.nii.gz")
+    n_coronal = sum(len(p.read_text().splitlines()) for p in (root / "labels" / "test").glob("*_coronal_*.txt"))
+    assert kept.counts["slice_instances_below_conf"] == n_coronal > 0
+    assert "slice_instances_below_conf" not in every.counts
+    planes = json.loads(kept.manifest.read_text())["lift"]["planes"]
+    assert planes["coronal"]["instances"] == 0 and planes["axial"]["instances"] > 0
+    np.testing.assert_array_equal(_read(kept.labels)[0], spine_volume)  # the axial plane alone is exact
+
+
 # ------------------------------------------------------------------------------------- real CT (ct2yolo oracle)
 
 

@@ -60,5 +60,6 @@ class DemoOptions(StageOptions):
     device: str | None
     # predict, lift, eval3d
     conf: float | Literal["auto"] = spec(range=(0, 1))
+    lift_floor_conf: float | None = spec(range=(0, 1))
     max_gap: int = spec(range=(1, None))
     tolerance_mm: float = spec(check=_above_zero)

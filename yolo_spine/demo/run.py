@@ -173,20 +173,20 @@ def _predict_and_lift(
 
     log.info("demo: [5/7] predict on the held-out images")
     pred = out / "predict"
-    predict(
-        best,
-        ds / "images" / "test",
-        pred,
-        conf=_demo_conf(opts.conf, val_metrics),
-        review=out / "review_val",
-        save_txt=True,
-        imgsz=opts.imgsz,
-        device=opts.device,
-        anatomy="spine",
-    )
+    images = ds / "images" / "test"
+    common: dict[str, Any] = {"save_txt": True, "imgsz": opts.imgsz, "device": opts.device, "anatomy": "spine"}
+    record = predict(best, images, pred, conf=_demo_conf(opts.conf, val_metrics), review=out / "review_val", **common)
+    conf = float(record["conf"]["value"])
+    lift_from, lift_conf = pred, None
+    if opts.lift_floor_conf is not None and opts.lift_floor_conf < conf:
+        # lift keeps the slices' instances at `conf` (the same set as above) and combines the weaker DRR views
+        lift_from, lift_conf = out / "predict_lift", conf
+        predict(best, images, lift_from, conf=opts.lift_floor_conf, save_annotated=False, **common)
     clock.done("predict")
     log.info("demo: [6/7] lift the predictions back into the CT's geometry")
-    lifted = lift(pred, out / "lift" / "seg.nii.gz", sidecars=ds, split="test", max_gap=opts.max_gap)
+    lifted = lift(
+        lift_from, out / "lift" / "seg.nii.gz", sidecars=ds, split="test", max_gap=opts.max_gap, conf=lift_conf
+    )
     clock.done("lift")
     return lifted
 
@@ -463,7 +463,8 @@ def _markdown(s: dict[str, Any]) -> str:
         *(
             [
                 f"Predictions at confidence {s['best_f1_conf']:.3f}: the best mask F1 on the validation split (never "
-                "chosen on test).",
+                "chosen on test). A vertebra is placed from the DRRs when its views' combined confidence "
+                "1 − Π(1 − cᵥ) reaches it (views read down to `lift_floor_conf`; `lift --conf`).",
                 "",
             ]
             if s.get("best_f1_conf") is not None

@@ -63,6 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order-fix", action="store_true", default=None, help="enforce anatomical order along the body")
     p.add_argument("--hull", action="store_true", default=None, help="DRR inputs: write the visual hull as --out")
     p.add_argument("--max-gap", type=int, default=None, help="interpolate across gaps of up to this many slices")
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="predictions: drop slice instances below it; place a DRR class when its views' combined confidence "
+        "reaches it (save predictions lower, e.g. predict --conf 0.05; default: every instance counts)",
+    )
     p.add_argument("--split", default=None, help="only this split of the dataset (e.g. test)")
     p.add_argument("--study", default=None, help="the study to lift when the sidecars hold several")
     p.add_argument(
@@ -95,7 +102,7 @@ def _lift_options(args: argparse.Namespace) -> LiftOptions:
     from yolo_spine.lift.options import LiftOptions
 
     planes = tuple(args.planes) if args.planes else None
-    same = ("fusion", "largest_cc", "order_fix", "hull", "max_gap")
+    same = ("fusion", "largest_cc", "order_fix", "hull", "max_gap", "conf")
     return stage_options(LiftOptions, args, same=same, planes=planes, **batch_flags(args))
 
 

@@ -254,6 +254,7 @@ def lift(
     opts = resolve_options(LiftOptions, options, option_values)
     paths = output_paths(out)
     inputs = read_lift_inputs(labels_dir, sidecars, split=split, study=study, planes=opts.planes or None)
+    _drop_slice_instances_below(inputs, opts.conf)
     _refuse_existing(paths, inputs, opts.hull, overwrite)
     registry = registry_for_sidecars(inputs.anatomy, anatomy)
     dicom = _check_dicom_seg(dicom_seg, source_dicom, study_salt, inputs, labels_dir, sidecars, overwrite)
@@ -343,6 +344,22 @@ def _refuse_existing(paths: dict[str, Path], inputs: LiftInputs, hull: bool, ove
         ensure_can_write(paths[key], overwrite)
 
 
+def _drop_slice_instances_below(inputs: LiftInputs, conf: float | None) -> None:
+    """With ``conf``: drop slice instances below it, counted as ``slice_instances_below_conf``.
+
+    DRR instances stay: below ``conf`` they are evidence that several views combine (:mod:`yolo_spine.lift.drr`).
+    Ground truth (no confidence) is never dropped.
+    """
+    if conf is None:
+        return
+    dropped = 0
+    for it in inputs.slices:
+        kept = [i for i in it.instances if i.conf is None or i.conf >= conf]
+        dropped += len(it.instances) - len(kept)
+        it.instances = kept
+    inputs.counts["slice_instances_below_conf"] = dropped
+
+
 def _lift_drrs(
     inputs: LiftInputs,
     registry: AnatomyRegistry,
@@ -355,19 +372,20 @@ def _lift_drrs(
     from yolo_spine.io.atomic import write_json_atomic
     from yolo_spine.lift.drr import centroids_json, triangulate_classes, visual_hull
 
-    tris = triangulate_classes(inputs.drrs, registry.names, options.centroid_weight_power)
+    tris = triangulate_classes(inputs.drrs, registry.names, options.centroid_weight_power, options.conf)
     lifted.centroids = write_json_atomic(paths["centroids"], centroids_json(tris, inputs.study, registry.name))
     lifted.info["drr"] = {
         "views": sorted({str(it.sidecar.get("view", it.stem)) for it in inputs.drrs}),
         "triangulated": sum(t.centroid_lps_mm is not None for t in tris),
-        "single_view": [t.name for t in tris if t.centroid_lps_mm is None],
+        "single_view": [t.name for t in tris if t.centroid_lps_mm is None and not t.below_conf],
+        "below_conf": [t.name for t in tris if t.below_conf],
     }
     if not lifted.classes:
         lifted.classes = {t.name: 0 for t in tris}
     if options.hull and not inputs.slices:
         geometry = VolumeGeometry.from_json(inputs.drrs[0].sidecar["volume"])
         boxes = {registry.index(t.name): t.box_lps_mm for t in tris}
-        hull_labels = visual_hull(inputs.drrs, geometry, registry.names, boxes)
+        hull_labels = visual_hull(inputs.drrs, geometry, registry.names, boxes, options.conf is not None)
         lifted.classes = _present(hull_labels, registry.names) or lifted.classes
         _write_volume(hull_labels, geometry, paths["labels"], overwrite)
         lifted.labels = paths["labels"]

@@ -28,6 +28,7 @@ class LiftOptions(StageOptions):
     order_fix: bool
     order_move_penalty: float | None = spec(range=(0, None))
     order_skip_cost: float | None = spec(range=(0, None))
+    conf: float | None = spec(range=(0, 1))
     centroid_weight_power: float = spec(range=(0, None))
     hull: bool
     batch: BatchSettings  # --csv only: how studies run (never changes an output)
