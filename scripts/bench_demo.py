@@ -255,26 +255,41 @@ def budget_lines(results: list[dict[str, Any]], rate: float | None) -> list[str]
     return lines
 
 
+APPROACHES_HEADING = "### What each step of the recipe buys"
+
+
+def carried_approaches() -> list[str] | None:
+    """The approach tables of BENCHMARKS.md's current ``demo`` section, for a run without their result files.
+
+    The results live in ``--work`` (a cache a new machine does not have); rather than drop measured rows, a
+    report from the demo runs alone keeps them as written, under a line that says from which commit.
+    """
+    from scripts._bench import BENCHMARKS_MD
+    from scripts.check_benchmarks import MARKER_RE, SECTION_RE
+
+    text = BENCHMARKS_MD.read_text(encoding="utf-8") if BENCHMARKS_MD.is_file() else ""
+    section = next((m for m in SECTION_RE.finditer(text) if m["name"] == "demo"), None)
+    if section is None or APPROACHES_HEADING not in section["body"]:
+        return None
+    marker = MARKER_RE.search(section["body"])
+    part = section["body"].split(APPROACHES_HEADING, 1)[1].strip("\n").splitlines()
+    part = [line for line in part if not line.startswith("*Carried over")]
+    since = marker["commit"] if marker else "an earlier commit"
+    note = (
+        f"*Carried over from this section as written at commit {since}: the approaches' result files were not in "
+        "`--work` on the machine that ran the demo runs above; `--approach NAME` re-runs one.*"
+    )
+    if part and part[0].startswith("*Carried over from this section as written at commit"):
+        note = part.pop(0)  # keep the first origin, not the last rewrite
+    return [APPROACHES_HEADING, "", note, "", *[x for x in part if x != note]]
+
+
 def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], work: Path, rate: float | None = None) -> str:
     from yolo_spine.demo.options import DemoOptions
     from yolo_spine.train.options import TrainOptions
 
     demo_opts = DemoOptions.load(None)
     recipe = TrainOptions.load(demo_opts.train_config)
-    rows = [
-        "| approach | epochs | test mask mAP50 | test box mAP50 | test mask mAP50-95 | training s (load at end) | "
-        "mask mAP50 per point (epoch: value) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        last = r["points"][-1]
-        curve = ", ".join(f"{p['epoch']}: {p['mask_map50']:.3f}" for p in r["points"])
-        secs = last["train_seconds"]
-        rows.append(
-            f"| {r['description']} | {last['epoch']} | {last['mask_map50']:.3f} | {last['box_map50']:.3f} | "
-            f"{last['mask_map']:.3f} | {'n/a' if secs is None else f'{secs:.0f}'} ({r['load_average_1min_at_end']}) | "
-            f"{curve} |"
-        )
     return "\n".join(
         [
             "## Demo training recipe: what each step buys (`scripts/bench_demo.py`)",
@@ -299,21 +314,42 @@ def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], work: Path
             *demo_table([r for r in runs if not r.get("variant")]),
             *variant_table(runs),
             *lowest_classes(work, runs),
-            "### What each step of the recipe buys",
-            "",
-            *rows,
-            "",
-            "Budget at which each curve reaches the test targets (scored every few epochs; a point inside a longer "
-            "schedule is not the same model as a shorter run ending there, whose learning rate has decayed"
-            + ("" if rate is None else f"; the demo's own training runs at {rate:.1f} s per epoch on the quiet machine")
-            + "):",
-            "",
-            *budget_lines(results, rate),
-            "",
-            *checkpoint_lines(results),
-            "![test mask mAP50 against epochs](docs/demo-curves.png)",
+            *(approach_part(results, rate) if results else (carried_approaches() or [])),
         ]
     )
+
+
+def approach_part(results: list[dict[str, Any]], rate: float | None) -> list[str]:
+    """The approaches' table, the budget at which each reaches the targets, their checkpoints, the picture."""
+    rows = [
+        "| approach | epochs | test mask mAP50 | test box mAP50 | test mask mAP50-95 | training s (load at end) | "
+        "mask mAP50 per point (epoch: value) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        last = r["points"][-1]
+        curve = ", ".join(f"{p['epoch']}: {p['mask_map50']:.3f}" for p in r["points"])
+        secs = last["train_seconds"]
+        rows.append(
+            f"| {r['description']} | {last['epoch']} | {last['mask_map50']:.3f} | {last['box_map50']:.3f} | "
+            f"{last['mask_map']:.3f} | {'n/a' if secs is None else f'{secs:.0f}'} ({r['load_average_1min_at_end']}) | "
+            f"{curve} |"
+        )
+    return [
+        APPROACHES_HEADING,
+        "",
+        *rows,
+        "",
+        "Budget at which each curve reaches the test targets (scored every few epochs; a point inside a longer "
+        "schedule is not the same model as a shorter run ending there, whose learning rate has decayed"
+        + ("" if rate is None else f"; the demo's own training runs at {rate:.1f} s per epoch on the quiet machine")
+        + "):",
+        "",
+        *budget_lines(results, rate),
+        "",
+        *checkpoint_lines(results),
+        "![test mask mAP50 against epochs](docs/demo-curves.png)",
+    ]
 
 
 #: The demo's figures and the keys of its summary.json, in the order of its summary.md.
@@ -323,6 +359,14 @@ DEMO_FIGURES = [
     ("mean vertebra Dice", "mean_dice"),
     ("identification, slices", "identification_rate_slices"),
     ("identification, AP+lateral DRRs", "identification_rate_drr"),
+]
+
+#: Figures of each run that are not targets: what one step bought, measured on the same run.
+ABLATION_FIGURES = [
+    (
+        "identification, DRRs from predict's views alone (no combination of weaker views)",
+        "identification_rate_drr_op_views",
+    ),
 ]
 
 
@@ -368,6 +412,7 @@ def demo_runs(work: Path, n: int, train_sets: list[str] | None = None) -> list[d
         subprocess.run(cmd, check=True, cwd=ROOT)
         wall = time.perf_counter() - t0
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        summary["identification_rate_drr_op_views"] = drr_rate_without_combination(out)
         runs.append(
             {
                 "commit": commit,
@@ -384,6 +429,27 @@ def demo_runs(work: Path, n: int, train_sets: list[str] | None = None) -> list[d
         record.write_text(json.dumps(runs, indent=1), encoding="utf-8")
         print(f"demo run {len(runs)}: {wall:.0f} s, " + ", ".join(f"{k} {runs[-1][k]}" for _, k in DEMO_FIGURES))
     return runs
+
+
+def drr_rate_without_combination(out: Path) -> float | None:
+    """The DRR identification rate of a demo run as lift had it before ``--conf``: predict's views alone.
+
+    Lifts the run's ``predict/`` labels (only instances at the operating confidence, each class's union per view)
+    into a scratch folder inside the run and scores them as the demo does: what combining weaker views bought.
+    """
+    from yolo_spine.data import example_ct
+    from yolo_spine.evaluate.eval3d import run_eval3d
+    from yolo_spine.lift.lift import lift
+
+    scratch = out / "ablation_drr_op_views"
+    lifted = lift(out / "predict", scratch / "seg.nii.gz", sidecars=out / "dataset", split="test", overwrite=True)
+    if lifted.centroids is None:
+        return None
+    ex = example_ct()
+    result, _ = run_eval3d(
+        lifted.centroids, ex.labels, "spine", scratch / "drr.csv", gt_scheme=ex.label_scheme, overwrite=True
+    )
+    return None if result.landmarks is None else float(result.landmarks.rate)
 
 
 def trained_epochs(out: Path) -> int | None:
@@ -425,6 +491,11 @@ def demo_table(runs: list[dict[str, Any]]) -> list[str]:
             f"| {label} | {cells} | {sum(vals) / len(vals):.3f} ({min(vals):.3f}–{max(vals):.3f}) | ≥ {target:.2f} | "
             f"{met} of {len(runs)} |"
         )
+    for label, key in ABLATION_FIGURES:
+        vals = [r.get(key) for r in runs]
+        if any(v is not None for v in vals):
+            cells = " | ".join("n/a" if v is None else f"{v:.3f}" for v in vals)
+            rows.append(f"| {label} | {cells} | | | |")
     epochs = " | ".join(str(r.get("epochs") or "n/a") for r in runs)
     commits = " | ".join(str(r["commit"]) for r in runs)
     walls = " | ".join(f"{r['wall_seconds'] / 60:.1f}" for r in runs)
@@ -545,18 +616,19 @@ def main() -> None:
     results = [
         json.loads((args.work / f"{n}.json").read_text()) for n in APPROACHES if (args.work / f"{n}.json").is_file()
     ]
-    if not results:
-        raise SystemExit(f"no results in {args.work}")
     record = args.work / "demo_runs.json"
     runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if _same_measured(r.get("commit"))]
+    if not results and not (runs and carried_approaches()):
+        raise SystemExit(f"no results in {args.work}")
     for r in runs:  # records made before runs kept their epochs: read them from the run's folder
         r.setdefault("epochs", trained_epochs(args.work / "demo_runs" / r["folder"]))
     body = report(results, runs, args.work, quiet_seconds_per_epoch(args.work))
     if args.no_write:
         print(body)
         return
-    picture(results, ROOT / "docs" / "demo-curves.png")
-    print(f"wrote {write_section('demo', body, MEASURES)} and docs/demo-curves.png")
+    if results:
+        picture(results, ROOT / "docs" / "demo-curves.png")
+    print(f"wrote {write_section('demo', body, MEASURES)}" + (" and docs/demo-curves.png" if results else ""))
 
 
 if __name__ == "__main__":
