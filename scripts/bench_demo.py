@@ -423,7 +423,7 @@ def demo_runs(work: Path, n: int, train_sets: list[str] | None = None) -> list[d
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                 "seconds": summary.get("seconds"),
                 "targets": summary["targets"],
-                **{key: summary.get(key) for _, key in DEMO_FIGURES},
+                **{key: summary.get(key) for _, key in DEMO_FIGURES + ABLATION_FIGURES},
             }
         )
         record.write_text(json.dumps(runs, indent=1), encoding="utf-8")
@@ -620,8 +620,10 @@ def main() -> None:
     runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if _same_measured(r.get("commit"))]
     if not results and not (runs and carried_approaches()):
         raise SystemExit(f"no results in {args.work}")
-    for r in runs:  # records made before runs kept their epochs: read them from the run's folder
+    for r in runs:  # records made before runs kept these: read them from the run's folder
         r.setdefault("epochs", trained_epochs(args.work / "demo_runs" / r["folder"]))
+        if r.get("identification_rate_drr_op_views") is None and (args.work / "demo_runs" / r["folder"]).is_dir():
+            r["identification_rate_drr_op_views"] = drr_rate_without_combination(args.work / "demo_runs" / r["folder"])
     body = report(results, runs, args.work, quiet_seconds_per_epoch(args.work))
     if args.no_write:
         print(body)
