@@ -502,8 +502,12 @@ def demo_table(runs: list[dict[str, Any]]) -> list[str]:
     loads = " | ".join(
         "n/a" if r["load_average_1min_at_end"] is None else f"{r['load_average_1min_at_end']}" for r in runs
     )
+    rates = " | ".join(
+        f"{r['seconds']['train'] / r['epochs']:.1f}" if r.get("seconds") and r.get("epochs") else "n/a" for r in runs
+    )
     rows += [
         f"| epochs trained | {epochs} | | | |",
+        f"| training seconds per epoch (how fast this machine was) | {rates} | | | |",
         f"| minutes end to end (limit 15) | {walls} | | | |",
         f"| load average at end | {loads} | | | |",
         f"| commit (same measured files) | {commits} | | | |",
