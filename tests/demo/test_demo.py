@@ -104,7 +104,7 @@ def check_summary_against_the_files(out: Path, s: dict, wall: float) -> None:
     # lift read predictions saved down to lift_floor_conf, at the operating confidence: its slices hold exactly
     # predict's instances, and only the DRR views' combination sees the weaker ones
     lift_record = json.loads((out / "lift" / "seg.json").read_text())
-    assert lift_record["options"]["conf"] == s["best_f1_conf"]
+    assert lift_record["options"]["conf"] == s["best_f1_conf"] == s["lift_conf"]
     floor = json.loads((out / "predict_lift" / "run.json").read_text())["conf"]["value"]
     assert floor == 0.05 < s["best_f1_conf"]
     for path in sorted((out / "predict" / "labels").glob("*.txt")):

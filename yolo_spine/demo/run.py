@@ -14,6 +14,7 @@ real data; they are not a generalisation estimate.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ class DemoSummary(TypedDict):
     mask_mAP50_test: float
     box_mAP50_test: float
     best_f1_conf: float | None  # the validation split's best mask F1 confidence: the one predict used (conf auto)
+    lift_conf: float | None  # lift's conf: DRR views combined up to it (None: lift read predict's views alone)
     model_not_usable: str | None  # the review's verdict when the model is not usable
     dice_per_vertebra: dict[str, float]
     mean_dice: float | None
@@ -389,6 +391,7 @@ def _summary(out, metrics, val_metrics, seg_result, drr_result, seg_files, drr_f
         "mask_mAP50_test": metrics["mask"]["mAP50"],
         "box_mAP50_test": metrics["box"]["mAP50"],
         "best_f1_conf": val_metrics["best_conf"]["mask"]["all"]["conf"],
+        "lift_conf": json.loads(lifted.manifest.read_text(encoding="utf-8"))["options"]["conf"],
         "model_not_usable": (metrics.get("usability") or {}).get("message"),
         "dice_per_vertebra": dice,
         "mean_dice": None if seg_result is None or seg_result.mean is None else seg_result.mean.values["dice"],
@@ -463,11 +466,19 @@ def _markdown(s: dict[str, Any]) -> str:
         *(
             [
                 f"Predictions at confidence {s['best_f1_conf']:.3f}: the best mask F1 on the validation split (never "
-                "chosen on test). A vertebra is placed from the DRRs when its views' combined confidence "
-                "1 − Π(1 − cᵥ) reaches it (views read down to `lift_floor_conf`; `lift --conf`).",
+                "chosen on test).",
                 "",
             ]
             if s.get("best_f1_conf") is not None
+            else []
+        ),
+        *(
+            [
+                "A vertebra is placed from the DRRs when its views' combined confidence 1 − Π(1 − cᵥ) reaches "
+                f"{s['lift_conf']:.3f} (views read down to `lift_floor_conf`; `lift --conf`).",
+                "",
+            ]
+            if s.get("lift_conf") is not None
             else []
         ),
         f"Report: {s['report']}  ",
