@@ -256,6 +256,7 @@ def budget_lines(results: list[dict[str, Any]], rate: float | None) -> list[str]
 
 
 APPROACHES_HEADING = "### What each step of the recipe buys"
+CARRIED = "*Carried over from this section as written at commit"
 
 
 def carried_approaches() -> list[str] | None:
@@ -271,17 +272,16 @@ def carried_approaches() -> list[str] | None:
     section = next((m for m in SECTION_RE.finditer(text) if m["name"] == "demo"), None)
     if section is None or APPROACHES_HEADING not in section["body"]:
         return None
-    marker = MARKER_RE.search(section["body"])
     part = section["body"].split(APPROACHES_HEADING, 1)[1].strip("\n").splitlines()
-    part = [line for line in part if not line.startswith("*Carried over")]
+    if part and part[0].startswith(CARRIED):  # carried before: keep the first origin, not the last rewrite
+        return [APPROACHES_HEADING, "", *part]
+    marker = MARKER_RE.search(section["body"])
     since = marker["commit"] if marker else "an earlier commit"
     note = (
-        f"*Carried over from this section as written at commit {since}: the approaches' result files were not in "
-        "`--work` on the machine that ran the demo runs above; `--approach NAME` re-runs one.*"
+        f"{CARRIED} {since}: the approaches' result files were not in `--work` on the machine that ran the demo "
+        "runs above; `--approach NAME` re-runs one.*"
     )
-    if part and part[0].startswith("*Carried over from this section as written at commit"):
-        note = part.pop(0)  # keep the first origin, not the last rewrite
-    return [APPROACHES_HEADING, "", note, "", *[x for x in part if x != note]]
+    return [APPROACHES_HEADING, "", note, "", *part]
 
 
 def report(results: list[dict[str, Any]], runs: list[dict[str, Any]], work: Path, rate: float | None = None) -> str:

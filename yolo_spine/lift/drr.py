@@ -87,6 +87,11 @@ class Triangulated:
     combined_conf: float = 1.0
     below_conf: bool = False
 
+    @property
+    def single_view(self) -> bool:
+        """Not placed because fewer than two views saw it (not for want of confidence)."""
+        return self.centroid_lps_mm is None and not self.below_conf
+
 
 def combined_confidence(confs: list[float]) -> float:
     """``1 − Π(1 − c)``: the chance that at least one of independent detections with these confidences is right."""
@@ -305,6 +310,6 @@ def centroids_json(tris: list[Triangulated], study: str, anatomy: str) -> dict[s
             }
             for t in tris
         },
-        "single_view_classes": [t.name for t in tris if t.centroid_lps_mm is None and not t.below_conf],
+        "single_view_classes": [t.name for t in tris if t.single_view],
         "below_conf_classes": [t.name for t in tris if t.below_conf],
     }

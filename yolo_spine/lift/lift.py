@@ -377,7 +377,7 @@ def _lift_drrs(
     lifted.info["drr"] = {
         "views": sorted({str(it.sidecar.get("view", it.stem)) for it in inputs.drrs}),
         "triangulated": sum(t.centroid_lps_mm is not None for t in tris),
-        "single_view": [t.name for t in tris if t.centroid_lps_mm is None and not t.below_conf],
+        "single_view": [t.name for t in tris if t.single_view],
         "below_conf": [t.name for t in tris if t.below_conf],
     }
     if not lifted.classes:
