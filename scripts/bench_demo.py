@@ -24,6 +24,7 @@ Approaches (``--approach NAME``, repeatable; default all):
     python scripts/bench_demo.py --report-only         # rewrite the section and the picture from the results
     python scripts/bench_demo.py --demo-runs 3         # `yolo_spine demo` itself, 3 times (about 12 min each)
     python scripts/bench_demo.py --demo-runs 1 --demo-train-set repeat_threshold=0   # the demo without one step
+    python scripts/bench_demo.py --demo-runs 1 --demo-set train_budget=20m           # a longer training budget
 
 ``--demo-runs N`` runs the product's own ``yolo_spine demo --out WORK/demo_runs/runK`` N times in a subprocess
 (its default thread policy, its default configuration) and tabulates each run's summary beside the targets, with
@@ -388,22 +389,32 @@ def variant_config(work: Path, sets: list[str]) -> tuple[str, Path]:
     return label, path
 
 
-def demo_runs(work: Path, n: int, train_sets: list[str] | None = None) -> list[dict[str, Any]]:
+def demo_runs(
+    work: Path, n: int, train_sets: list[str] | None = None, demo_sets: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Run ``yolo_spine demo`` ``n`` more times (a subprocess each, the product's defaults); return every run kept.
 
     Runs made at a commit whose measured files (:data:`MEASURES`) differ from this tree's are dropped: their
     figures belong to another recipe or checkpoint. Each run gets a folder of its own (never a kept run's).
-    ``train_sets``: a variant's changes to the train preset (the run is recorded with its ``variant``).
+    ``train_sets``: a variant's changes to the train preset; ``demo_sets``: to the demo's own configuration
+    (``configs/demo/default.yaml``, e.g. ``train_budget=20m``). Either makes the run a variant, recorded as such.
     """
     import subprocess
 
     record = work / "demo_runs.json"
     commit = git_rev(MEASURES)
     runs = [r for r in (json.loads(record.read_text()) if record.is_file() else []) if _same_measured(r.get("commit"))]
-    variant, extra = None, []
+    labels, extra = [], []
     if train_sets:
-        variant, preset = variant_config(work, train_sets)
+        label, preset = variant_config(work, train_sets)
+        labels.append(label)
         extra = ["--set", f"train_config={preset}"]
+    for item in demo_sets or []:
+        if "=" not in item or item.startswith("="):
+            raise SystemExit(f"--demo-set needs KEY=VALUE, not {item!r}")
+        labels.append(f"demo {item}")
+        extra += ["--set", item]
+    variant = ", ".join(labels) or None
     for _ in range(n):
         used = {r.get("folder") for r in runs}
         out = work / "demo_runs" / next(f"run{k}" for k in range(1, len(runs) + 2) if f"run{k}" not in used)
@@ -573,12 +584,12 @@ def variant_table(runs: list[dict[str, Any]]) -> list[str]:
     rows = [
         "### One step of the recipe at a time, in the demo itself (`--demo-train-set`)",
         "",
-        "Each variant is the demo with one change to `configs/train/demo.yaml`, run on the same quiet machine at "
-        "the same commit as the default runs above (same checkpoint, same budget); each cell lists the runs' "
-        "values.",
+        "Each variant is the demo with one change to `configs/train/demo.yaml` or (`demo KEY=VALUE`) to the "
+        "demo's own configuration, run on the same quiet machine at the same commit as the default runs above "
+        "(same checkpoint; the same budget unless the variant changes it); each cell lists the runs' values.",
         "",
-        "| recipe | runs | epochs | " + " | ".join(label for label, _ in DEMO_FIGURES) + " |",
-        "|---|---|---|" + "---|" * len(DEMO_FIGURES),
+        "| recipe | runs | epochs | minutes end to end | " + " | ".join(label for label, _ in DEMO_FIGURES) + " |",
+        "|---|---|---|---|" + "---|" * len(DEMO_FIGURES),
     ]
     groups = [("the default (`configs/train/demo.yaml`)", [r for r in runs if not r.get("variant")])]
     groups += [(f"`{v}`", [r for r in runs if r.get("variant") == v]) for v in variants]
@@ -590,7 +601,8 @@ def variant_table(runs: list[dict[str, Any]]) -> list[str]:
             vals = [float(r[key]) for r in group if r.get(key) is not None]
             cells.append(" / ".join(f"{v:.3f}" for v in vals) if vals else "n/a")
         epochs = " / ".join(str(r.get("epochs") or "n/a") for r in group)
-        rows.append(f"| {label} | {len(group)} | {epochs} | " + " | ".join(cells) + " |")
+        minutes = " / ".join(f"{r['wall_seconds'] / 60:.1f}" if r.get("wall_seconds") else "n/a" for r in group)
+        rows.append(f"| {label} | {len(group)} | {epochs} | {minutes} | " + " | ".join(cells) + " |")
     return [*rows, ""]
 
 
@@ -608,11 +620,18 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="with --demo-runs: a variant, the demo's train preset with this key changed (repeatable)",
     )
+    ap.add_argument(
+        "--demo-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --demo-runs: a variant, the demo's own configuration with this key changed, e.g. "
+        "train_budget=20m (repeatable)",
+    )
     ap.add_argument("--threads", type=int, help="torch threads of the approaches' trainings (default: the product's)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.demo_runs:
-        demo_runs(args.work, args.demo_runs, args.demo_train_set)
+        demo_runs(args.work, args.demo_runs, args.demo_train_set, args.demo_set)
     elif not args.report_only:
         data = dataset(args.work)
         for name in args.approach or list(APPROACHES):
