@@ -458,6 +458,10 @@ def test_drr_views_combine_their_confidences(tmp_path: Path) -> None:
     np.testing.assert_allclose(doc["centroids_lps_mm"]["C3"], (lo + hi) / 2, atol=1.0)
     manifest = json.loads(res.manifest.read_text())
     assert manifest["lift"]["drr"]["below_conf"] == ["C4"]
+    assert manifest["classes_found"] == res.classes_found == ["C3"]  # C4 was seen, not placed
+    # the visual hull (DRRs alone) labels the placed class only
+    hull = lift(root, tmp_path / "h.nii.gz", conf=0.5, hull=True)
+    assert hull.classes_found == ["C3"]
     # without conf every instance counts as before: both placed, and the decoy joins C3's union mask
     doc0 = json.loads(lift(root, tmp_path / "b.nii.gz").centroids.read_text())
     assert sorted(doc0["centroids_lps_mm"]) == ["C3", "C4"]

@@ -14,7 +14,6 @@ real data; they are not a generalisation estimate.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -109,10 +108,10 @@ def _run_stages(out: Path, opts: DemoOptions) -> DemoSummary:
     ct2yolo(ds, CtOptions.load(opts.ct_config), volume=ex.volume, labels=ex.labels, study="lidc0001", anatomy="spine")
     clock.done("ct2yolo")
     best, metrics, val_metrics = _train_and_review(ds / "data.yaml", out, opts, clock)
-    lifted = _predict_and_lift(best, ds, out, opts, val_metrics, clock)
+    lifted, lift_conf = _predict_and_lift(best, ds, out, opts, val_metrics, clock)
     seg, drr = _evaluate(lifted, ex, out, opts)
     clock.done("eval3d")
-    summary = _summary(out, metrics, val_metrics, seg[0], drr[0], seg[1], drr[1], lifted, clock.seconds)
+    summary = _summary(out, metrics, val_metrics, seg[0], drr[0], seg[1], drr[1], lifted, lift_conf, clock.seconds)
     picture = _picture(ds, out / "predict", out)
     summary["picture"] = None if picture is None else str(picture)
     shown = sanitize(_relative(summary, out, records_paths()), relative_paths=False)
@@ -168,8 +167,12 @@ def _train_and_review(
 
 def _predict_and_lift(
     best: Path, ds: Path, out: Path, opts: DemoOptions, val_metrics: ReviewMetrics, clock: _Clock
-) -> LiftResult:
-    """Predict the held-out test images (at the validation review's confidence), then lift them into the CT."""
+) -> tuple[LiftResult, float | None]:
+    """Predict the held-out test images (at the validation review's confidence), then lift them into the CT.
+
+    Returns:
+        What lift wrote, and the ``conf`` it was given (``None``: it read predict's views alone).
+    """
     from yolo_spine.lift.lift import lift
     from yolo_spine.predict.run import predict
 
@@ -190,7 +193,7 @@ def _predict_and_lift(
         lift_from, out / "lift" / "seg.nii.gz", sidecars=ds, split="test", max_gap=opts.max_gap, conf=lift_conf
     )
     clock.done("lift")
-    return lifted
+    return lifted, lift_conf
 
 
 def _evaluate(lifted: LiftResult, ex: Any, out: Path, opts: DemoOptions) -> tuple[tuple[Any, dict], tuple[Any, dict]]:
@@ -381,7 +384,9 @@ def _per_vertebra(seg_result: Any, drr_result: Any) -> dict[str, dict[str, Any]]
     return rows
 
 
-def _summary(out, metrics, val_metrics, seg_result, drr_result, seg_files, drr_files, lifted, seconds) -> DemoSummary:
+def _summary(
+    out, metrics, val_metrics, seg_result, drr_result, seg_files, drr_files, lifted, lift_conf, seconds
+) -> DemoSummary:
     dice = {}
     if seg_result is not None:
         dice = {name: m.dice for name, m in seg_result.per_class.items() if m.gt_present}
@@ -391,7 +396,7 @@ def _summary(out, metrics, val_metrics, seg_result, drr_result, seg_files, drr_f
         "mask_mAP50_test": metrics["mask"]["mAP50"],
         "box_mAP50_test": metrics["box"]["mAP50"],
         "best_f1_conf": val_metrics["best_conf"]["mask"]["all"]["conf"],
-        "lift_conf": json.loads(lifted.manifest.read_text(encoding="utf-8"))["options"]["conf"],
+        "lift_conf": lift_conf,
         "model_not_usable": (metrics.get("usability") or {}).get("message"),
         "dice_per_vertebra": dice,
         "mean_dice": None if seg_result is None or seg_result.mean is None else seg_result.mean.values["dice"],

@@ -221,6 +221,13 @@ def triangulate_classes(
             combined confidence reaches it (module docstring).
     """
     obs = observations(items, len(names), centroid_power, most_confident=conf is not None)
+    return triangulate_observations(obs, names, conf)
+
+
+def triangulate_observations(
+    obs: dict[int, list[ViewObservation]], names: tuple[str, ...], conf: float | None = None
+) -> list[Triangulated]:
+    """:func:`triangulate_classes` on views already rasterised by :func:`observations` (class id → views)."""
     out: list[Triangulated] = []
     for cls in sorted(obs):
         views = obs[cls]
@@ -248,24 +255,22 @@ def triangulate_classes(
 
 
 def visual_hull(
-    items: list[LiftItem],
+    obs: dict[int, list[ViewObservation]],
     geometry: VolumeGeometry,
-    names: tuple[str, ...],
+    nc: int,
     boxes: dict[int, list[float] | None],
-    most_confident: bool = False,
 ) -> np.ndarray:
     """Label map (class id + 1) of each class's visual hull; voxels claimed by several hulls go to the later class.
 
     Args:
-        items: DRR items.
+        obs: Class id → its views, as :func:`observations` rasterised them for the triangulation (the same
+            masks: with lift's ``conf``, each view's most confident instance).
         geometry: The volume grid.
-        names: Registry class names.
+        nc: Number of registry classes (sets the label map's integer type).
         boxes: Class id → its triangulated box (limits the voxels tested); classes without a box are skipped.
-        most_confident: As in :func:`observations` (with lift's ``conf``).
     """
-    obs = observations(items, len(names), most_confident=most_confident)
     size_zyx = tuple(int(s) for s in reversed(geometry.size_xyz))
-    labels = np.zeros(size_zyx, np.uint8 if len(names) < 255 else np.uint16)
+    labels = np.zeros(size_zyx, np.uint8 if nc < 255 else np.uint16)
     w2i = geometry.world_to_ijk()
     i2w = geometry.ijk_to_world()
     for cls, views in sorted(obs.items()):

@@ -370,9 +370,13 @@ def _lift_drrs(
 ) -> None:
     """Triangulate the DRR views into per-class centroids and boxes (and the visual hull without slices)."""
     from yolo_spine.io.atomic import write_json_atomic
-    from yolo_spine.lift.drr import centroids_json, triangulate_classes, visual_hull
+    from yolo_spine.lift.drr import centroids_json, observations, triangulate_observations, visual_hull
 
-    tris = triangulate_classes(inputs.drrs, registry.names, options.centroid_weight_power, options.conf)
+    # rasterised once: the hull below reads the very masks the triangulation used
+    obs = observations(
+        inputs.drrs, len(registry.names), options.centroid_weight_power, most_confident=options.conf is not None
+    )
+    tris = triangulate_observations(obs, registry.names, options.conf)
     lifted.centroids = write_json_atomic(paths["centroids"], centroids_json(tris, inputs.study, registry.name))
     lifted.info["drr"] = {
         "views": sorted({str(it.sidecar.get("view", it.stem)) for it in inputs.drrs}),
@@ -380,12 +384,12 @@ def _lift_drrs(
         "single_view": [t.name for t in tris if t.single_view],
         "below_conf": [t.name for t in tris if t.below_conf],
     }
-    if not lifted.classes:
-        lifted.classes = {t.name: 0 for t in tris}
+    if not lifted.classes:  # DRRs alone: the classes placed (not those seen in one view or below conf)
+        lifted.classes = {t.name: 0 for t in tris if t.centroid_lps_mm is not None}
     if options.hull and not inputs.slices:
         geometry = VolumeGeometry.from_json(inputs.drrs[0].sidecar["volume"])
         boxes = {registry.index(t.name): t.box_lps_mm for t in tris}
-        hull_labels = visual_hull(inputs.drrs, geometry, registry.names, boxes, options.conf is not None)
+        hull_labels = visual_hull(obs, geometry, len(registry.names), boxes)
         lifted.classes = _present(hull_labels, registry.names) or lifted.classes
         _write_volume(hull_labels, geometry, paths["labels"], overwrite)
         lifted.labels = paths["labels"]
