@@ -582,7 +582,7 @@ def variant_table(runs: list[dict[str, Any]]) -> list[str]:
     if not variants:
         return []
     rows = [
-        "### One step of the recipe at a time, in the demo itself (`--demo-train-set`)",
+        "### One change at a time, in the demo itself (`--demo-train-set`, `--demo-set`)",
         "",
         "Each variant is the demo with one change to `configs/train/demo.yaml` or (`demo KEY=VALUE`) to the "
         "demo's own configuration, run on the same quiet machine at the same commit as the default runs above "

@@ -93,6 +93,38 @@ def distances(a: dict, real: dict) -> dict:
 #: Central fractions of each axis for the sensitivity table.
 CENTRAL_CROPS = (0.6, 0.5)
 
+#: Parameter groups of the attribution table: each is held at ``physics``' value in turn, the rest drawn.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "spectrum (kVp, filtration)": ("kvp", "filtration_mm_al"),
+    "dose and noise": ("detector_kerma_ugy", "dqe", "electronic_noise_quanta"),
+    "scatter": ("scatter_to_primary", "scatter_sigma_mm"),
+    "blur (focal spot, detector MTF, glare)": (
+        "focal_spot_mm",
+        "detector_sigma_mm",
+        "glare_fraction",
+        "glare_gamma_mm",
+    ),
+    "heel effect": ("heel", "cathode_side"),
+    "tone (window, look-up curve, DRC)": (
+        "window_low_pct",
+        "window_high_pct",
+        "lut",
+        "lut_gamma",
+        "lut_sigmoid_gain",
+        "drc_amount",
+        "drc_sigma_mm",
+    ),
+    "edge enhancement (unsharp mask)": ("unsharp_amount", "unsharp_sigma_mm"),
+    "collimation and marker": (
+        "collimation_left",
+        "collimation_right",
+        "collimation_top",
+        "collimation_bottom",
+        "marker",
+        "collimator_mm",
+    ),
+}
+
 
 def _compare(images: dict, real_pixels, size: int, central: float):
     """Per condition: median distances to the real radiograph, their interquartile range and median NPS slope."""
@@ -189,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--figure", type=Path, default=None, help="also write the side-by-side picture here")
     p.add_argument("--no-write", action="store_true", help="print instead of writing BENCHMARKS.md")
+    p.add_argument(
+        "--no-attribution",
+        action="store_true",
+        help="skip the attribution table (randomized with each parameter group held at physics' value)",
+    )
     args = p.parse_args(argv)
     if args.draws < 1:
         p.error("--draws must be at least 1")
@@ -236,7 +273,19 @@ def main(argv: list[str] | None = None) -> int:
             images[name].append(look.pixels)
             if k < (1 if name == "physics" else 3):
                 panels.append((name if n == 1 else f"{name} #{k + 1}", look.pixels))
+    held: dict[str, list] = {}
+    if not args.no_attribution:  # the same draws, one group at a time replaced by physics' values
+        fixed = R.draw_parameters(R.load_preset("physics"), R.image_rng(0, "physics"))
+        for group, keys in GROUPS.items():
+            held[group] = []
+            for k in range(args.draws):
+                rng = R.image_rng(0, f"cxr_drr_ap_p{k:03d}")
+                params = {**R.draw_parameters(R.load_preset("randomized"), rng), **{key: fixed[key] for key in keys}}
+                held[group].append(
+                    R.apply_realism(mass, params, pixel_mm, det.sdd_mm / det.sod_mm, "R", rng, **optics).pixels
+                )
     real, rows, spread, slopes = _compare(images, real_pixels, args.size, 1.0)
+    attribution = _compare({"randomized": images["randomized"], **held}, real_pixels, args.size, 1.0) if held else None
     crops = {c: _compare(images, real_pixels, args.size, c) for c in CENTRAL_CROPS}
     if args.figure:
         _figure(panels, args.figure)
@@ -284,6 +333,29 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"| {c:.0%} | {name} | {d['hist_w1']:.4f} | {slopes_c[name]:.2f} ({d['nps_slope']:.2f}; real "
                 f"{real_c['nps_slope']:.2f}) | {d['edge_w1']:.4f} | {_verdict(rows_c, name)} |"
+            )
+    if attribution:
+        _, rows_a, _, slopes_a = attribution
+        base = rows_a["randomized"]
+        lines += [
+            "",
+            f"What moves `randomized` away (diagnosis, not tuning): the same {args.draws} draws with one group of "
+            "parameters held at `physics`' value and the rest drawn as before; a statistic marked ↓ gets closer to "
+            "the real radiograph when that group stops varying, i.e. that group's randomisation pushes it away.",
+            "",
+            "| held at `physics` | hist_w1 | NPS slope (distance) | edge_w1 |",
+            "|---|---|---|---|",
+        ]
+
+        def mark(name: str, key: str, fmt: str) -> str:
+            v = rows_a[name][key]
+            return format(v, fmt) + (" ↓" if name != "randomized" and v < base[key] else "")
+
+        for name in rows_a:
+            label = "nothing (`randomized`)" if name == "randomized" else name
+            lines.append(
+                f"| {label} | {mark(name, 'hist_w1', '.4f')} | {slopes_a[name]:.2f} ({mark(name, 'nps_slope', '.2f')}) "
+                f"| {mark(name, 'edge_w1', '.4f')} |"
             )
     if timings:
         off_t, phys_t = statistics.median(timings["off"]), statistics.median(timings["physics"])
