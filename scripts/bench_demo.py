@@ -585,8 +585,8 @@ def variant_table(runs: list[dict[str, Any]]) -> list[str]:
         "### One change at a time, in the demo itself (`--demo-train-set`, `--demo-set`)",
         "",
         "Each variant is the demo with one change to `configs/train/demo.yaml` or (`demo KEY=VALUE`) to the "
-        "demo's own configuration, run on the same quiet machine at the same commit as the default runs above "
-        "(same checkpoint; the same budget unless the variant changes it); each cell lists the runs' values.",
+        "demo's own configuration, run on the same quiet machine with the same measured files as the default runs "
+        "above (same checkpoint; the same budget unless the variant changes it); each cell lists the runs' values.",
         "",
         "| recipe | runs | epochs | minutes end to end | " + " | ".join(label for label, _ in DEMO_FIGURES) + " |",
         "|---|---|---|---|" + "---|" * len(DEMO_FIGURES),
