@@ -615,6 +615,8 @@ def demo_budget_lines(runs: list[dict[str, Any]]) -> list[str]:
 
     import yaml
 
+    from yolo_spine.train.plan import parse_budget
+
     default = yaml.safe_load((ROOT / "configs" / "demo" / "default.yaml").read_text(encoding="utf-8"))["train_budget"]
     budgets: dict[str, list[dict[str, Any]]] = {str(default): [r for r in runs if not r.get("variant")]}
     for r in runs:
@@ -626,10 +628,7 @@ def demo_budget_lines(runs: list[dict[str, Any]]) -> list[str]:
     if len(budgets) < 2:
         return []
 
-    def minutes(b: str) -> float:
-        return float(b[:-1]) * {"s": 1 / 60, "m": 1, "h": 60}.get(b[-1], 1) if b[-1] in "smh" else float(b)
-
-    order = sorted(budgets, key=minutes)
+    order = sorted(budgets, key=parse_budget)
     lines = [
         "Training budget at which each target is met (runs that met it at each budget; the demo's own default is "
         f"{default}, sized so the whole demo ends within 15 minutes):",

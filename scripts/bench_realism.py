@@ -276,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     held: dict[str, list] = {}
     if not args.no_attribution:  # the same draws, one group at a time replaced by physics' values
         fixed = R.draw_parameters(R.load_preset("physics"), R.image_rng(0, "physics"))
+        randomized = R.load_preset("randomized")
         for group, keys in GROUPS.items():
             held[group] = []
             for k in range(args.draws):
-                rng = R.image_rng(0, f"cxr_drr_ap_p{k:03d}")
-                params = {**R.draw_parameters(R.load_preset("randomized"), rng), **{key: fixed[key] for key in keys}}
+                rng = R.image_rng(0, f"cxr_drr_ap_p{k:03d}")  # the same draw (and noise) as the table's
+                params = {**R.draw_parameters(randomized, rng), **{key: fixed[key] for key in keys}}
                 held[group].append(
                     R.apply_realism(mass, params, pixel_mm, det.sdd_mm / det.sod_mm, "R", rng, **optics).pixels
                 )

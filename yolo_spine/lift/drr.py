@@ -207,27 +207,19 @@ def box_from_views(projections: list[np.ndarray], boxes_uv: list[np.ndarray]) ->
     return out
 
 
-def triangulate_classes(
-    items: list[LiftItem], names: tuple[str, ...], centroid_power: float = 2.0, conf: float | None = None
+def triangulate_observations(
+    obs: dict[int, list[ViewObservation]], names: tuple[str, ...], conf: float | None = None
 ) -> list[Triangulated]:
     """Triangulate every class seen in the DRRs (registry order) from thickness-weighted mask centroids.
 
     Args:
-        items: DRR items.
+        obs: Class id → its views, as :func:`observations` rasterised them (with ``most_confident`` set when
+            ``conf`` is).
         names: Registry class names.
-        centroid_power: Passed to :func:`thickness_weighted_centroid`.
         conf: ``None``: every instance counts (the union per view) and every class seen in two views is placed.
             A number: each view's most confident instance counts and a class is placed only when its views'
             combined confidence reaches it (module docstring).
     """
-    obs = observations(items, len(names), centroid_power, most_confident=conf is not None)
-    return triangulate_observations(obs, names, conf)
-
-
-def triangulate_observations(
-    obs: dict[int, list[ViewObservation]], names: tuple[str, ...], conf: float | None = None
-) -> list[Triangulated]:
-    """:func:`triangulate_classes` on views already rasterised by :func:`observations` (class id → views)."""
     out: list[Triangulated] = []
     for cls in sorted(obs):
         views = obs[cls]
